@@ -1,0 +1,67 @@
+"""Type stub of the Rust extension (rust/ials-py). Arguments are checked by the Python callers."""
+
+import numpy as np
+import numpy.typing as npt
+
+def solve_rows_f32(
+    indptr: npt.NDArray[np.int64],
+    indices: npt.NDArray[np.int32],
+    data: npt.NDArray[np.float32],
+    n_cols: int,
+    x: npt.NDArray[np.float32],
+    y: npt.NDArray[np.float32],
+    gram: npt.NDArray[np.float64],
+    regularization: float,
+    alpha: float,
+    regularization_exponent: float,
+    unobserved_weight: float,
+    use_cg: bool,
+    cg_steps: int,
+    num_threads: int,
+) -> None: ...
+def solve_rows_f64(
+    indptr: npt.NDArray[np.int64],
+    indices: npt.NDArray[np.int32],
+    data: npt.NDArray[np.float32],
+    n_cols: int,
+    x: npt.NDArray[np.float64],
+    y: npt.NDArray[np.float64],
+    gram: npt.NDArray[np.float64],
+    regularization: float,
+    alpha: float,
+    regularization_exponent: float,
+    unobserved_weight: float,
+    use_cg: bool,
+    cg_steps: int,
+    num_threads: int,
+) -> None: ...
+def gram_f32(y: npt.NDArray[np.float32], num_threads: int) -> npt.NDArray[np.float64]: ...
+def gram_f64(y: npt.NDArray[np.float64], num_threads: int) -> npt.NDArray[np.float64]: ...
+def loss_f32(
+    indptr: npt.NDArray[np.int64],
+    indices: npt.NDArray[np.int32],
+    data: npt.NDArray[np.float32],
+    n_cols: int,
+    x: npt.NDArray[np.float32],
+    y: npt.NDArray[np.float32],
+    regularization: float,
+    alpha: float,
+    regularization_exponent: float,
+    unobserved_weight: float,
+    num_threads: int,
+) -> float: ...
+def loss_f64(
+    indptr: npt.NDArray[np.int64],
+    indices: npt.NDArray[np.int32],
+    data: npt.NDArray[np.float32],
+    n_cols: int,
+    x: npt.NDArray[np.float64],
+    y: npt.NDArray[np.float64],
+    regularization: float,
+    alpha: float,
+    regularization_exponent: float,
+    unobserved_weight: float,
+    num_threads: int,
+) -> float: ...
+def simd_level() -> str: ...
+def resolve_threads(num_threads: int) -> int: ...

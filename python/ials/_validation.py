@@ -1,0 +1,145 @@
+"""Checks and normalisation of everything that crosses into the Rust core, done once per call.
+
+Sparse input of any scipy format becomes CSR with float32 values, int64 row offsets, int32
+column indices, sorted and without duplicates; the caller's matrix is never modified.
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+import warnings
+from typing import Any, NamedTuple
+
+import numpy as np
+import scipy.sparse as sp
+
+FACTOR_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
+
+
+class ParameterWarning(UserWarning):
+    """An argument was accepted but converted at a cost (a sparse matrix copied to CSR)."""
+
+
+def check_int(name: str, value: Any, minimum: int) -> int:
+    """An integer (not a bool) >= ``minimum``."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise TypeError(f"{name} must be an integer, got {value!r}")
+    if value < minimum:
+        raise ValueError(f"{name} must be >= {minimum}, got {value!r}")
+    return int(value)
+
+
+def check_float(name: str, value: Any, minimum: float = 0.0) -> float:
+    """A finite real number >= ``minimum``."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{name} must be a real number, got {value!r}")
+    value = float(value)
+    if not math.isfinite(value) or value < minimum:
+        raise ValueError(f"{name} must be a finite number >= {minimum}, got {value!r}")
+    return value
+
+
+def check_dtype(value: Any) -> np.dtype[Any]:
+    """The factor dtype: float32 or float64."""
+    try:
+        dtype = np.dtype(value)
+    except TypeError as err:
+        raise TypeError(f"dtype must be float32 or float64, got {value!r}") from err
+    if dtype not in FACTOR_DTYPES:
+        raise ValueError(f"dtype must be float32 or float64, got {dtype.name}")
+    return dtype
+
+
+def as_csr(matrix: Any, name: str, *, warn: bool = True) -> sp.csr_matrix:
+    """``matrix`` as canonical CSR (float32 values, sorted, no duplicates), checked finite.
+
+    Shares the caller's arrays when they already have that form, otherwise copies; a format
+    other than CSR is converted with a ``ParameterWarning``, as implicit does, because the
+    conversion copies the whole matrix.
+    """
+    if not sp.issparse(matrix):
+        raise TypeError(
+            f"{name} must be a scipy.sparse matrix or array, got {type(matrix).__name__}"
+        )
+    if matrix.ndim != 2:
+        raise ValueError(f"{name} must be 2-D, got {matrix.ndim} dimensions")
+    if matrix.format != "csr":
+        if warn:
+            warnings.warn(
+                f"{name} is a {type(matrix).__name__}, converting it to CSR copies it; "
+                "pass a csr_matrix or csr_array to avoid the copy",
+                ParameterWarning,
+                stacklevel=3,
+            )
+        matrix = matrix.tocsr()
+    if matrix.dtype.kind not in "biuf":
+        raise TypeError(f"{name} must hold real numbers, got dtype {matrix.dtype}")
+    if matrix.shape[1] > np.iinfo(np.int32).max:
+        raise ValueError(
+            f"{name} has {matrix.shape[1]} columns; at most {np.iinfo(np.int32).max} are supported"
+        )
+    result = sp.csr_matrix(matrix, dtype=np.float32, copy=False)
+    finite = np.isfinite(result.data)
+    if not finite.all():
+        bad = np.asarray(matrix.data)[~finite][0]
+        raise ValueError(
+            f"{name} holds a value that is not finite in float32 ({bad}); every value must be"
+        )
+    if not result.has_canonical_format:
+        # sum_duplicates sorts in place: it must run on a copy, never on the caller's arrays.
+        result = result.copy()
+        result.sum_duplicates()
+    return result
+
+
+class CoreRows(NamedTuple):
+    """The arrays of a canonical CSR matrix in the exact types the Rust core takes."""
+
+    indptr: np.ndarray
+    indices: np.ndarray
+    data: np.ndarray
+    n_cols: int
+
+    @property
+    def n_rows(self) -> int:
+        return len(self.indptr) - 1
+
+
+def core_rows(csr: sp.csr_matrix) -> CoreRows:
+    """``csr`` as int64 row offsets, int32 column indices and float32 values (scipy picks its own
+    index types; only the short ``indptr`` is usually copied)."""
+    return CoreRows(
+        np.asarray(csr.indptr).astype(np.int64, copy=False),
+        np.asarray(csr.indices).astype(np.int32, copy=False),
+        np.asarray(csr.data).astype(np.float32, copy=False),
+        int(csr.shape[1]),
+    )
+
+
+def transpose(csr: sp.csr_matrix) -> sp.csr_matrix:
+    """The canonical CSR form of ``csr.T``."""
+    transposed = csr.T.tocsr()
+    transposed.sort_indices()
+    return transposed
+
+
+def check_factor_matrix(
+    name: str, value: Any, rows: int | None = None, dtype: np.dtype[Any] | None = None
+) -> np.ndarray:
+    """A finite, C-contiguous, 2-D float32/float64 array, optionally of given rows and dtype."""
+    if not isinstance(value, np.ndarray):
+        raise TypeError(f"{name} must be a numpy array, got {type(value).__name__}")
+    if value.ndim != 2:
+        raise ValueError(f"{name} must be 2-D, got shape {value.shape}")
+    if value.dtype not in FACTOR_DTYPES:
+        raise TypeError(f"{name} must be float32 or float64, got {value.dtype}")
+    if dtype is not None and value.dtype != dtype:
+        raise TypeError(f"{name} must have dtype {dtype}, got {value.dtype}")
+    if rows is not None and value.shape[0] != rows:
+        raise ValueError(f"{name} must have {rows} rows, got shape {value.shape}")
+    if not value.flags.c_contiguous:
+        raise ValueError(f"{name} must be C-contiguous (use np.ascontiguousarray)")
+    if value.size and not np.isfinite(value).all():
+        raise ValueError(f"{name} holds a non-finite value")
+    return value

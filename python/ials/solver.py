@@ -1,0 +1,157 @@
+"""Low-level building blocks: one half-sweep, the Gram matrix and the training objective.
+
+These are what :class:`ials.AlternatingLeastSquares` calls each iteration; they are public so that
+other tools (and a distributed driver working on blocks of rows) can use the same solver.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from . import _core
+from ._validation import CoreRows, as_csr, check_factor_matrix, check_float, check_int, core_rows
+
+_SOLVE = {np.dtype(np.float32): _core.solve_rows_f32, np.dtype(np.float64): _core.solve_rows_f64}
+_GRAM = {np.dtype(np.float32): _core.gram_f32, np.dtype(np.float64): _core.gram_f64}
+Objective = tuple[float, float, float, float]
+"""(regularization, alpha, regularization_exponent, unobserved_weight), already checked."""
+
+_LOSS = {np.dtype(np.float32): _core.loss_f32, np.dtype(np.float64): _core.loss_f64}
+
+
+def gram(y: np.ndarray, num_threads: int = 0) -> np.ndarray:
+    """``y.T @ y`` as a float64 ``k x k`` array, summed in a fixed order (same bytes for any
+    ``num_threads``)."""
+    y = check_factor_matrix("y", y)
+    num_threads = check_int("num_threads", num_threads, 0)
+    return _GRAM[y.dtype](y, num_threads)
+
+
+def check_objective(
+    regularization: Any, alpha: Any, regularization_exponent: Any, unobserved_weight: Any
+) -> Objective:
+    return (
+        check_float("regularization", regularization),
+        check_float("alpha", alpha),
+        check_float("regularization_exponent", regularization_exponent),
+        check_float("unobserved_weight", unobserved_weight),
+    )
+
+
+def solve_rows(
+    user_items: Any,
+    x: np.ndarray,
+    y: np.ndarray,
+    regularization: float,
+    *,
+    alpha: float = 1.0,
+    use_cg: bool = True,
+    cg_steps: int = 3,
+    regularization_exponent: float = 0.0,
+    unobserved_weight: float = 1.0,
+    gram: np.ndarray | None = None,
+    num_threads: int = 0,
+) -> None:
+    """Solve every row of ``x`` against the fixed factors ``y``, in place (one ALS half-sweep).
+
+    Row ``u`` minimises ``sum_i c_ui (p_ui - x_u . y_i)^2 + lambda_u |x_u|^2`` over all columns,
+    where a stored value ``r`` gives ``p = 1, c = alpha * r`` when positive, ``p = 0,
+    c = alpha * |r|`` when negative (and removes the cell when zero), an unstored cell gives
+    ``p = 0, c = unobserved_weight``, and ``lambda_u = regularization * (n_u + unobserved_weight
+    * n_cols) ** regularization_exponent``.
+
+    Parameters
+    ----------
+    user_items : sparse (n_rows x n_cols)
+        The interactions of the rows being solved; any scipy.sparse format (CSR avoids a copy).
+    x : ndarray (n_rows x k), float32 or float64, C-contiguous, writeable
+        The rows to solve; conjugate gradient starts from their current values.
+    y : ndarray (n_cols x k), same dtype as ``x``
+        The fixed side.
+    use_cg, cg_steps
+        ``cg_steps`` conjugate-gradient iterations (default), or an exact Cholesky solve in float64.
+    gram : ndarray (k x k), optional
+        ``y.T @ y`` if already known (for example summed over blocks); computed when omitted.
+    num_threads : int
+        Threads to use, 0 for all cores. The result is bitwise the same for any value.
+    """
+    csr = as_csr(user_items, "user_items")
+    x = check_factor_matrix("x", x, rows=csr.shape[0])
+    y = check_factor_matrix("y", y, rows=csr.shape[1], dtype=x.dtype)
+    if x.shape[1] != y.shape[1]:
+        raise ValueError(f"x has {x.shape[1]} factors but y has {y.shape[1]}")
+    if not x.flags.writeable:
+        raise ValueError("x must be writeable: it is solved in place")
+    objective = check_objective(regularization, alpha, regularization_exponent, unobserved_weight)
+    cg_steps = check_int("cg_steps", cg_steps, 1)
+    num_threads = check_int("num_threads", num_threads, 0)
+    k = y.shape[1]
+    gram_matrix = None
+    if gram is not None:
+        gram_matrix = np.ascontiguousarray(gram, dtype=np.float64)
+        if gram_matrix.shape != (k, k):
+            raise ValueError(f"gram must have shape ({k}, {k}), got {gram_matrix.shape}")
+    half_sweep(core_rows(csr), x, y, gram_matrix, objective, bool(use_cg), cg_steps, num_threads)
+
+
+def half_sweep(
+    rows: CoreRows,
+    x: np.ndarray,
+    y: np.ndarray,
+    gram_matrix: np.ndarray | None,
+    objective: Objective,
+    use_cg: bool,
+    cg_steps: int,
+    num_threads: int,
+) -> None:
+    """:func:`solve_rows` on arguments that were already checked and normalised."""
+    if gram_matrix is None:
+        gram_matrix = _GRAM[y.dtype](y, num_threads)
+    _SOLVE[x.dtype](
+        *rows,
+        x,
+        y,
+        gram_matrix,
+        *objective,
+        use_cg,
+        cg_steps,
+        num_threads,
+    )
+
+
+def loss(
+    rows: CoreRows, x: np.ndarray, y: np.ndarray, objective: Objective, num_threads: int
+) -> float:
+    """:func:`calculate_loss` on arguments that were already checked and normalised."""
+    return float(_LOSS[x.dtype](*rows, x, y, *objective, num_threads))
+
+
+def calculate_loss(
+    user_items: Any,
+    user_factors: np.ndarray,
+    item_factors: np.ndarray,
+    regularization: float,
+    *,
+    alpha: float = 1.0,
+    regularization_exponent: float = 0.0,
+    unobserved_weight: float = 1.0,
+    num_threads: int = 0,
+) -> float:
+    """The training objective, divided by the total confidence weight.
+
+    ``[sum_{u,i} c_ui (p_ui - x_u . y_i)^2 + sum_u lambda_u |x_u|^2 + sum_i lambda_i |y_i|^2] / W``
+    over every cell, stored or not, with ``W = sum_stored c_ui + unobserved_weight * (n_users *
+    n_items - nnz)``. With the default arguments this is the value implicit's
+    ``implicit.cpu.als.calculate_loss`` reports for non-negative data (implicit adds ``|c|`` for
+    each negative value, which is not part of its objective; this function does not).
+    """
+    csr = as_csr(user_items, "user_items")
+    x = check_factor_matrix("user_factors", user_factors, rows=csr.shape[0])
+    y = check_factor_matrix("item_factors", item_factors, rows=csr.shape[1], dtype=x.dtype)
+    if x.shape[1] != y.shape[1]:
+        raise ValueError(f"user_factors has {x.shape[1]} factors but item_factors has {y.shape[1]}")
+    objective = check_objective(regularization, alpha, regularization_exponent, unobserved_weight)
+    num_threads = check_int("num_threads", num_threads, 0)
+    return loss(core_rows(csr), x, y, objective, num_threads)

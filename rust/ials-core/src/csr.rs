@@ -1,0 +1,145 @@
+//! A borrowed, validated view of a compressed-sparse-row matrix.
+
+use crate::error::{Error, Result};
+
+/// Rows of a sparse interaction matrix: `indptr` (n_rows + 1 offsets), column `indices` and `data`.
+///
+/// Constructing one checks every invariant once, so the kernels can index without checks failing.
+#[derive(Clone, Copy, Debug)]
+pub struct CsrView<'a> {
+    indptr: &'a [i64],
+    indices: &'a [i32],
+    data: &'a [f32],
+    n_cols: usize,
+}
+
+impl<'a> CsrView<'a> {
+    pub fn new(
+        indptr: &'a [i64],
+        indices: &'a [i32],
+        data: &'a [f32],
+        n_cols: usize,
+    ) -> Result<Self> {
+        let Some((&first, _)) = indptr.split_first() else {
+            return Err(Error::InvalidCsr(
+                "indptr is empty; it needs n_rows + 1 entries".into(),
+            ));
+        };
+        if first != 0 {
+            return Err(Error::InvalidCsr(format!(
+                "indptr[0] is {first}, expected 0"
+            )));
+        }
+        if indices.len() != data.len() {
+            return Err(Error::InvalidCsr(format!(
+                "indices has {} entries but data has {}",
+                indices.len(),
+                data.len()
+            )));
+        }
+        let last = *indptr.last().unwrap_or(&0);
+        if last < 0 || last as usize != indices.len() {
+            return Err(Error::InvalidCsr(format!(
+                "indptr ends at {last} but there are {} stored entries",
+                indices.len()
+            )));
+        }
+        if let Some(row) = indptr.windows(2).position(|w| w[1] < w[0]) {
+            return Err(Error::InvalidCsr(format!("indptr decreases at row {row}")));
+        }
+        if n_cols > i32::MAX as usize + 1 {
+            return Err(Error::InvalidCsr(format!(
+                "{n_cols} columns do not fit 32-bit indices"
+            )));
+        }
+        if let Some(&bad) = indices.iter().find(|&&c| c < 0 || c as usize >= n_cols) {
+            return Err(Error::InvalidCsr(format!(
+                "column index {bad} is outside 0..{n_cols}"
+            )));
+        }
+        if let Some(&bad) = data.iter().find(|v| !v.is_finite()) {
+            return Err(Error::NonFinite(format!(
+                "the interaction matrix holds a non-finite value ({bad})"
+            )));
+        }
+        Ok(Self {
+            indptr,
+            indices,
+            data,
+            n_cols,
+        })
+    }
+
+    #[inline]
+    pub fn n_rows(&self) -> usize {
+        self.indptr.len() - 1
+    }
+
+    #[inline]
+    pub fn n_cols(&self) -> usize {
+        self.n_cols
+    }
+
+    #[inline]
+    pub fn nnz(&self) -> usize {
+        self.indices.len()
+    }
+
+    /// Column indices and values of one row.
+    #[inline(always)]
+    pub fn row(&self, row: usize) -> (&'a [i32], &'a [f32]) {
+        let start = self.indptr[row] as usize;
+        let end = self.indptr[row + 1] as usize;
+        (&self.indices[start..end], &self.data[start..end])
+    }
+
+    /// Number of stored entries in each column.
+    pub fn column_counts(&self) -> Vec<usize> {
+        let mut counts = vec![0usize; self.n_cols];
+        for &c in self.indices {
+            counts[c as usize] += 1;
+        }
+        counts
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn accepts_a_valid_matrix() {
+        let m = CsrView::new(&[0, 2, 2, 3], &[0, 2, 1], &[1.0, 2.0, 3.0], 3).unwrap();
+        assert_eq!(m.n_rows(), 3);
+        assert_eq!(m.nnz(), 3);
+        assert_eq!(m.row(0), (&[0, 2][..], &[1.0, 2.0][..]));
+        assert_eq!(m.row(1).0.len(), 0);
+        assert_eq!(m.column_counts(), vec![1, 1, 1]);
+    }
+
+    #[test]
+    fn rejects_broken_matrices() {
+        let bad: [(&[i64], &[i32], &[f32], usize); 7] = [
+            (&[], &[], &[], 1),
+            (&[1, 1], &[0], &[1.0], 1),
+            (&[0, 2], &[0], &[1.0], 1),
+            (&[0, 1], &[0], &[1.0, 2.0], 1),
+            (&[0, 2, 1, 2], &[0, 0], &[1.0, 1.0], 1),
+            (&[0, 1], &[3], &[1.0], 3),
+            (&[0, 1], &[-1], &[1.0], 3),
+        ];
+        for (indptr, indices, data, n_cols) in bad {
+            assert!(
+                CsrView::new(indptr, indices, data, n_cols).is_err(),
+                "{indptr:?} {indices:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn rejects_non_finite_values() {
+        let err = CsrView::new(&[0, 1], &[0], &[f32::NAN], 1).unwrap_err();
+        assert!(matches!(err, Error::NonFinite(_)));
+        assert!(CsrView::new(&[0, 1], &[0], &[f32::INFINITY], 1).is_err());
+    }
+}

@@ -1,0 +1,29 @@
+//! Implicit-feedback matrix factorisation (Hu, Koren & Volinsky, ICDM 2008) trained by alternating
+//! least squares whose row solves are a few warm-started conjugate-gradient steps (Takacs, Pilaszy
+//! & Tikk, RecSys 2011).
+//!
+//! Pure Rust, no Python: functions take borrowed slices, write into caller-provided buffers, run
+//! on the current Rayon pool (see [`with_threads`]) and report bad input as [`Error`], never by
+//! panicking. Results are bitwise identical for any number of threads.
+
+mod cholesky;
+mod csr;
+mod error;
+mod gram;
+mod kernels;
+mod loss;
+mod objective;
+mod parallel;
+mod real;
+mod simd;
+mod solve;
+
+pub use csr::CsrView;
+pub use error::{Error, Result};
+pub use gram::gram;
+pub use loss::loss;
+pub use objective::Objective;
+pub use parallel::{resolve_threads, with_threads};
+pub use real::Real;
+pub use simd::{simd_level, SimdLevel};
+pub use solve::{solve_rows, Solver};

@@ -1,0 +1,102 @@
+//! Run-time choice of instruction set.
+//!
+//! Kernels are written once, generic over an [`Arith`] strategy, and marked `#[inline(always)]`.
+//! [`dispatch`] calls them through a function compiled with AVX2+FMA enabled when the CPU has
+//! them, so LLVM vectorises the inlined body for that target, while the same wheel still runs on
+//! any x86-64. Dispatch happens once per block of rows, never per element. Rayon closures do not
+//! inherit target features, which is why each parallel task calls `dispatch` itself.
+
+use std::sync::OnceLock;
+
+/// How `a * b + c` is evaluated. Under FMA dispatch it is one fused instruction; elsewhere
+/// `mul_add` would be a slow software call, so the portable path multiplies and adds.
+pub trait Arith: Copy {
+    fn fma<T: crate::Real>(a: T, b: T, c: T) -> T;
+}
+
+#[derive(Clone, Copy)]
+pub struct Fused;
+
+#[derive(Clone, Copy)]
+pub struct Unfused;
+
+impl Arith for Fused {
+    #[inline(always)]
+    fn fma<T: crate::Real>(a: T, b: T, c: T) -> T {
+        a.mul_add(b, c)
+    }
+}
+
+impl Arith for Unfused {
+    #[inline(always)]
+    fn fma<T: crate::Real>(a: T, b: T, c: T) -> T {
+        a * b + c
+    }
+}
+
+/// A piece of work that can be compiled for several instruction sets.
+pub trait Kernel {
+    type Output;
+    fn run<A: Arith>(self) -> Self::Output;
+}
+
+/// The instruction sets with a dedicated code path.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SimdLevel {
+    Portable,
+    Avx2Fma,
+}
+
+impl SimdLevel {
+    pub fn name(self) -> &'static str {
+        match self {
+            SimdLevel::Portable => "portable",
+            SimdLevel::Avx2Fma => "avx2+fma",
+        }
+    }
+}
+
+fn detected() -> SimdLevel {
+    #[cfg(target_arch = "x86_64")]
+    {
+        if std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma") {
+            return SimdLevel::Avx2Fma;
+        }
+    }
+    SimdLevel::Portable
+}
+
+/// The level in use: the best the CPU offers, or `portable` when the environment variable
+/// `IALS_SIMD=portable` asks for it (so tests can compare the paths on one machine).
+pub fn simd_level() -> SimdLevel {
+    static LEVEL: OnceLock<SimdLevel> = OnceLock::new();
+    *LEVEL.get_or_init(|| match std::env::var("IALS_SIMD").as_deref() {
+        Ok("portable") => SimdLevel::Portable,
+        _ => detected(),
+    })
+}
+
+/// Runs `kernel` with the best instruction set available.
+#[inline]
+pub fn dispatch<K: Kernel>(kernel: K) -> K::Output {
+    #[cfg(target_arch = "x86_64")]
+    {
+        if simd_level() == SimdLevel::Avx2Fma {
+            // SAFETY: the CPU was checked for AVX2 and FMA above.
+            return unsafe { run_avx2_fma(kernel) };
+        }
+    }
+    #[cfg(target_arch = "aarch64")]
+    {
+        // NEON with fused multiply-add is part of the aarch64 baseline.
+        return kernel.run::<Fused>();
+    }
+    #[allow(unreachable_code)]
+    kernel.run::<Unfused>()
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn run_avx2_fma<K: Kernel>(kernel: K) -> K::Output {
+    kernel.run::<Fused>()
+}

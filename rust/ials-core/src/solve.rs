@@ -1,0 +1,305 @@
+//! One half-sweep of alternating least squares: every row of `X` solved against a fixed `Y`.
+//!
+//! Row u minimises `sum_i c_ui (p_ui - x_u . y_i)^2 + lambda_u |x_u|^2` over all columns i, whose
+//! normal equations are `A_u x_u = b_u` with
+//!
+//! ```text
+//! A_u = alpha0 Y^T Y + sum_{i in R_u} (c_ui - alpha0) y_i y_i^T + lambda_u I
+//! b_u = sum_{i in R_u} c_ui p_ui y_i
+//! ```
+//!
+//! The conjugate-gradient solver never forms `A_u`: it only multiplies by it, so one row costs
+//! `O(steps (n_u k + k^2))`. The exact solver forms `A_u` in f64 and factors it.
+
+use rayon::prelude::*;
+
+use crate::cholesky;
+use crate::csr::CsrView;
+use crate::error::{Error, Result};
+use crate::kernels::{axpy, dot, symv};
+use crate::objective::Objective;
+use crate::simd::{dispatch, Arith, Kernel};
+use crate::Real;
+
+/// Rows handed to one Rayon task; small enough to balance rows of very different lengths.
+const ROW_CHUNK: usize = 32;
+
+/// CG stops once the squared residual norm falls below this (as implicit does).
+const CG_TOLERANCE: f64 = 1e-20;
+
+/// How each row's least-squares problem is solved.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Solver {
+    /// `steps` iterations of conjugate gradient, warm-started from the current row.
+    ConjugateGradient { steps: usize },
+    /// Cholesky factorisation of the row's system in f64.
+    Cholesky,
+}
+
+/// Solves every row of `x` (`rows.n_rows() x k`, row-major) against the fixed `y`
+/// (`rows.n_cols() x k`) in parallel on the current Rayon pool. `gram` is `Y^T Y` (k x k, f64), as
+/// returned by [`crate::gram`]; passing it in lets a distributed caller sum it from blocks.
+pub fn solve_rows<T: Real>(
+    rows: &CsrView<'_>,
+    x: &mut [T],
+    y: &[T],
+    k: usize,
+    gram: &[f64],
+    objective: &Objective,
+    solver: Solver,
+) -> Result<()> {
+    objective.validate()?;
+    check_factors(rows, x, y, k)?;
+    if gram.len() != k * k {
+        return Err(Error::ShapeMismatch(format!(
+            "the Gram matrix has {} entries, expected {k} x {k}",
+            gram.len()
+        )));
+    }
+    if gram.iter().any(|g| !g.is_finite()) {
+        return Err(Error::NonFinite(
+            "the Gram matrix holds a non-finite value".into(),
+        ));
+    }
+    if k == 0 || rows.n_rows() == 0 {
+        return Ok(());
+    }
+    let w0 = objective.unobserved_weight;
+    match solver {
+        Solver::ConjugateGradient { steps } => {
+            if steps == 0 {
+                return Err(Error::InvalidParameter(
+                    "cg_steps must be >= 1, got 0".into(),
+                ));
+            }
+            let weighted_gram: Vec<T> = gram.iter().map(|&g| T::from_f64(w0 * g)).collect();
+            x.par_chunks_mut(ROW_CHUNK * k)
+                .enumerate()
+                .for_each(|(chunk, x_rows)| {
+                    dispatch(CgRows {
+                        rows,
+                        first_row: chunk * ROW_CHUNK,
+                        x: x_rows,
+                        y,
+                        k,
+                        weighted_gram: &weighted_gram,
+                        objective,
+                        steps,
+                    })
+                });
+            Ok(())
+        }
+        Solver::Cholesky => {
+            let weighted_gram: Vec<f64> = gram.iter().map(|&g| w0 * g).collect();
+            x.par_chunks_mut(ROW_CHUNK * k)
+                .enumerate()
+                .try_for_each(|(chunk, x_rows)| {
+                    dispatch(CholeskyRows {
+                        rows,
+                        first_row: chunk * ROW_CHUNK,
+                        x: x_rows,
+                        y,
+                        k,
+                        weighted_gram: &weighted_gram,
+                        objective,
+                    })
+                })
+        }
+    }
+}
+
+/// Checks that `x` and `y` fit `rows` and `k` and hold only finite values.
+pub(crate) fn check_factors<T: Real>(rows: &CsrView<'_>, x: &[T], y: &[T], k: usize) -> Result<()> {
+    if x.len() != rows.n_rows() * k {
+        return Err(Error::ShapeMismatch(format!(
+            "the solved factors have {} entries, expected {} rows x {k} factors",
+            x.len(),
+            rows.n_rows()
+        )));
+    }
+    if y.len() != rows.n_cols() * k {
+        return Err(Error::ShapeMismatch(format!(
+            "the fixed factors have {} entries, expected {} rows x {k} factors",
+            y.len(),
+            rows.n_cols()
+        )));
+    }
+    if x.iter().chain(y).any(|v| !v.is_finite()) {
+        return Err(Error::NonFinite(
+            "the factor matrices hold a non-finite value".into(),
+        ));
+    }
+    Ok(())
+}
+
+struct CgRows<'a, T> {
+    rows: &'a CsrView<'a>,
+    first_row: usize,
+    x: &'a mut [T],
+    y: &'a [T],
+    k: usize,
+    weighted_gram: &'a [T],
+    objective: &'a Objective,
+    steps: usize,
+}
+
+impl<T: Real> Kernel for CgRows<'_, T> {
+    type Output = ();
+
+    #[inline(always)]
+    fn run<A: Arith>(self) {
+        let k = self.k;
+        let mut scratch = vec![T::ZERO; 3 * k];
+        let (r, rest) = scratch.split_at_mut(k);
+        let (p, ap) = rest.split_at_mut(k);
+        let w0 = T::from_f64(self.objective.unobserved_weight);
+        let tolerance = T::from_f64(CG_TOLERANCE);
+        for (offset, x) in self.x.chunks_exact_mut(k).enumerate() {
+            let (cols, vals) = self.rows.row(self.first_row + offset);
+            if cols.is_empty() {
+                x.fill(T::ZERO);
+                continue;
+            }
+            let lambda = T::from_f64(
+                self.objective
+                    .row_regularization(cols.len(), self.rows.n_cols()),
+            );
+            let item = |c: i32| &self.y[c as usize * k..(c as usize + 1) * k];
+
+            // r = b - A x
+            symv::<T, A>(self.weighted_gram, x, r);
+            for (ri, &xi) in r.iter_mut().zip(x.iter()) {
+                *ri = -A::fma(lambda, xi, *ri);
+            }
+            for (&c, &v) in cols.iter().zip(vals) {
+                let (confidence, preference) = self.objective.cell(v);
+                let confidence = T::from_f32(confidence);
+                let yi = item(c);
+                let coef =
+                    confidence * T::from_f32(preference) - (confidence - w0) * dot::<T, A>(yi, x);
+                axpy::<T, A>(coef, yi, r);
+            }
+            p.copy_from_slice(r);
+            let mut rs_old = dot::<T, A>(r, r);
+            if rs_old < tolerance {
+                continue;
+            }
+            for _ in 0..self.steps {
+                // ap = A p
+                symv::<T, A>(self.weighted_gram, p, ap);
+                axpy::<T, A>(lambda, p, ap);
+                for (&c, &v) in cols.iter().zip(vals) {
+                    let confidence = T::from_f32(self.objective.cell(v).0);
+                    let yi = item(c);
+                    axpy::<T, A>((confidence - w0) * dot::<T, A>(yi, p), yi, ap);
+                }
+                let curvature = dot::<T, A>(p, ap);
+                // Only a singular system (no regularization, no data along p) stops here; going on
+                // would divide by zero and fill the row with NaN.
+                if !(curvature > T::ZERO && curvature.is_finite()) {
+                    break;
+                }
+                let step = rs_old / curvature;
+                axpy::<T, A>(step, p, x);
+                axpy::<T, A>(-step, ap, r);
+                let rs_new = dot::<T, A>(r, r);
+                if rs_new < tolerance {
+                    break;
+                }
+                let beta = rs_new / rs_old;
+                for (pi, &ri) in p.iter_mut().zip(r.iter()) {
+                    *pi = A::fma(beta, *pi, ri);
+                }
+                rs_old = rs_new;
+            }
+        }
+    }
+}
+
+struct CholeskyRows<'a, T> {
+    rows: &'a CsrView<'a>,
+    first_row: usize,
+    x: &'a mut [T],
+    y: &'a [T],
+    k: usize,
+    weighted_gram: &'a [f64],
+    objective: &'a Objective,
+}
+
+impl<T: Real> Kernel for CholeskyRows<'_, T> {
+    type Output = Result<()>;
+
+    #[inline(always)]
+    fn run<A: Arith>(self) -> Result<()> {
+        let k = self.k;
+        let mut a = vec![0.0f64; k * k];
+        let mut b = vec![0.0f64; k];
+        let mut yi = vec![0.0f64; k];
+        for (offset, x) in self.x.chunks_exact_mut(k).enumerate() {
+            let row = self.first_row + offset;
+            let (cols, vals) = self.rows.row(row);
+            if cols.is_empty() {
+                x.fill(T::ZERO);
+                continue;
+            }
+            row_system::<T, A>(
+                cols,
+                vals,
+                self.y,
+                k,
+                self.weighted_gram,
+                self.objective,
+                self.rows.n_cols(),
+                &mut a,
+                &mut b,
+                &mut yi,
+            );
+            if !cholesky::factor::<A>(&mut a, k) {
+                return Err(Error::Singular { row });
+            }
+            cholesky::solve::<A>(&a, k, &mut b);
+            for (xi, &bi) in x.iter_mut().zip(&b) {
+                *xi = T::from_f64(bi);
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Forms the lower triangle of `A_u` and all of `b_u` for one row, in f64.
+#[allow(clippy::too_many_arguments)]
+#[inline(always)]
+pub(crate) fn row_system<T: Real, A: Arith>(
+    cols: &[i32],
+    vals: &[f32],
+    y: &[T],
+    k: usize,
+    weighted_gram: &[f64],
+    objective: &Objective,
+    n_cols: usize,
+    a: &mut [f64],
+    b: &mut [f64],
+    yi: &mut [f64],
+) {
+    let w0 = objective.unobserved_weight;
+    a.copy_from_slice(weighted_gram);
+    let lambda = objective.row_regularization(cols.len(), n_cols);
+    for d in 0..k {
+        a[d * k + d] += lambda;
+    }
+    b.fill(0.0);
+    for (&c, &v) in cols.iter().zip(vals) {
+        let (confidence, preference) = objective.cell(v);
+        let confidence = confidence as f64;
+        for (dst, &src) in yi.iter_mut().zip(&y[c as usize * k..(c as usize + 1) * k]) {
+            *dst = src.to_f64();
+        }
+        let weight = confidence - w0;
+        for r in 0..k {
+            axpy::<f64, A>(weight * yi[r], &yi[..=r], &mut a[r * k..r * k + r + 1]);
+        }
+        if preference > 0.0 {
+            axpy::<f64, A>(confidence, yi, b);
+        }
+    }
+}

@@ -1,0 +1,207 @@
+//! `ials._core`: the PyO3 bindings of `ials-core`.
+//!
+//! Bindings only: each function takes numpy arrays as slices (a non-contiguous array is an error,
+//! never a silent copy), releases the GIL, runs the core on a Rayon pool of the requested size and
+//! maps core errors to `ValueError`. Validation with friendly names and dtype normalisation live in
+//! the Python package; the core re-checks every invariant it relies on.
+
+use ials_core::{CsrView, Objective, Solver};
+use numpy::ndarray::Array2;
+use numpy::{
+    IntoPyArray, PyArray2, PyReadonlyArray1, PyReadonlyArray2, PyReadwriteArray2,
+    PyUntypedArrayMethods,
+};
+use pyo3::exceptions::PyValueError;
+use pyo3::prelude::*;
+
+fn value_error(e: ials_core::Error) -> PyErr {
+    PyValueError::new_err(e.to_string())
+}
+
+fn contiguous<'a, T: numpy::Element, D: numpy::ndarray::Dimension>(
+    array: &'a numpy::PyReadonlyArray<'_, T, D>,
+    name: &str,
+) -> PyResult<&'a [T]> {
+    array
+        .as_slice()
+        .map_err(|_| PyValueError::new_err(format!("{name} must be a C-contiguous array")))
+}
+
+/// A CSR matrix passed as its three arrays.
+struct Csr<'py> {
+    indptr: PyReadonlyArray1<'py, i64>,
+    indices: PyReadonlyArray1<'py, i32>,
+    data: PyReadonlyArray1<'py, f32>,
+    n_cols: usize,
+}
+
+impl<'py> Csr<'py> {
+    fn view(&self) -> PyResult<CsrView<'_>> {
+        CsrView::new(
+            contiguous(&self.indptr, "indptr")?,
+            contiguous(&self.indices, "indices")?,
+            contiguous(&self.data, "data")?,
+            self.n_cols,
+        )
+        .map_err(value_error)
+    }
+}
+
+fn objective(
+    regularization: f64,
+    alpha: f32,
+    regularization_exponent: f64,
+    unobserved_weight: f64,
+) -> Objective {
+    Objective {
+        regularization,
+        alpha,
+        regularization_exponent,
+        unobserved_weight,
+    }
+}
+
+fn factors_of<T: numpy::Element>(array: &PyReadonlyArray2<'_, T>) -> usize {
+    array.shape()[1]
+}
+
+macro_rules! typed_functions {
+    ($t:ty, $solve:ident, $gram:ident, $loss:ident) => {
+        /// One half-sweep: solves every row of `x` against the fixed `y`, in place.
+        #[pyfunction]
+        #[allow(clippy::too_many_arguments)]
+        fn $solve(
+            py: Python<'_>,
+            indptr: PyReadonlyArray1<'_, i64>,
+            indices: PyReadonlyArray1<'_, i32>,
+            data: PyReadonlyArray1<'_, f32>,
+            n_cols: usize,
+            mut x: PyReadwriteArray2<'_, $t>,
+            y: PyReadonlyArray2<'_, $t>,
+            gram: PyReadonlyArray2<'_, f64>,
+            regularization: f64,
+            alpha: f32,
+            regularization_exponent: f64,
+            unobserved_weight: f64,
+            use_cg: bool,
+            cg_steps: usize,
+            num_threads: usize,
+        ) -> PyResult<()> {
+            let csr = Csr {
+                indptr,
+                indices,
+                data,
+                n_cols,
+            };
+            let rows = csr.view()?;
+            let k = factors_of(&y);
+            let y = contiguous(&y, "y")?;
+            let gram = contiguous(&gram, "gram")?;
+            let x = x
+                .as_slice_mut()
+                .map_err(|_| PyValueError::new_err("x must be a C-contiguous array"))?;
+            let objective = objective(
+                regularization,
+                alpha,
+                regularization_exponent,
+                unobserved_weight,
+            );
+            let solver = if use_cg {
+                Solver::ConjugateGradient { steps: cg_steps }
+            } else {
+                Solver::Cholesky
+            };
+            py.detach(|| {
+                ials_core::with_threads(num_threads, || {
+                    ials_core::solve_rows(&rows, x, y, k, gram, &objective, solver)
+                })
+                .and_then(|result| result)
+            })
+            .map_err(value_error)
+        }
+
+        /// `y.T @ y` accumulated in float64.
+        #[pyfunction]
+        fn $gram<'py>(
+            py: Python<'py>,
+            y: PyReadonlyArray2<'py, $t>,
+            num_threads: usize,
+        ) -> PyResult<Bound<'py, PyArray2<f64>>> {
+            let k = factors_of(&y);
+            let slice = contiguous(&y, "y")?;
+            let g = py
+                .detach(|| ials_core::with_threads(num_threads, || ials_core::gram(slice, k)))
+                .map_err(value_error)?;
+            let g = Array2::from_shape_vec((k, k), g).expect("gram returns k x k entries");
+            Ok(g.into_pyarray(py))
+        }
+
+        /// The normalised training objective.
+        #[pyfunction]
+        #[allow(clippy::too_many_arguments)]
+        fn $loss(
+            py: Python<'_>,
+            indptr: PyReadonlyArray1<'_, i64>,
+            indices: PyReadonlyArray1<'_, i32>,
+            data: PyReadonlyArray1<'_, f32>,
+            n_cols: usize,
+            x: PyReadonlyArray2<'_, $t>,
+            y: PyReadonlyArray2<'_, $t>,
+            regularization: f64,
+            alpha: f32,
+            regularization_exponent: f64,
+            unobserved_weight: f64,
+            num_threads: usize,
+        ) -> PyResult<f64> {
+            let csr = Csr {
+                indptr,
+                indices,
+                data,
+                n_cols,
+            };
+            let rows = csr.view()?;
+            let k = factors_of(&y);
+            let x = contiguous(&x, "x")?;
+            let y = contiguous(&y, "y")?;
+            let objective = objective(
+                regularization,
+                alpha,
+                regularization_exponent,
+                unobserved_weight,
+            );
+            py.detach(|| {
+                ials_core::with_threads(num_threads, || ials_core::loss(&rows, x, y, k, &objective))
+                    .and_then(|result| result)
+            })
+            .map_err(value_error)
+        }
+    };
+}
+
+typed_functions!(f32, solve_rows_f32, gram_f32, loss_f32);
+typed_functions!(f64, solve_rows_f64, gram_f64, loss_f64);
+
+/// The instruction set the kernels run with ("avx2+fma" or "portable").
+#[pyfunction]
+fn simd_level() -> &'static str {
+    ials_core::simd_level().name()
+}
+
+/// The number of threads `num_threads` means (0: all cores).
+#[pyfunction]
+fn resolve_threads(num_threads: usize) -> usize {
+    ials_core::resolve_threads(num_threads)
+}
+
+#[pymodule]
+fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add_function(wrap_pyfunction!(solve_rows_f32, m)?)?;
+    m.add_function(wrap_pyfunction!(solve_rows_f64, m)?)?;
+    m.add_function(wrap_pyfunction!(gram_f32, m)?)?;
+    m.add_function(wrap_pyfunction!(gram_f64, m)?)?;
+    m.add_function(wrap_pyfunction!(loss_f32, m)?)?;
+    m.add_function(wrap_pyfunction!(loss_f64, m)?)?;
+    m.add_function(wrap_pyfunction!(simd_level, m)?)?;
+    m.add_function(wrap_pyfunction!(resolve_threads, m)?)?;
+    Ok(())
+}
