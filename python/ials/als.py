@@ -10,6 +10,7 @@ from typing import Any
 
 import numpy as np
 
+from . import _ranking
 from ._progress import Progress
 from ._validation import as_csr, check_dtype, check_float, check_int, core_rows, transpose
 from .solver import Objective, half_sweep, loss
@@ -116,9 +117,29 @@ class AlternatingLeastSquares:
         self.cg_steps = cg_steps
         self.regularization_exponent = regularization_exponent
         self.unobserved_weight = unobserved_weight
-        self.user_factors: np.ndarray | None = None
-        self.item_factors: np.ndarray | None = None
+        self.user_factors = None
+        self.item_factors = None
         self._check_parameters()
+
+    # The factor matrices are plain numpy arrays; assigning one drops what was derived from it.
+    @property
+    def user_factors(self) -> np.ndarray | None:
+        return self._user_factors
+
+    @user_factors.setter
+    def user_factors(self, value: np.ndarray | None) -> None:
+        self._user_factors = value
+        self._user_norms: np.ndarray | None = None
+
+    @property
+    def item_factors(self) -> np.ndarray | None:
+        return self._item_factors
+
+    @item_factors.setter
+    def item_factors(self, value: np.ndarray | None) -> None:
+        self._item_factors = value
+        self._item_norms: np.ndarray | None = None
+        self._item_gram: np.ndarray | None = None
 
     def _check_parameters(self) -> None:
         """Checks every parameter (they are plain attributes and may be changed after __init__)."""
@@ -162,6 +183,7 @@ class AlternatingLeastSquares:
         assert x is not None and y is not None
 
         current_loss: float | None = None
+        self.user_factors, self.item_factors = x, y  # drops caches even if a callback raises
         with Progress(self.iterations, show_progress) as progress:
             for iteration in range(self.iterations):
                 start = time.perf_counter()
@@ -174,6 +196,8 @@ class AlternatingLeastSquares:
                 progress.update(current_loss)
                 if callback is not None:
                     callback(iteration, time.perf_counter() - start, current_loss)
+        # Solved in place: whatever was derived from the previous factors is stale.
+        self.user_factors, self.item_factors = x, y
 
     def _initialise(self, n_users: int, n_items: int, dtype: np.dtype[Any]) -> None:
         """Keeps factors that fit (cast to ``dtype`` if needed); draws new ones otherwise."""
@@ -205,3 +229,188 @@ class AlternatingLeastSquares:
                 "the model's existing factors hold non-finite values; set them to None to restart"
             )
         return array
+
+    # ----------------------------------------------------------------------------------------
+    # Ranking
+
+    def _fitted(self) -> tuple[np.ndarray, np.ndarray]:
+        if self.user_factors is None or self.item_factors is None:
+            raise ValueError("the model is not fitted: call fit() first")
+        return self.user_factors, self.item_factors
+
+    def _threads(self) -> int:
+        return check_int("num_threads", self.num_threads, 0)
+
+    def _solve_exact(
+        self, rows: Any, name: str, fixed: np.ndarray, gram: np.ndarray | None
+    ) -> np.ndarray:
+        """Exact solve of each row of ``rows`` against ``fixed`` (fold-in), with the training
+        objective."""
+        csr = as_csr(rows, name, warn=False)
+        solved = np.zeros((csr.shape[0], fixed.shape[1]), dtype=fixed.dtype)
+        half_sweep(
+            core_rows(csr), solved, fixed, gram, self._objective(), False, 1, self._threads()
+        )
+        return solved
+
+    def _item_side_gram(self) -> np.ndarray:
+        _, items = self._fitted()
+        if self._item_gram is None:
+            from .solver import gram
+
+            self._item_gram = gram(items, self._threads())
+        return self._item_gram
+
+    def recalculate_user(self, userid: Any, user_items: Any) -> np.ndarray:
+        """The user vectors an exact solve of ``user_items`` (one row per id) gives against the
+        current item factors, without storing them; works for users never seen in training."""
+        _, items = self._fitted()
+        ids, single = _ranking.as_ids("userid", userid, np.iinfo(np.int32).max)
+        rows = _ranking.rows_for("user_items", user_items, len(ids), items.shape[0])
+        solved = self._solve_exact(rows, "user_items", items, self._item_side_gram())
+        return solved[0] if single else solved
+
+    def recommend(
+        self,
+        userid: Any,
+        user_items: Any,
+        N: int = 10,
+        filter_already_liked_items: bool = True,
+        filter_items: Any = None,
+        recalculate_user: bool = False,
+        items: Any = None,
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """The best ``N`` items for a user (an int: 1-D ``(ids, scores)``) or for each of several
+        users (an array of ids: 2-D arrays, one row per user).
+
+        ``user_items`` holds one row per requested user (row j for ``userid[j]``), used to drop
+        the items the user already has (``filter_already_liked_items``) and, with
+        ``recalculate_user=True``, to compute the user's vector by an exact solve instead of using
+        the stored one (so users who are new or changed since ``fit`` are served correctly).
+        ``filter_items`` are never returned; with ``items`` only those ids are ranked. Results are
+        sorted by score, ties by lower item id. Fewer than ``N`` eligible items: the single form
+        returns fewer, the batch form pads each row with id -1 and score -inf. Filtered items are
+        never returned (implicit returns them with score -3.4e38).
+        """
+        users, item_factors = self._fitted()
+        n = _ranking.check_n(N)
+        upper = np.iinfo(np.int32).max if recalculate_user else users.shape[0]
+        ids, single = _ranking.as_ids("userid", userid, upper)
+        rows = None
+        if filter_already_liked_items or recalculate_user:
+            rows = _ranking.rows_for("user_items", user_items, len(ids), item_factors.shape[0])
+        blocked, candidates, eligible = _ranking.selection(
+            "filter_items", filter_items, "items", items, item_factors.shape[0]
+        )
+        if recalculate_user:
+            queries = self._solve_exact(rows, "user_items", item_factors, self._item_side_gram())
+        else:
+            queries = users[ids]
+        liked = rows if filter_already_liked_items else None
+        result = _ranking.top_k(
+            queries, item_factors, n, liked, blocked, candidates, eligible, self._threads()
+        )
+        return _ranking.single(*result) if single else result
+
+    def recommend_all(
+        self,
+        user_items: Any = None,
+        N: int = 10,
+        filter_already_liked_items: bool = True,
+        filter_items: Any = None,
+        items: Any = None,
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """``recommend`` for every user at once: ``(ids, scores)`` of shape ``(n_users, N)``,
+        padded with -1 / -inf. Users are scored in blocks against item tiles in parallel; the full
+        users x items score matrix is never formed."""
+        users, _ = self._fitted()
+        return self.recommend(
+            np.arange(users.shape[0]),
+            user_items,
+            N=N,
+            filter_already_liked_items=filter_already_liked_items,
+            filter_items=filter_items,
+            items=items,
+        )
+
+    def similar_items(
+        self,
+        itemid: Any,
+        N: int = 10,
+        recalculate_item: bool = False,
+        item_users: Any = None,
+        filter_items: Any = None,
+        items: Any = None,
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """The ``N`` items most similar to ``itemid`` (int or array) by cosine of their factors,
+        the query item itself included (as implicit). With ``recalculate_item=True`` the query
+        vectors are solved from ``item_users`` (one row per id, users as columns)."""
+        users, item_factors = self._fitted()
+        if self._item_norms is None:
+            self._item_norms = _ranking.normalized(item_factors)
+        if recalculate_item:
+            ids, single = _ranking.as_ids("itemid", itemid, np.iinfo(np.int32).max)
+            rows = _ranking.rows_for("item_users", item_users, len(ids), users.shape[0])
+            queries = _ranking.normalized(self._solve_exact(rows, "item_users", users, None))
+        else:
+            ids, single = _ranking.as_ids("itemid", itemid, item_factors.shape[0])
+            queries = self._item_norms[ids]
+        return self._similar(
+            queries, self._item_norms, single, N, "filter_items", filter_items, "items", items
+        )
+
+    def similar_users(
+        self, userid: Any, N: int = 10, filter_users: Any = None, users: Any = None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """The ``N`` users most similar to ``userid`` (int or array) by cosine of their factors,
+        the query user included."""
+        user_factors, _ = self._fitted()
+        if self._user_norms is None:
+            self._user_norms = _ranking.normalized(user_factors)
+        ids, single = _ranking.as_ids("userid", userid, user_factors.shape[0])
+        return self._similar(
+            self._user_norms[ids],
+            self._user_norms,
+            single,
+            N,
+            "filter_users",
+            filter_users,
+            "users",
+            users,
+        )
+
+    def _similar(
+        self,
+        queries: np.ndarray,
+        targets: np.ndarray,
+        single: bool,
+        N: int,
+        filter_name: str,
+        filter_ids: Any,
+        only_name: str,
+        only_ids: Any,
+    ) -> tuple[np.ndarray, np.ndarray]:
+        n = _ranking.check_n(N)
+        blocked, candidates, eligible = _ranking.selection(
+            filter_name, filter_ids, only_name, only_ids, targets.shape[0]
+        )
+        result = _ranking.top_k(
+            queries, targets, n, None, blocked, candidates, eligible, self._threads()
+        )
+        return _ranking.single(*result) if single else result
+
+    def score(self, userids: Any, itemids: Any) -> np.ndarray:
+        """Predicted preference ``x_u . y_i`` for each (user, item) pair; ``userids`` and
+        ``itemids`` broadcast against each other (a scalar pair gives a 0-d array)."""
+        users, items = self._fitted()
+        u = np.asarray(userids)
+        i = np.asarray(itemids)
+        u_ids, _ = _ranking.as_ids("userids", u.reshape(-1), users.shape[0])
+        i_ids, _ = _ranking.as_ids("itemids", i.reshape(-1), items.shape[0])
+        try:
+            u_ids, i_ids = np.broadcast_arrays(u_ids.reshape(u.shape), i_ids.reshape(i.shape))
+        except ValueError as err:
+            raise ValueError(
+                f"userids {u.shape} and itemids {i.shape} do not broadcast together"
+            ) from err
+        return np.einsum("...k,...k->...", users[u_ids], items[i_ids])

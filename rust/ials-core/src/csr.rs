@@ -93,6 +93,11 @@ impl<'a> CsrView<'a> {
         (&self.indices[start..end], &self.data[start..end])
     }
 
+    /// Whether the column indices of every row are strictly increasing (sorted, no duplicates).
+    pub fn is_canonical(&self) -> bool {
+        (0..self.n_rows()).all(|r| self.row(r).0.windows(2).all(|w| w[0] < w[1]))
+    }
+
     /// Number of stored entries in each column.
     pub fn column_counts(&self) -> Vec<usize> {
         let mut counts = vec![0usize; self.n_cols];
@@ -115,6 +120,9 @@ mod tests {
         assert_eq!(m.row(0), (&[0, 2][..], &[1.0, 2.0][..]));
         assert_eq!(m.row(1).0.len(), 0);
         assert_eq!(m.column_counts(), vec![1, 1, 1]);
+        assert!(m.is_canonical());
+        let unsorted = CsrView::new(&[0, 2], &[2, 0], &[1.0, 1.0], 3).unwrap();
+        assert!(!unsorted.is_canonical());
     }
 
     #[test]

@@ -2,7 +2,7 @@
 
 use rayon::prelude::*;
 
-use crate::kernels::axpy;
+use crate::kernels::LANES;
 use crate::simd::{dispatch, Arith, Kernel};
 use crate::Real;
 
@@ -28,6 +28,7 @@ pub fn gram<T: Real>(y: &[T], k: usize) -> Vec<f64> {
             *total += p;
         }
     }
+    // Blocks were computed right of each diagonal entry's block; mirror the strict upper triangle.
     for i in 0..k {
         for j in 0..i {
             upper[i * k + j] = upper[j * k + i];
@@ -36,7 +37,7 @@ pub fn gram<T: Real>(y: &[T], k: usize) -> Vec<f64> {
     upper
 }
 
-/// The upper triangle of one block's `Y_b^T Y_b`.
+/// The upper triangle (by column blocks) of one block's `Y_b^T Y_b`.
 struct BlockGram<'a, T> {
     block: &'a [T],
     k: usize,
@@ -45,20 +46,43 @@ struct BlockGram<'a, T> {
 impl<T: Real> Kernel for BlockGram<'_, T> {
     type Output = Vec<f64>;
 
+    /// Register-tiled: for each row `a` of the result and each block of `LANES` columns right of
+    /// the diagonal, the block stays in registers while up to `INNER_ROWS` factor rows (resident
+    /// in L1) stream past; only then is it added to the f64 sum.
     #[inline(always)]
     fn run<A: Arith>(self) -> Vec<f64> {
         let k = self.k;
         let mut sum = vec![0.0f64; k * k];
-        let mut inner = vec![T::ZERO; k * k];
         for rows in self.block.chunks(INNER_ROWS * k) {
-            inner.fill(T::ZERO);
-            for row in rows.chunks_exact(k) {
-                for (j, &yj) in row.iter().enumerate() {
-                    axpy::<T, A>(yj, &row[j..], &mut inner[j * k + j..(j + 1) * k]);
+            for a in 0..k {
+                let mut start = a - a % LANES;
+                while start < k {
+                    let width = LANES.min(k - start);
+                    let mut acc = [T::ZERO; LANES];
+                    if width == LANES {
+                        for row in rows.chunks_exact(k) {
+                            let ya = row[a];
+                            let columns = &row[start..start + LANES];
+                            for t in 0..LANES {
+                                acc[t] = A::fma(ya, columns[t], acc[t]);
+                            }
+                        }
+                    } else {
+                        for row in rows.chunks_exact(k) {
+                            let ya = row[a];
+                            for t in 0..width {
+                                acc[t] = A::fma(ya, row[start + t], acc[t]);
+                            }
+                        }
+                    }
+                    for (s, v) in sum[a * k + start..a * k + start + width]
+                        .iter_mut()
+                        .zip(acc)
+                    {
+                        *s += v.to_f64();
+                    }
+                    start += LANES;
                 }
-            }
-            for (s, &v) in sum.iter_mut().zip(&inner) {
-                *s += v.to_f64();
             }
         }
         sum

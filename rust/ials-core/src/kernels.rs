@@ -7,7 +7,8 @@
 use crate::simd::Arith;
 use crate::Real;
 
-const LANES: usize = 16;
+/// Independent accumulators per kernel: two AVX2 registers of f32.
+pub(crate) const LANES: usize = 16;
 
 /// `x . y`
 #[inline(always)]
@@ -50,15 +51,34 @@ pub fn axpy<T: Real, A: Arith>(a: T, x: &[T], y: &mut [T]) {
     }
 }
 
-/// `out = M v` for a symmetric row-major `k x k` matrix `M`, computed as a sum of its rows
-/// (equal to its columns) so the inner loop is an `axpy` with no horizontal reduction.
+/// `out = M v` for a symmetric row-major `k x k` matrix `M`.
+///
+/// Each block of `LANES` outputs stays in registers while the rows of `M` stream past
+/// (`out[b] = sum_j v[j] M[j][b]`, using the symmetry), so `M` is read once and `out` written once.
 #[inline(always)]
 pub fn symv<T: Real, A: Arith>(m: &[T], v: &[T], out: &mut [T]) {
     let k = v.len();
     debug_assert_eq!(m.len(), k * k);
-    out.fill(T::ZERO);
-    for (row, &vj) in m.chunks_exact(k).zip(v) {
-        axpy::<T, A>(vj, row, out);
+    let mut start = 0;
+    for block in out.chunks_mut(LANES) {
+        let width = block.len();
+        let mut acc = [T::ZERO; LANES];
+        if width == LANES {
+            for (row, &vj) in m.chunks_exact(k).zip(v) {
+                let column = &row[start..start + LANES];
+                for t in 0..LANES {
+                    acc[t] = A::fma(vj, column[t], acc[t]);
+                }
+            }
+        } else {
+            for (row, &vj) in m.chunks_exact(k).zip(v) {
+                for t in 0..width {
+                    acc[t] = A::fma(vj, row[start + t], acc[t]);
+                }
+            }
+        }
+        block.copy_from_slice(&acc[..width]);
+        start += width;
     }
 }
 

@@ -17,6 +17,7 @@ mod parallel;
 mod real;
 mod simd;
 mod solve;
+mod topk;
 
 pub use csr::CsrView;
 pub use error::{Error, Result};
@@ -27,3 +28,4 @@ pub use parallel::{resolve_threads, with_threads};
 pub use real::Real;
 pub use simd::{simd_level, SimdLevel};
 pub use solve::{solve_rows, Solver};
+pub use topk::{top_k, Exclusions};

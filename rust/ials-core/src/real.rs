@@ -23,6 +23,7 @@ pub trait Real:
 {
     const ZERO: Self;
     const ONE: Self;
+    const NEG_INFINITY: Self;
     /// Name of the type as numpy spells it, for error messages.
     const NAME: &'static str;
 
@@ -39,6 +40,7 @@ macro_rules! impl_real {
         impl Real for $t {
             const ZERO: Self = 0.0;
             const ONE: Self = 1.0;
+            const NEG_INFINITY: Self = <$t>::NEG_INFINITY;
             const NAME: &'static str = $name;
 
             #[inline(always)]

@@ -100,3 +100,26 @@ pub fn dispatch<K: Kernel>(kernel: K) -> K::Output {
 unsafe fn run_avx2_fma<K: Kernel>(kernel: K) -> K::Output {
     kernel.run::<Fused>()
 }
+
+/// Asks the CPU to start loading `values` into cache (a hint; a no-op off x86-64).
+#[inline(always)]
+pub fn prefetch<T>(values: &[T]) {
+    #[cfg(target_arch = "x86_64")]
+    {
+        use std::arch::x86_64::{_mm_prefetch, _MM_HINT_T0};
+        const LINE: usize = 64;
+        let start = values.as_ptr() as *const i8;
+        let bytes = std::mem::size_of_val(values);
+        let mut offset = 0;
+        while offset < bytes {
+            // SAFETY: prefetching never faults, and the address lies inside `values`.
+            #[allow(unused_unsafe)]
+            unsafe {
+                _mm_prefetch::<_MM_HINT_T0>(start.add(offset))
+            };
+            offset += LINE;
+        }
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = values;
+}

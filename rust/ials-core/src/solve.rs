@@ -18,11 +18,15 @@ use crate::csr::CsrView;
 use crate::error::{Error, Result};
 use crate::kernels::{axpy, dot, symv};
 use crate::objective::Objective;
-use crate::simd::{dispatch, Arith, Kernel};
+use crate::simd::{dispatch, prefetch, Arith, Kernel};
 use crate::Real;
 
 /// Rows handed to one Rayon task; small enough to balance rows of very different lengths.
 const ROW_CHUNK: usize = 32;
+
+/// How many interactions ahead the item rows are prefetched: far enough to hide a miss to
+/// memory behind the work on the rows in between.
+const PREFETCH_AHEAD: usize = 4;
 
 /// CG stops once the squared residual norm falls below this (as implicit does).
 const CG_TOLERANCE: f64 = 1e-20;
@@ -171,7 +175,10 @@ impl<T: Real> Kernel for CgRows<'_, T> {
             for (ri, &xi) in r.iter_mut().zip(x.iter()) {
                 *ri = -A::fma(lambda, xi, *ri);
             }
-            for (&c, &v) in cols.iter().zip(vals) {
+            for (j, (&c, &v)) in cols.iter().zip(vals).enumerate() {
+                if let Some(&ahead) = cols.get(j + PREFETCH_AHEAD) {
+                    prefetch(item(ahead));
+                }
                 let (confidence, preference) = self.objective.cell(v);
                 let confidence = T::from_f32(confidence);
                 let yi = item(c);

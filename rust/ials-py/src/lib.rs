@@ -5,7 +5,7 @@
 //! maps core errors to `ValueError`. Validation with friendly names and dtype normalisation live in
 //! the Python package; the core re-checks every invariant it relies on.
 
-use ials_core::{CsrView, Objective, Solver};
+use ials_core::{CsrView, Exclusions, Objective, Solver};
 use numpy::ndarray::Array2;
 use numpy::{
     IntoPyArray, PyArray2, PyReadonlyArray1, PyReadonlyArray2, PyReadwriteArray2,
@@ -65,8 +65,11 @@ fn factors_of<T: numpy::Element>(array: &PyReadonlyArray2<'_, T>) -> usize {
     array.shape()[1]
 }
 
+/// A score matrix of ids and scores, handed to numpy without a copy.
+type Ranked<'py, T> = (Bound<'py, PyArray2<i32>>, Bound<'py, PyArray2<T>>);
+
 macro_rules! typed_functions {
-    ($t:ty, $solve:ident, $gram:ident, $loss:ident) => {
+    ($t:ty, $solve:ident, $gram:ident, $loss:ident, $top_k:ident) => {
         /// One half-sweep: solves every row of `x` against the fixed `y`, in place.
         #[pyfunction]
         #[allow(clippy::too_many_arguments)]
@@ -175,11 +178,81 @@ macro_rules! typed_functions {
             })
             .map_err(value_error)
         }
+
+        /// The best `n` items per query row; rows of `liked` (a CSR) and items marked in
+        /// `blocked` are never returned, and only `candidates` (ascending ids) are ranked if given.
+        #[pyfunction]
+        #[allow(clippy::too_many_arguments)]
+        fn $top_k<'py>(
+            py: Python<'py>,
+            queries: PyReadonlyArray2<'py, $t>,
+            items: PyReadonlyArray2<'py, $t>,
+            n: usize,
+            liked: Option<(
+                PyReadonlyArray1<'py, i64>,
+                PyReadonlyArray1<'py, i32>,
+                PyReadonlyArray1<'py, f32>,
+            )>,
+            blocked: Option<PyReadonlyArray1<'py, bool>>,
+            candidates: Option<PyReadonlyArray1<'py, i32>>,
+            num_threads: usize,
+        ) -> PyResult<Ranked<'py, $t>> {
+            let k = factors_of(&items);
+            if factors_of(&queries) != k {
+                return Err(PyValueError::new_err(format!(
+                    "the query factors have {} columns but the item factors have {k}",
+                    factors_of(&queries)
+                )));
+            }
+            let n_queries = queries.shape()[0];
+            let n_items = items.shape()[0];
+            let liked = liked.map(|(indptr, indices, data)| Csr {
+                indptr,
+                indices,
+                data,
+                n_cols: n_items,
+            });
+            let exclusions = Exclusions {
+                per_query: liked.as_ref().map(Csr::view).transpose()?,
+                global: blocked
+                    .as_ref()
+                    .map(|b| contiguous(b, "blocked"))
+                    .transpose()?,
+            };
+            let candidates = candidates
+                .as_ref()
+                .map(|c| contiguous(c, "candidates"))
+                .transpose()?;
+            let queries = contiguous(&queries, "queries")?;
+            let items = contiguous(&items, "items")?;
+            let mut ids = vec![0i32; n_queries * n];
+            let mut scores = vec![<$t>::default(); n_queries * n];
+            py.detach(|| {
+                ials_core::with_threads(num_threads, || {
+                    ials_core::top_k(
+                        queries,
+                        items,
+                        k,
+                        candidates,
+                        &exclusions,
+                        n,
+                        &mut ids,
+                        &mut scores,
+                    )
+                })
+                .and_then(|result| result)
+            })
+            .map_err(value_error)?;
+            let ids = Array2::from_shape_vec((n_queries, n), ids).expect("n_queries x n ids");
+            let scores =
+                Array2::from_shape_vec((n_queries, n), scores).expect("n_queries x n scores");
+            Ok((ids.into_pyarray(py), scores.into_pyarray(py)))
+        }
     };
 }
 
-typed_functions!(f32, solve_rows_f32, gram_f32, loss_f32);
-typed_functions!(f64, solve_rows_f64, gram_f64, loss_f64);
+typed_functions!(f32, solve_rows_f32, gram_f32, loss_f32, top_k_f32);
+typed_functions!(f64, solve_rows_f64, gram_f64, loss_f64, top_k_f64);
 
 /// The instruction set the kernels run with ("avx2+fma" or "portable").
 #[pyfunction]
@@ -201,6 +274,8 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(gram_f64, m)?)?;
     m.add_function(wrap_pyfunction!(loss_f32, m)?)?;
     m.add_function(wrap_pyfunction!(loss_f64, m)?)?;
+    m.add_function(wrap_pyfunction!(top_k_f32, m)?)?;
+    m.add_function(wrap_pyfunction!(top_k_f64, m)?)?;
     m.add_function(wrap_pyfunction!(simd_level, m)?)?;
     m.add_function(wrap_pyfunction!(resolve_threads, m)?)?;
     Ok(())
