@@ -65,3 +65,41 @@ def loss_f64(
 ) -> float: ...
 def simd_level() -> str: ...
 def resolve_threads(num_threads: int) -> int: ...
+def normal_equations_f32(
+    indices: npt.NDArray[np.int32],
+    data: npt.NDArray[np.float32],
+    y: npt.NDArray[np.float32],
+    gram: npt.NDArray[np.float64],
+    regularization: float,
+    alpha: float,
+    regularization_exponent: float,
+    unobserved_weight: float,
+) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]]: ...
+def normal_equations_f64(
+    indices: npt.NDArray[np.int32],
+    data: npt.NDArray[np.float32],
+    y: npt.NDArray[np.float64],
+    gram: npt.NDArray[np.float64],
+    regularization: float,
+    alpha: float,
+    regularization_exponent: float,
+    unobserved_weight: float,
+) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]]: ...
+def top_k_f32(
+    queries: npt.NDArray[np.float32],
+    items: npt.NDArray[np.float32],
+    n: int,
+    liked: tuple[npt.NDArray[np.int64], npt.NDArray[np.int32], npt.NDArray[np.float32]] | None,
+    blocked: npt.NDArray[np.bool_] | None,
+    candidates: npt.NDArray[np.int32] | None,
+    num_threads: int,
+) -> tuple[npt.NDArray[np.int32], npt.NDArray[np.float32]]: ...
+def top_k_f64(
+    queries: npt.NDArray[np.float64],
+    items: npt.NDArray[np.float64],
+    n: int,
+    liked: tuple[npt.NDArray[np.int64], npt.NDArray[np.int32], npt.NDArray[np.float32]] | None,
+    blocked: npt.NDArray[np.bool_] | None,
+    candidates: npt.NDArray[np.int32] | None,
+    num_threads: int,
+) -> tuple[npt.NDArray[np.int32], npt.NDArray[np.float64]]: ...

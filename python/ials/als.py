@@ -10,7 +10,7 @@ from typing import Any
 
 import numpy as np
 
-from . import _ranking
+from . import _core, _ranking
 from ._progress import Progress
 from ._validation import as_csr, check_dtype, check_float, check_int, core_rows, transpose
 from .solver import Objective, half_sweep, loss
@@ -42,6 +42,23 @@ def _random_factors(
     if isinstance(rng, np.random.Generator):
         return rng.random((rows, k), dtype=dtype) * dtype.type(0.01)
     return rng.random_sample((rows, k)).astype(dtype) * dtype.type(0.01)
+
+
+_NORMAL_EQUATIONS = {
+    np.dtype(np.float32): _core.normal_equations_f32,
+    np.dtype(np.float64): _core.normal_equations_f64,
+}
+
+
+def _store_rows(factors: np.ndarray, ids: np.ndarray, rows: np.ndarray) -> np.ndarray:
+    """``factors`` with ``rows`` written at ``ids``, grown with zero rows to fit the largest id."""
+    needed = int(ids.max()) + 1 if len(ids) else 0
+    if needed > factors.shape[0]:
+        grown = np.zeros((needed, factors.shape[1]), dtype=factors.dtype)
+        grown[: factors.shape[0]] = factors
+        factors = grown
+    factors[ids] = rows
+    return factors
 
 
 class AlternatingLeastSquares:
@@ -269,6 +286,88 @@ class AlternatingLeastSquares:
         rows = _ranking.rows_for("user_items", user_items, len(ids), items.shape[0])
         solved = self._solve_exact(rows, "user_items", items, self._item_side_gram())
         return solved[0] if single else solved
+
+    def recalculate_item(self, itemid: Any, item_users: Any) -> np.ndarray:
+        """The item vectors an exact solve of ``item_users`` (one row per id, users as columns)
+        gives against the current user factors, without storing them."""
+        users, _ = self._fitted()
+        ids, single = _ranking.as_ids("itemid", itemid, np.iinfo(np.int32).max)
+        rows = _ranking.rows_for("item_users", item_users, len(ids), users.shape[0])
+        solved = self._solve_exact(rows, "item_users", users, None)
+        return solved[0] if single else solved
+
+    def partial_fit_users(self, userids: Any, user_items: Any) -> None:
+        """Solve these users exactly against the current item factors and store them (row j of
+        ``user_items`` for ``userids[j]``); ids beyond the current range grow ``user_factors`` with
+        zero rows. Item factors do not change."""
+        users, items = self._fitted()
+        ids, _ = _ranking.as_ids("userids", userids, np.iinfo(np.int32).max)
+        rows = _ranking.rows_for("user_items", user_items, len(ids), items.shape[0])
+        solved = self._solve_exact(rows, "user_items", items, self._item_side_gram())
+        self.user_factors = _store_rows(users, ids, solved)
+
+    def partial_fit_items(self, itemids: Any, item_users: Any) -> None:
+        """Solve these items exactly against the current user factors and store them (row j of
+        ``item_users``, items x users, for ``itemids[j]``); ids beyond the current range grow
+        ``item_factors``. User factors do not change."""
+        users, items = self._fitted()
+        ids, _ = _ranking.as_ids("itemids", itemids, np.iinfo(np.int32).max)
+        rows = _ranking.rows_for("item_users", item_users, len(ids), users.shape[0])
+        solved = self._solve_exact(rows, "item_users", users, None)
+        self.item_factors = _store_rows(items, ids, solved)
+
+    def explain(
+        self,
+        userid: int,
+        user_items: Any,
+        itemid: int,
+        user_weights: Any = None,
+        N: int = 10,
+    ) -> tuple[float, list[tuple[int, float]], Any]:
+        """Why ``itemid`` scores as it does for ``userid`` (Hu, Koren & Volinsky, section 5).
+
+        With ``A_u`` the user's system matrix, the score of item i under the exact solve
+        ``x_u = A_u^-1 b_u`` is ``sum_j (y_i^T A_u^-1 y_j) c_uj p_uj`` over the user's items j.
+        Returns ``(score, [(item, contribution), ...], user_weights)``: the score of that exact
+        solve, the ``N`` largest contributions, and the Cholesky factor of ``A_u`` (as
+        ``scipy.linalg.cho_factor`` returns it) to pass back for further items of the same user.
+        ``user_items`` is the full users x items matrix or just this user's row; a user unseen in
+        training is explained from their row. All contributions sum to the score.
+        """
+        from scipy.linalg import cho_factor, cho_solve
+
+        _, items = self._fitted()
+        (item,), _ = _ranking.as_ids("itemid", itemid, items.shape[0])
+        n = _ranking.check_n(N)
+        row = self._user_row(userid, user_items, items.shape[0])
+        indices, data = row.indices.astype(np.int32), row.data.astype(np.float32)
+        a, b = _NORMAL_EQUATIONS[items.dtype](
+            indices, data, items, self._item_side_gram(), *self._objective()
+        )
+        if user_weights is None:
+            user_weights = cho_factor(a, lower=True)
+        x = cho_solve(user_weights, b)
+        y_item = items[item].astype(np.float64)
+        total = float(y_item @ x)
+        confidence = np.abs(data.astype(np.float64)) * float(self.alpha)
+        weight = np.where(data > 0, confidence, 0.0)  # c_uj p_uj: only positive items contribute
+        similarity = items[indices].astype(np.float64) @ cho_solve(user_weights, y_item)
+        contributions = similarity * weight
+        order = np.lexsort((indices, -contributions))[:n]
+        top = [(int(indices[j]), float(contributions[j])) for j in order if weight[j] > 0]
+        return total, top, user_weights
+
+    def _user_row(self, userid: Any, user_items: Any, n_items: int) -> Any:
+        """One user's row from the full matrix or from a single-row matrix."""
+        csr = as_csr(user_items, "user_items", warn=False)
+        if csr.shape[1] != n_items:
+            raise ValueError(
+                f"user_items must have {n_items} columns (one per item), got shape {csr.shape}"
+            )
+        if csr.shape[0] == 1:
+            return csr
+        (user,), _ = _ranking.as_ids("userid", userid, csr.shape[0])
+        return csr[user]
 
     def recommend(
         self,

@@ -27,5 +27,5 @@ pub use objective::Objective;
 pub use parallel::{resolve_threads, with_threads};
 pub use real::Real;
 pub use simd::{simd_level, SimdLevel};
-pub use solve::{solve_rows, Solver};
+pub use solve::{row_normal_equations, solve_rows, Solver};
 pub use topk::{top_k, Exclusions};

@@ -273,6 +273,93 @@ impl<T: Real> Kernel for CholeskyRows<'_, T> {
     }
 }
 
+/// The normal equations `(A_u, b_u)` of one row in f64 (`A_u` full, row-major `k x k`): what the
+/// exact solver factors, exposed for explanations (Hu et al. section 5) and other exact uses.
+pub fn row_normal_equations<T: Real>(
+    cols: &[i32],
+    vals: &[f32],
+    y: &[T],
+    k: usize,
+    gram: &[f64],
+    objective: &Objective,
+) -> Result<(Vec<f64>, Vec<f64>)> {
+    objective.validate()?;
+    let n_cols = if k == 0 { 0 } else { y.len() / k };
+    if y.len() != n_cols * k || gram.len() != k * k {
+        return Err(Error::ShapeMismatch(format!(
+            "need {k} factors: the fixed factors have {} entries, the Gram matrix {}",
+            y.len(),
+            gram.len()
+        )));
+    }
+    if cols.len() != vals.len() {
+        return Err(Error::ShapeMismatch(
+            "the row's indices and values differ in length".into(),
+        ));
+    }
+    if let Some(&bad) = cols.iter().find(|&&c| c < 0 || c as usize >= n_cols) {
+        return Err(Error::InvalidCsr(format!(
+            "column index {bad} is outside 0..{n_cols}"
+        )));
+    }
+    if vals.iter().any(|v| !v.is_finite()) || y.iter().any(|v| !v.is_finite()) {
+        return Err(Error::NonFinite(
+            "the row or the fixed factors hold a non-finite value".into(),
+        ));
+    }
+    let weighted_gram: Vec<f64> = gram
+        .iter()
+        .map(|&g| objective.unobserved_weight * g)
+        .collect();
+    Ok(dispatch(NormalEquations {
+        cols,
+        vals,
+        y,
+        k,
+        weighted_gram: &weighted_gram,
+        objective,
+        n_cols,
+    }))
+}
+
+struct NormalEquations<'a, T> {
+    cols: &'a [i32],
+    vals: &'a [f32],
+    y: &'a [T],
+    k: usize,
+    weighted_gram: &'a [f64],
+    objective: &'a Objective,
+    n_cols: usize,
+}
+
+impl<T: Real> Kernel for NormalEquations<'_, T> {
+    type Output = (Vec<f64>, Vec<f64>);
+
+    #[inline(always)]
+    fn run<A: Arith>(self) -> Self::Output {
+        let k = self.k;
+        let (mut a, mut b, mut yi) = (vec![0.0; k * k], vec![0.0; k], vec![0.0; k]);
+        row_system::<T, A>(
+            self.cols,
+            self.vals,
+            self.y,
+            k,
+            self.weighted_gram,
+            self.objective,
+            self.n_cols,
+            &mut a,
+            &mut b,
+            &mut yi,
+        );
+        for i in 0..k {
+            for j in i + 1..k {
+                a[i * k + j] = a[j * k + i];
+            }
+        }
+        (a, b)
+    }
+}
+
 /// Forms the lower triangle of `A_u` and all of `b_u` for one row, in f64.
 #[allow(clippy::too_many_arguments)]
 #[inline(always)]

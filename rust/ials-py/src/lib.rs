@@ -69,7 +69,41 @@ fn factors_of<T: numpy::Element>(array: &PyReadonlyArray2<'_, T>) -> usize {
 type Ranked<'py, T> = (Bound<'py, PyArray2<i32>>, Bound<'py, PyArray2<T>>);
 
 macro_rules! typed_functions {
-    ($t:ty, $solve:ident, $gram:ident, $loss:ident, $top_k:ident) => {
+    ($t:ty, $solve:ident, $gram:ident, $loss:ident, $top_k:ident, $normal:ident) => {
+        /// `(A, b)` of one row's normal equations, both float64.
+        #[pyfunction]
+        #[allow(clippy::too_many_arguments)]
+        fn $normal<'py>(
+            py: Python<'py>,
+            indices: PyReadonlyArray1<'py, i32>,
+            data: PyReadonlyArray1<'py, f32>,
+            y: PyReadonlyArray2<'py, $t>,
+            gram: PyReadonlyArray2<'py, f64>,
+            regularization: f64,
+            alpha: f32,
+            regularization_exponent: f64,
+            unobserved_weight: f64,
+        ) -> PyResult<(Bound<'py, PyArray2<f64>>, Bound<'py, numpy::PyArray1<f64>>)> {
+            let k = factors_of(&y);
+            let objective = objective(
+                regularization,
+                alpha,
+                regularization_exponent,
+                unobserved_weight,
+            );
+            let (a, b) = ials_core::row_normal_equations(
+                contiguous(&indices, "indices")?,
+                contiguous(&data, "data")?,
+                contiguous(&y, "y")?,
+                k,
+                contiguous(&gram, "gram")?,
+                &objective,
+            )
+            .map_err(value_error)?;
+            let a = Array2::from_shape_vec((k, k), a).expect("k x k system");
+            Ok((a.into_pyarray(py), b.into_pyarray(py)))
+        }
+
         /// One half-sweep: solves every row of `x` against the fixed `y`, in place.
         #[pyfunction]
         #[allow(clippy::too_many_arguments)]
@@ -251,8 +285,22 @@ macro_rules! typed_functions {
     };
 }
 
-typed_functions!(f32, solve_rows_f32, gram_f32, loss_f32, top_k_f32);
-typed_functions!(f64, solve_rows_f64, gram_f64, loss_f64, top_k_f64);
+typed_functions!(
+    f32,
+    solve_rows_f32,
+    gram_f32,
+    loss_f32,
+    top_k_f32,
+    normal_equations_f32
+);
+typed_functions!(
+    f64,
+    solve_rows_f64,
+    gram_f64,
+    loss_f64,
+    top_k_f64,
+    normal_equations_f64
+);
 
 /// The instruction set the kernels run with ("avx2+fma" or "portable").
 #[pyfunction]
@@ -274,6 +322,8 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(gram_f64, m)?)?;
     m.add_function(wrap_pyfunction!(loss_f32, m)?)?;
     m.add_function(wrap_pyfunction!(loss_f64, m)?)?;
+    m.add_function(wrap_pyfunction!(normal_equations_f32, m)?)?;
+    m.add_function(wrap_pyfunction!(normal_equations_f64, m)?)?;
     m.add_function(wrap_pyfunction!(top_k_f32, m)?)?;
     m.add_function(wrap_pyfunction!(top_k_f64, m)?)?;
     m.add_function(wrap_pyfunction!(simd_level, m)?)?;
