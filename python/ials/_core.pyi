@@ -3,6 +3,21 @@
 import numpy as np
 import numpy.typing as npt
 
+__all__ = [
+    "gram_f32",
+    "gram_f64",
+    "loss_f32",
+    "loss_f64",
+    "normal_equations_f32",
+    "normal_equations_f64",
+    "resolve_threads",
+    "simd_level",
+    "solve_rows_f32",
+    "solve_rows_f64",
+    "top_k_f32",
+    "top_k_f64",
+]
+
 def solve_rows_f32(
     indptr: npt.NDArray[np.int64],
     indices: npt.NDArray[np.int32],

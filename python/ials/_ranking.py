@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numbers
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -11,7 +12,10 @@ import scipy.sparse as sp
 from . import _core
 from ._validation import as_csr, core_rows
 
-_TOP_K = {np.dtype(np.float32): _core.top_k_f32, np.dtype(np.float64): _core.top_k_f64}
+_TOP_K: dict[np.dtype[Any], Callable[..., Any]] = {
+    np.dtype(np.float32): _core.top_k_f32,
+    np.dtype(np.float64): _core.top_k_f64,
+}
 
 
 def as_ids(name: str, value: Any, upper: int) -> tuple[np.ndarray, bool]:

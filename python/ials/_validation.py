@@ -34,16 +34,16 @@ def check_float(name: str, value: Any, minimum: float = 0.0) -> float:
     """A finite real number >= ``minimum``."""
     if isinstance(value, bool) or not isinstance(value, numbers.Real):
         raise TypeError(f"{name} must be a real number, got {value!r}")
-    value = float(value)
-    if not math.isfinite(value) or value < minimum:
+    number = float(value)
+    if not math.isfinite(number) or number < minimum:
         raise ValueError(f"{name} must be a finite number >= {minimum}, got {value!r}")
-    return value
+    return number
 
 
 def check_dtype(value: Any) -> np.dtype[Any]:
     """The factor dtype: float32 or float64."""
     try:
-        dtype = np.dtype(value)
+        dtype: np.dtype[Any] = np.dtype(value)
     except TypeError as err:
         raise TypeError(f"dtype must be float32 or float64, got {value!r}") from err
     if dtype not in FACTOR_DTYPES:

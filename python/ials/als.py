@@ -44,7 +44,7 @@ def _random_factors(
     return rng.random_sample((rows, k)).astype(dtype) * dtype.type(0.01)
 
 
-_NORMAL_EQUATIONS = {
+_NORMAL_EQUATIONS: dict[np.dtype[Any], Callable[..., Any]] = {
     np.dtype(np.float32): _core.normal_equations_f32,
     np.dtype(np.float64): _core.normal_equations_f64,
 }

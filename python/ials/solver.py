@@ -6,6 +6,7 @@ other tools (and a distributed driver working on blocks of rows) can use the sam
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -13,12 +14,21 @@ import numpy as np
 from . import _core
 from ._validation import CoreRows, as_csr, check_factor_matrix, check_float, check_int, core_rows
 
-_SOLVE = {np.dtype(np.float32): _core.solve_rows_f32, np.dtype(np.float64): _core.solve_rows_f64}
-_GRAM = {np.dtype(np.float32): _core.gram_f32, np.dtype(np.float64): _core.gram_f64}
+_SOLVE: dict[np.dtype[Any], Callable[..., Any]] = {
+    np.dtype(np.float32): _core.solve_rows_f32,
+    np.dtype(np.float64): _core.solve_rows_f64,
+}
+_GRAM: dict[np.dtype[Any], Callable[..., Any]] = {
+    np.dtype(np.float32): _core.gram_f32,
+    np.dtype(np.float64): _core.gram_f64,
+}
 Objective = tuple[float, float, float, float]
 """(regularization, alpha, regularization_exponent, unobserved_weight), already checked."""
 
-_LOSS = {np.dtype(np.float32): _core.loss_f32, np.dtype(np.float64): _core.loss_f64}
+_LOSS: dict[np.dtype[Any], Callable[..., Any]] = {
+    np.dtype(np.float32): _core.loss_f32,
+    np.dtype(np.float64): _core.loss_f64,
+}
 
 
 def gram(y: np.ndarray, num_threads: int = 0) -> np.ndarray:
