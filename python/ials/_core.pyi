@@ -10,6 +10,8 @@ __all__ = [
     "loss_f64",
     "normal_equations_f32",
     "normal_equations_f64",
+    "ranking_metrics_f32",
+    "ranking_metrics_f64",
     "resolve_threads",
     "simd_level",
     "solve_rows_f32",
@@ -118,3 +120,19 @@ def top_k_f64(
     candidates: npt.NDArray[np.int32] | None,
     num_threads: int,
 ) -> tuple[npt.NDArray[np.int32], npt.NDArray[np.float64]]: ...
+def ranking_metrics_f32(
+    users: npt.NDArray[np.float32],
+    items: npt.NDArray[np.float32],
+    train: tuple[npt.NDArray[np.int64], npt.NDArray[np.int32], npt.NDArray[np.float32]],
+    test: tuple[npt.NDArray[np.int64], npt.NDArray[np.int32], npt.NDArray[np.float32]],
+    cutoff: int,
+    num_threads: int,
+) -> npt.NDArray[np.float64]: ...
+def ranking_metrics_f64(
+    users: npt.NDArray[np.float64],
+    items: npt.NDArray[np.float64],
+    train: tuple[npt.NDArray[np.int64], npt.NDArray[np.int32], npt.NDArray[np.float32]],
+    test: tuple[npt.NDArray[np.int64], npt.NDArray[np.int32], npt.NDArray[np.float32]],
+    cutoff: int,
+    num_threads: int,
+) -> npt.NDArray[np.float64]: ...

@@ -19,11 +19,11 @@ use crate::simd::{dispatch, Arith, Kernel};
 use crate::Real;
 
 /// Queries per parallel task.
-const QUERY_BLOCK: usize = 64;
+const QUERY_BLOCK: usize = 128;
 /// Queries scored together against one tile (4 x 2 accumulator registers).
-const MICRO: usize = 4;
+pub(crate) const MICRO: usize = 4;
 /// Items per packed tile.
-const TILE: usize = 128;
+pub(crate) const TILE: usize = 128;
 
 /// Items a query must never get back.
 #[derive(Clone, Copy, Default)]
@@ -35,11 +35,11 @@ pub struct Exclusions<'a> {
 }
 
 /// A scored candidate: (score, item id).
-type Candidate<T> = (T, i32);
+pub(crate) type Candidate<T> = (T, i32);
 
 /// Higher score first, then lower id.
 #[inline]
-fn ranking<T: Real>(a: &Candidate<T>, b: &Candidate<T>) -> Ordering {
+pub(crate) fn ranking<T: Real>(a: &Candidate<T>, b: &Candidate<T>) -> Ordering {
     b.0.partial_cmp(&a.0)
         .unwrap_or(Ordering::Equal)
         .then(a.1.cmp(&b.1))
@@ -187,7 +187,7 @@ fn check_exclusions(exclusions: &Exclusions<'_>, n_queries: usize, n_items: usiz
 
 /// Candidate item rows packed tile by tile, factor-major: tile t holds `k x TILE` values with
 /// item `t * TILE + j` in column j (zero beyond the last candidate).
-fn pack_tiles<T: Real>(items: &[T], k: usize, candidate_ids: &[i32]) -> Vec<T> {
+pub(crate) fn pack_tiles<T: Real>(items: &[T], k: usize, candidate_ids: &[i32]) -> Vec<T> {
     let n_tiles = candidate_ids.len().div_ceil(TILE);
     let mut packed = vec![T::ZERO; n_tiles * k * TILE];
     packed
@@ -221,24 +221,23 @@ impl<T: Real> Kernel for ScoreBlock<'_, T> {
     /// Per query of the block: its best `n` candidates in these tiles, best first.
     type Output = Vec<Vec<Candidate<T>>>;
 
+    /// Tiles outside, queries inside: a tile (`k x TILE` values) is loaded once per block of
+    /// queries and stays in cache while every group of `MICRO` queries is scored against it.
     #[inline(always)]
     fn run<A: Arith>(self) -> Self::Output {
         let k = self.k;
         let n_queries = self.queries.len() / k;
         let mut best: Vec<Best<T>> = (0..n_queries).map(|_| Best::new(self.n)).collect();
-        let mut group = vec![T::ZERO; MICRO * k];
+        let groups = padded_groups(self.queries, k);
         let mut tile_scores = vec![T::ZERO; MICRO * TILE];
-        for first in (0..n_queries).step_by(MICRO) {
-            let members = MICRO.min(n_queries - first);
-            group.fill(T::ZERO);
-            group[..members * k].copy_from_slice(&self.queries[first * k..(first + members) * k]);
-            for t in self.tiles.clone() {
-                let tile = &self.packed[t * k * TILE..(t + 1) * k * TILE];
-                score_tile::<T, A>(&group, tile, k, &mut tile_scores);
-                let ids =
-                    &self.candidate_ids[t * TILE..self.candidate_ids.len().min((t + 1) * TILE)];
+        for t in self.tiles.clone() {
+            let tile = &self.packed[t * k * TILE..(t + 1) * k * TILE];
+            let ids = &self.candidate_ids[t * TILE..self.candidate_ids.len().min((t + 1) * TILE)];
+            for (g, group) in groups.chunks_exact(MICRO * k).enumerate() {
+                score_tile::<T, A>(group, tile, k, &mut tile_scores);
+                let members = MICRO.min(n_queries - g * MICRO);
                 for m in 0..members {
-                    let query = self.first_query + first + m;
+                    let query = self.first_query + g * MICRO + m;
                     let excluded = |id: i32| {
                         self.exclusions.global.is_some_and(|mask| mask[id as usize])
                             || self
@@ -246,7 +245,7 @@ impl<T: Real> Kernel for ScoreBlock<'_, T> {
                                 .per_query
                                 .is_some_and(|liked| liked.row(query).0.binary_search(&id).is_ok())
                     };
-                    let buffer = &mut best[first + m];
+                    let buffer = &mut best[g * MICRO + m];
                     for (&score, &id) in tile_scores[m * TILE..].iter().zip(ids) {
                         if score > buffer.threshold && !excluded(id) {
                             buffer.push((score, id));
@@ -259,9 +258,26 @@ impl<T: Real> Kernel for ScoreBlock<'_, T> {
     }
 }
 
+/// The query rows, zero-padded to a multiple of `MICRO` rows.
+pub(crate) fn padded_groups<T: Real>(queries: &[T], k: usize) -> Vec<T> {
+    let n = queries.len() / k;
+    let mut groups = vec![T::ZERO; n.div_ceil(MICRO) * MICRO * k];
+    groups[..queries.len()].copy_from_slice(queries);
+    groups
+}
+
+/// `q . y` with exactly the arithmetic of [`score_tile`] (one FMA per factor, in order), so a
+/// score computed alone equals the same score computed in a tile, bit for bit.
+#[inline(always)]
+pub(crate) fn score_one<T: Real, A: Arith>(q: &[T], y: &[T]) -> T {
+    q.iter()
+        .zip(y)
+        .fold(T::ZERO, |acc, (&a, &b)| A::fma(a, b, acc))
+}
+
 /// `scores[m][j] = group[m] . item j` for the `MICRO` queries of `group` and one packed tile.
 #[inline(always)]
-fn score_tile<T: Real, A: Arith>(group: &[T], tile: &[T], k: usize, scores: &mut [T]) {
+pub(crate) fn score_tile<T: Real, A: Arith>(group: &[T], tile: &[T], k: usize, scores: &mut [T]) {
     for start in (0..TILE).step_by(LANES) {
         let mut acc = [[T::ZERO; LANES]; MICRO];
         for d in 0..k {

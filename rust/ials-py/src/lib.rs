@@ -69,7 +69,70 @@ fn factors_of<T: numpy::Element>(array: &PyReadonlyArray2<'_, T>) -> usize {
 type Ranked<'py, T> = (Bound<'py, PyArray2<i32>>, Bound<'py, PyArray2<T>>);
 
 macro_rules! typed_functions {
-    ($t:ty, $solve:ident, $gram:ident, $loss:ident, $top_k:ident, $normal:ident) => {
+    ($t:ty, $solve:ident, $gram:ident, $loss:ident, $top_k:ident, $normal:ident, $metrics:ident) => {
+        /// Per-user ranking metrics at cutoff `k`: an `n_users x 6` float64 array with columns
+        /// n_test, hits, ndcg, average precision, auc, percentile rank.
+        #[pyfunction]
+        #[allow(clippy::too_many_arguments)]
+        fn $metrics<'py>(
+            py: Python<'py>,
+            users: PyReadonlyArray2<'py, $t>,
+            items: PyReadonlyArray2<'py, $t>,
+            train: (
+                PyReadonlyArray1<'py, i64>,
+                PyReadonlyArray1<'py, i32>,
+                PyReadonlyArray1<'py, f32>,
+            ),
+            test: (
+                PyReadonlyArray1<'py, i64>,
+                PyReadonlyArray1<'py, i32>,
+                PyReadonlyArray1<'py, f32>,
+            ),
+            cutoff: usize,
+            num_threads: usize,
+        ) -> PyResult<Bound<'py, PyArray2<f64>>> {
+            let k = factors_of(&items);
+            let n_items = items.shape()[0];
+            let train = Csr {
+                indptr: train.0,
+                indices: train.1,
+                data: train.2,
+                n_cols: n_items,
+            };
+            let test = Csr {
+                indptr: test.0,
+                indices: test.1,
+                data: test.2,
+                n_cols: n_items,
+            };
+            let (train, test) = (train.view()?, test.view()?);
+            let users = contiguous(&users, "users")?;
+            let items = contiguous(&items, "items")?;
+            let per_user = py
+                .detach(|| {
+                    ials_core::with_threads(num_threads, || {
+                        ials_core::ranking_metrics(users, items, k, &train, &test, cutoff)
+                    })
+                    .and_then(|result| result)
+                })
+                .map_err(value_error)?;
+            let table: Vec<f64> = per_user
+                .iter()
+                .flat_map(|m| {
+                    [
+                        m.n_test as f64,
+                        m.hits as f64,
+                        m.ndcg,
+                        m.average_precision,
+                        m.auc,
+                        m.percentile_rank,
+                    ]
+                })
+                .collect();
+            let table = Array2::from_shape_vec((per_user.len(), 6), table).expect("6 columns");
+            Ok(table.into_pyarray(py))
+        }
+
         /// `(A, b)` of one row's normal equations, both float64.
         #[pyfunction]
         #[allow(clippy::too_many_arguments)]
@@ -291,7 +354,8 @@ typed_functions!(
     gram_f32,
     loss_f32,
     top_k_f32,
-    normal_equations_f32
+    normal_equations_f32,
+    ranking_metrics_f32
 );
 typed_functions!(
     f64,
@@ -299,7 +363,8 @@ typed_functions!(
     gram_f64,
     loss_f64,
     top_k_f64,
-    normal_equations_f64
+    normal_equations_f64,
+    ranking_metrics_f64
 );
 
 /// The instruction set the kernels run with ("avx2+fma" or "portable").
@@ -324,6 +389,8 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(loss_f64, m)?)?;
     m.add_function(wrap_pyfunction!(normal_equations_f32, m)?)?;
     m.add_function(wrap_pyfunction!(normal_equations_f64, m)?)?;
+    m.add_function(wrap_pyfunction!(ranking_metrics_f32, m)?)?;
+    m.add_function(wrap_pyfunction!(ranking_metrics_f64, m)?)?;
     m.add_function(wrap_pyfunction!(top_k_f32, m)?)?;
     m.add_function(wrap_pyfunction!(top_k_f64, m)?)?;
     m.add_function(wrap_pyfunction!(simd_level, m)?)?;

@@ -1,0 +1,142 @@
+"""Ranking metrics for implicit-feedback models, computed in Rust, parallel over users.
+
+For each user with at least one test item, all items are ranked by ``x_u . y_i`` (ties by lower
+item id) with the user's training items removed, and the exact rank of every test item gives:
+
+- ``precision`` = hits / K, where hits = test items among the top K;
+- ``recall`` = hits / |test_u| (LightGCN-family papers), or hits / min(K, |test_u|) with
+  ``truncated_recall=True`` (Liang et al. 2018, Rendle et al. 2022);
+- ``map`` = (1 / min(K, |test_u|)) * sum over hits at position r of (hits up to r) / r;
+- ``ndcg`` = DCG@K / IDCG@K with binary gains 1 / log2(r + 1) and the ideal DCG over
+  min(K, |test_u|) positions;
+- ``auc`` = fraction of (test item, non-test eligible item) pairs ranked in the right order, over
+  the whole ranking (not only the top K);
+- ``epr`` = expected percentile ranking (Hu, Koren & Volinsky 2008): mean of rank / (eligible - 1)
+  over the user's test items weighted by their test values; 0 is best, 0.5 is random.
+
+Every metric is the mean of the per-user values over users with at least one test item (test
+items that are also training items are left out, as they cannot be ranked).
+
+Where implicit's ``implicit.evaluation`` differs: its "precision" is sum(hits) / sum(min(K,
+|test_u|)) pooled over users (a recall, and above 1 when K exceeds the number of items), its AUC
+only looks inside the top K, and it has no recall or percentile ranking.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+
+from . import _core
+from ._progress import Progress
+from ._ranking import check_n
+from ._validation import as_csr, check_int, core_rows
+
+_METRICS: dict[np.dtype[Any], Callable[..., Any]] = {
+    np.dtype(np.float32): _core.ranking_metrics_f32,
+    np.dtype(np.float64): _core.ranking_metrics_f64,
+}
+
+# Users per call into Rust: bounds the time between progress updates, not the memory.
+_USERS_PER_CALL = 8192
+
+
+def ranking_metrics_at_k(
+    model: Any,
+    train_user_items: Any,
+    test_user_items: Any,
+    K: int = 10,
+    show_progress: bool = True,
+    num_threads: int = 0,
+    truncated_recall: bool = False,
+) -> dict[str, float]:
+    """All metrics at cutoff ``K`` (see the module docstring): a dict with ``precision``,
+    ``recall``, ``map``, ``ndcg``, ``auc``, ``epr`` and ``users`` (how many were evaluated).
+
+    ``model`` is anything with ``user_factors`` and ``item_factors`` arrays (an ials model, or an
+    implicit one); ``train_user_items`` and ``test_user_items`` are users x items sparse matrices.
+    """
+    cutoff = check_n(K)
+    num_threads = check_int("num_threads", num_threads, 0)
+    users, items = _factors(model)
+    train = as_csr(train_user_items, "train_user_items", warn=False)
+    test = as_csr(test_user_items, "test_user_items", warn=False)
+    expected = (users.shape[0], items.shape[0])
+    for name, matrix in (("train_user_items", train), ("test_user_items", test)):
+        if matrix.shape != expected:
+            raise ValueError(
+                f"{name} must have shape {expected} (the model's users x items), "
+                f"got {matrix.shape}"
+            )
+    blocks = range(0, users.shape[0], _USERS_PER_CALL)
+    tables = []
+    with Progress(len(blocks), show_progress, "evaluating") as progress:
+        for start in blocks:
+            stop = min(start + _USERS_PER_CALL, users.shape[0])
+            tables.append(
+                _METRICS[items.dtype](
+                    users[start:stop],
+                    items,
+                    tuple(core_rows(train[start:stop]))[:3],
+                    tuple(core_rows(test[start:stop]))[:3],
+                    cutoff,
+                    num_threads,
+                )
+            )
+            progress.update()
+    table = np.concatenate(tables) if tables else np.zeros((0, 6))
+    n_test, hits, ndcg, average_precision, auc, percentile = table.T
+    evaluated = n_test > 0
+    if not evaluated.any():
+        raise ValueError("no user has a test item that is not also a training item")
+    n_test, hits = n_test[evaluated], hits[evaluated]
+    recall_base = np.minimum(n_test, cutoff) if truncated_recall else n_test
+    return {
+        "precision": float(np.mean(hits / cutoff)),
+        "recall": float(np.mean(hits / recall_base)),
+        "map": float(np.mean(average_precision[evaluated])),
+        "ndcg": float(np.mean(ndcg[evaluated])),
+        "auc": float(np.mean(auc[evaluated])),
+        "epr": float(np.mean(percentile[evaluated])),
+        "users": int(evaluated.sum()),
+    }
+
+
+def _factors(model: Any) -> tuple[np.ndarray, np.ndarray]:
+    users = getattr(model, "user_factors", None)
+    items = getattr(model, "item_factors", None)
+    if not isinstance(users, np.ndarray) or not isinstance(items, np.ndarray):
+        raise ValueError("the model is not fitted: it has no user_factors / item_factors arrays")
+    if users.dtype != items.dtype or users.dtype not in _METRICS:
+        raise TypeError(
+            f"the factors must both be float32 or float64, got {users.dtype} and {items.dtype}"
+        )
+    return np.ascontiguousarray(users), np.ascontiguousarray(items)
+
+
+def _one(metric: str) -> Callable[..., float]:
+    def compute(
+        model: Any,
+        train_user_items: Any,
+        test_user_items: Any,
+        K: int = 10,
+        show_progress: bool = True,
+        num_threads: int = 0,
+    ) -> float:
+        metrics = ranking_metrics_at_k(
+            model, train_user_items, test_user_items, K, show_progress, num_threads
+        )
+        return metrics[metric]
+
+    compute.__name__ = compute.__qualname__ = f"{metric}_at_k"
+    compute.__doc__ = f"``ranking_metrics_at_k(...)['{metric}']`` (see the module docstring)."
+    return compute
+
+
+precision_at_k = _one("precision")
+recall_at_k = _one("recall")
+mean_average_precision_at_k = _one("map")
+ndcg_at_k = _one("ndcg")
+AUC_at_k = _one("auc")
