@@ -10,7 +10,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from . import _core
-from ._validation import as_csr, core_rows
+from ._validation import as_csr, check_int, core_rows
 
 _TOP_K: dict[np.dtype[Any], Callable[..., Any]] = {
     np.dtype(np.float32): _core.top_k_f32,
@@ -35,9 +35,7 @@ def as_ids(name: str, value: Any, upper: int) -> tuple[np.ndarray, bool]:
 
 
 def check_n(value: Any) -> int:
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
-        raise ValueError(f"N must be an integer >= 1, got {value!r}")
-    return int(value)
+    return check_int("N", value, 1)
 
 
 def selection(
@@ -84,8 +82,8 @@ def top_k(
     num_threads: int,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Best ``n`` targets per query row: int32 ids and scores, padded with -1 / -inf."""
-    width = min(n, eligible)
-    if width == 0 or len(queries) == 0:
+    width = min(n, eligible) if len(queries) else 0
+    if width == 0:
         ids = np.empty((len(queries), 0), dtype=np.int32)
         scores = np.empty((len(queries), 0), dtype=targets.dtype)
     else:

@@ -58,8 +58,9 @@ impl<T: Real> Kernel for BlockGram<'_, T> {
                 let mut start = a - a % LANES;
                 while start < k {
                     let width = LANES.min(k - start);
-                    let mut acc = [T::ZERO; LANES];
+                    let dst = &mut sum[a * k + start..a * k + start + width];
                     if width == LANES {
+                        let mut acc = [T::ZERO; LANES];
                         for row in rows.chunks_exact(k) {
                             let ya = row[a];
                             let columns = &row[start..start + LANES];
@@ -67,19 +68,17 @@ impl<T: Real> Kernel for BlockGram<'_, T> {
                                 acc[t] = A::fma(ya, columns[t], acc[t]);
                             }
                         }
-                    } else {
-                        for row in rows.chunks_exact(k) {
-                            let ya = row[a];
-                            for t in 0..width {
-                                acc[t] = A::fma(ya, row[start + t], acc[t]);
-                            }
+                        for (s, v) in dst.iter_mut().zip(acc) {
+                            *s += v.to_f64();
                         }
-                    }
-                    for (s, v) in sum[a * k + start..a * k + start + width]
-                        .iter_mut()
-                        .zip(acc)
-                    {
-                        *s += v.to_f64();
+                    } else {
+                        for (t, s) in dst.iter_mut().enumerate() {
+                            let mut acc = T::ZERO;
+                            for row in rows.chunks_exact(k) {
+                                acc = A::fma(row[a], row[start + t], acc);
+                            }
+                            *s += acc.to_f64();
+                        }
                     }
                     start += LANES;
                 }

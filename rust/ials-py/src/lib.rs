@@ -22,6 +22,12 @@ fn contiguous<'a, T: numpy::Element, D: numpy::ndarray::Dimension>(
     array: &'a numpy::PyReadonlyArray<'_, T, D>,
     name: &str,
 ) -> PyResult<&'a [T]> {
+    // `as_slice` also accepts Fortran-ordered arrays, whose memory is not in row order.
+    if !array.is_c_contiguous() {
+        return Err(PyValueError::new_err(format!(
+            "{name} must be a C-contiguous array"
+        )));
+    }
     array
         .as_slice()
         .map_err(|_| PyValueError::new_err(format!("{name} must be a C-contiguous array")))
@@ -197,6 +203,9 @@ macro_rules! typed_functions {
             let k = factors_of(&y);
             let y = contiguous(&y, "y")?;
             let gram = contiguous(&gram, "gram")?;
+            if !x.is_c_contiguous() {
+                return Err(PyValueError::new_err("x must be a C-contiguous array"));
+            }
             let x = x
                 .as_slice_mut()
                 .map_err(|_| PyValueError::new_err("x must be a C-contiguous array"))?;
