@@ -71,6 +71,12 @@ pub fn axpy<T: Real, A: Arith>(a: T, x: &[T], y: &mut [T]) {
 /// (`out[b] = sum_j v[j] M[j][b]`, using the symmetry), so `M` is read once and `out` written once.
 #[inline(always)]
 pub fn symv<T: Real, A: Arith>(m: &[T], v: &[T], out: &mut [T]) {
+    A::symv(m, v, out)
+}
+
+/// The portable `M v` behind [`symv`].
+#[inline(always)]
+pub(crate) fn symv_generic<T: Real, A: Arith>(m: &[T], v: &[T], out: &mut [T]) {
     let k = v.len();
     debug_assert_eq!(m.len(), k * k);
     let full = k - k % LANES;
@@ -128,6 +134,44 @@ mod tests {
                 assert!(
                     close(dot::<f32, Fused>(&xf, &yf) as f64, naive, scale * 10.0),
                     "n={n}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn f32_symv_matches_naive_on_every_path() {
+        for k in [1, 5, 8, 16, 33, 64, 100, 128, 136] {
+            let b: Vec<f32> = (0..k * k)
+                .map(|i| ((i * 31 % 17) as f32) / 17.0 - 0.4)
+                .collect();
+            let mut m = vec![0.0f32; k * k];
+            for i in 0..k {
+                for j in 0..k {
+                    m[i * k + j] = b[i * k + j] + b[j * k + i];
+                }
+            }
+            let v: Vec<f32> = (0..k).map(|i| (i % 7) as f32 / 7.0 - 0.3).collect();
+            let naive: Vec<f64> = (0..k)
+                .map(|i| (0..k).map(|j| m[i * k + j] as f64 * v[j] as f64).sum())
+                .collect();
+            let mut out = vec![f32::NAN; k];
+            symv::<f32, Unfused>(&m, &v, &mut out);
+            assert!(
+                out.iter()
+                    .zip(&naive)
+                    .all(|(a, b)| close(*a as f64, *b, k as f64)),
+                "k={k}"
+            );
+            if crate::simd::simd_level() == crate::simd::SimdLevel::Avx2Fma {
+                let mut fused = vec![f32::NAN; k];
+                symv::<f32, Fused>(&m, &v, &mut fused);
+                assert!(
+                    fused
+                        .iter()
+                        .zip(&naive)
+                        .all(|(a, b)| close(*a as f64, *b, k as f64)),
+                    "k={k}"
                 );
             }
         }

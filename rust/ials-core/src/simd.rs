@@ -18,6 +18,12 @@ pub trait Arith: Copy {
     fn dot<T: crate::Real>(x: &[T], y: &[T]) -> T {
         crate::kernels::dot_generic::<T, Self>(x, y)
     }
+
+    /// `out = M v` for symmetric `M`; an instruction set may replace the generic kernel.
+    #[inline(always)]
+    fn symv<T: crate::Real>(m: &[T], v: &[T], out: &mut [T]) {
+        crate::kernels::symv_generic::<T, Self>(m, v, out)
+    }
 }
 
 #[derive(Clone, Copy)]
@@ -44,6 +50,32 @@ impl Arith for Fused {
             }
         }
         crate::kernels::dot_generic::<T, Self>(x, y)
+    }
+
+    #[inline(always)]
+    fn symv<T: crate::Real>(m: &[T], v: &[T], out: &mut [T]) {
+        #[cfg(target_arch = "x86_64")]
+        {
+            if let (Some(m), Some(v), Some(out)) = (as_f32(m), as_f32(v), as_f32_mut(out)) {
+                // SAFETY: as for `dot`.
+                return unsafe { avx2::symv_f32(m, v, out) };
+            }
+        }
+        crate::kernels::symv_generic::<T, Self>(m, v, out)
+    }
+}
+
+/// `values` as `&mut [f32]` when `T` is `f32`.
+#[cfg(target_arch = "x86_64")]
+#[inline(always)]
+fn as_f32_mut<T: 'static>(values: &mut [T]) -> Option<&mut [f32]> {
+    if std::any::TypeId::of::<T>() == std::any::TypeId::of::<f32>() {
+        // SAFETY: T is f32, so the slice is reinterpreted as itself.
+        Some(unsafe {
+            std::slice::from_raw_parts_mut(values.as_mut_ptr().cast::<f32>(), values.len())
+        })
+    } else {
+        None
     }
 }
 
@@ -94,6 +126,51 @@ mod avx2 {
             i += 1;
         }
         total
+    }
+
+    /// `out = M v` for a symmetric row-major `k x k` matrix: `out[b] = sum_j v[j] M[j][b]`, with
+    /// eight accumulator registers (64 outputs) in flight so the FMA latency is hidden; narrower
+    /// passes finish the remainder.
+    #[target_feature(enable = "avx2,fma")]
+    #[inline]
+    pub(super) unsafe fn symv_f32(m: &[f32], v: &[f32], out: &mut [f32]) {
+        let k = v.len();
+        assert!(m.len() >= k * k && out.len() >= k);
+        let (pm, po) = (m.as_ptr(), out.as_mut_ptr());
+        let mut start = 0;
+        while start + 64 <= k {
+            let mut acc = [_mm256_setzero_ps(); 8];
+            for (j, &vj) in v.iter().enumerate() {
+                let b = _mm256_set1_ps(vj);
+                let row = pm.add(j * k + start);
+                for (lane, a) in acc.iter_mut().enumerate() {
+                    *a = _mm256_fmadd_ps(b, _mm256_loadu_ps(row.add(8 * lane)), *a);
+                }
+            }
+            for (lane, a) in acc.iter().enumerate() {
+                _mm256_storeu_ps(po.add(start + 8 * lane), *a);
+            }
+            start += 64;
+        }
+        while start + 8 <= k {
+            let mut acc = _mm256_setzero_ps();
+            for (j, &vj) in v.iter().enumerate() {
+                acc = _mm256_fmadd_ps(
+                    _mm256_set1_ps(vj),
+                    _mm256_loadu_ps(pm.add(j * k + start)),
+                    acc,
+                );
+            }
+            _mm256_storeu_ps(po.add(start), acc);
+            start += 8;
+        }
+        for b in start..k {
+            let mut sum = 0.0f32;
+            for (j, &vj) in v.iter().enumerate() {
+                sum = vj.mul_add(m[j * k + b], sum);
+            }
+            out[b] = sum;
+        }
     }
 }
 
