@@ -7,10 +7,12 @@ from __future__ import annotations
 
 from importlib.metadata import PackageNotFoundError, version
 
-from . import confidence, datasets
+from . import callbacks, confidence, datasets, splits
 from ._core import simd_level
 from ._validation import ParameterWarning
 from .als import AlternatingLeastSquares
+from .callbacks import EarlyStopping
+from .interactions import Interactions
 from .solver import calculate_loss, gram, solve_rows
 
 try:
@@ -20,12 +22,16 @@ except PackageNotFoundError:  # running from a source tree that was never instal
 
 __all__ = [
     "AlternatingLeastSquares",
+    "EarlyStopping",
+    "Interactions",
     "ParameterWarning",
     "__version__",
     "calculate_loss",
+    "callbacks",
     "confidence",
     "datasets",
     "gram",
     "simd_level",
     "solve_rows",
+    "splits",
 ]

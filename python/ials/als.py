@@ -13,6 +13,7 @@ import numpy as np
 from . import _core, _ranking
 from ._progress import Progress
 from ._validation import as_csr, check_dtype, check_float, check_int, core_rows, transpose
+from .callbacks import StopFitting
 from .solver import Objective, half_sweep, loss
 
 log = logging.getLogger(__name__)
@@ -185,7 +186,9 @@ class AlternatingLeastSquares:
         Continues from ``user_factors`` / ``item_factors`` when they are set with shapes that fit
         the data (as implicit does); otherwise starts from random factors drawn from
         ``random_state``. ``callback(iteration, seconds, loss)`` runs after each sweep, with
-        ``loss`` None unless ``calculate_training_loss`` is set.
+        ``loss`` None unless ``calculate_training_loss`` is set; a callback that raises
+        ``ials.callbacks.StopFitting`` ends training after that sweep (``ials.EarlyStopping``
+        does).
         """
         self._check_parameters()
         objective = self._objective()
@@ -212,7 +215,11 @@ class AlternatingLeastSquares:
                         log.info("iteration %d: loss %.6g", iteration, current_loss)
                 progress.update(current_loss)
                 if callback is not None:
-                    callback(iteration, time.perf_counter() - start, current_loss)
+                    try:
+                        callback(iteration, time.perf_counter() - start, current_loss)
+                    except StopFitting:  # the callback ends training here (early stopping)
+                        log.info("fit stopped by its callback after iteration %d", iteration)
+                        break
         # Solved in place: whatever was derived from the previous factors is stale.
         self.user_factors, self.item_factors = x, y
 
@@ -251,9 +258,15 @@ class AlternatingLeastSquares:
     # Ranking
 
     def _fitted(self) -> tuple[np.ndarray, np.ndarray]:
+        """The factors as C-contiguous arrays of the same dtype (assigned factors may be views
+        or Fortran-ordered; the Rust core reads rows)."""
         if self.user_factors is None or self.item_factors is None:
             raise ValueError("the model is not fitted: call fit() first")
-        return self.user_factors, self.item_factors
+        users, items = self.user_factors, self.item_factors
+        if not (users.flags.c_contiguous and items.flags.c_contiguous):
+            self.user_factors = users = np.ascontiguousarray(users)
+            self.item_factors = items = np.ascontiguousarray(items)
+        return users, items
 
     def _threads(self) -> int:
         return check_int("num_threads", self.num_threads, 0)
@@ -415,20 +428,27 @@ class AlternatingLeastSquares:
         self,
         user_items: Any = None,
         N: int = 10,
+        recalculate_user: bool = False,
         filter_already_liked_items: bool = True,
         filter_items: Any = None,
+        users_items_offset: int = 0,
         items: Any = None,
     ) -> tuple[np.ndarray, np.ndarray]:
-        """``recommend`` for every user at once: ``(ids, scores)`` of shape ``(n_users, N)``,
-        padded with -1 / -inf. Users are scored in blocks against item tiles in parallel; the full
-        users x items score matrix is never formed."""
+        """``recommend`` for many users at once, with implicit's positional arguments: row j of
+        ``user_items`` belongs to user ``users_items_offset + j`` (every user when
+        ``user_items`` is None). Returns ``(ids, scores)`` of shape ``(n, N)``, padded with -1 /
+        -inf (implicit returns the ids only). Users are scored in blocks against item tiles in
+        parallel; the full users x items score matrix is never formed."""
         users, _ = self._fitted()
+        offset = check_int("users_items_offset", users_items_offset, 0)
+        n_rows = users.shape[0] - offset if user_items is None else user_items.shape[0]
         return self.recommend(
-            np.arange(users.shape[0]),
+            np.arange(offset, offset + max(n_rows, 0)),
             user_items,
             N=N,
             filter_already_liked_items=filter_already_liked_items,
             filter_items=filter_items,
+            recalculate_user=recalculate_user,
             items=items,
         )
 
@@ -500,7 +520,7 @@ class AlternatingLeastSquares:
 
     def score(self, userids: Any, itemids: Any) -> np.ndarray:
         """Predicted preference ``x_u . y_i`` for each (user, item) pair; ``userids`` and
-        ``itemids`` broadcast against each other (a scalar pair gives a 0-d array)."""
+        ``itemids`` broadcast against each other (a scalar pair gives a numpy scalar)."""
         users, items = self._fitted()
         u = np.asarray(userids)
         i = np.asarray(itemids)
@@ -513,3 +533,35 @@ class AlternatingLeastSquares:
                 f"userids {u.shape} and itemids {i.shape} do not broadcast together"
             ) from err
         return np.einsum("...k,...k->...", users[u_ids], items[i_ids])
+
+    # ----------------------------------------------------------------------------------------
+    # Files
+
+    def save(self, fileobj_or_path: Any, interactions: Any = None) -> None:
+        """Writes the model to a numpy ``.npz`` file (``.npz`` is appended to a path without it).
+
+        The file holds a format name and version, every constructor parameter, the factors and a
+        SHA-256 checksum of all of them, and, with ``interactions`` (the
+        :class:`ials.Interactions` the model was fitted on), that matrix with its raw user and
+        item ids, read back by ``ials.Interactions.load(path)``. A path is written atomically:
+        a temporary file in the same directory, flushed to disk, then renamed over the target,
+        so an interrupted save never leaves a broken file where a good one was. A
+        ``random_state`` that is a Generator or RandomState is not saved (it loads as None).
+        implicit 0.7.3 can load the file too (it ignores what it does not know).
+        """
+        from ._persistence import save_model
+
+        save_model(self, fileobj_or_path, interactions)
+
+    @classmethod
+    def load(cls, fileobj_or_path: Any) -> AlternatingLeastSquares:
+        """The model in a file written by :meth:`save` or by implicit 0.7.3's ``save``.
+
+        Reads with ``allow_pickle=False`` (loading never runs code; a file holding an object
+        array is refused) and raises ``ValueError`` for a truncated, corrupted, hand-edited or
+        unknown-version file, or one whose parameters and factors do not fit together.
+        """
+        from ._persistence import load_model
+
+        model: AlternatingLeastSquares = load_model(cls, fileobj_or_path)
+        return model

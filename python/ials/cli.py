@@ -1,21 +1,63 @@
-"""The ``ials`` command line (also ``python -m ials``)."""
+"""The ``ials`` command line (also ``python -m ials``).
+
+    ials demo                                   fit, evaluate and show the embedded synthetic data
+    ials fit DATA -o MODEL [--weight-col ...]   train on a CSV/TSV/Parquet log, save model and ids
+    ials recommend MODEL --user ID [-n 10]      best unseen items for a user (raw ids)
+    ials similar MODEL --item ID [-n 10]        most similar items (raw ids)
+    ials evaluate DATA [--test-fraction --k]    per-user split, fit, ranking metrics, --plot
+
+``--json`` prints one JSON object on stdout for scripts; progress bars (tqdm, when installed) go
+to stderr unless ``--quiet``. Bad input (a missing file, an unknown column or id, an invalid
+value) ends with exit code 2 and a one-line message on stderr.
+"""
 
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import numpy as np
 
 from . import datasets
 from .als import AlternatingLeastSquares
+from .interactions import Interactions
+from .splits import per_user_split
+
+METRIC_NAMES = ("precision", "recall", "map", "ndcg", "auc", "epr")
+
+
+def _print_json(payload: dict[str, Any]) -> None:
+    print(json.dumps(payload, indent=2))
+
+
+def _format_metrics(metrics: dict[str, Any], k: int) -> str:
+    ranked = [f"{name}@{k} {metrics[name]:.4f}" for name in ("precision", "recall", "map", "ndcg")]
+    unranked = [f"auc {metrics['auc']:.4f}", f"epr {metrics['epr']:.4f}"]
+    return "  ".join(ranked + unranked) + f"  ({metrics['users']} test users)"
+
+
+def _metrics(
+    model: AlternatingLeastSquares, train: Any, test: Any, k: int, quiet: bool, threads: int = 0
+) -> dict[str, Any]:
+    from .evaluation import ranking_metrics_at_k
+
+    result = ranking_metrics_at_k(
+        model, train, test, K=k, show_progress=not quiet, num_threads=threads
+    )
+    return {name: (int(v) if name == "users" else float(v)) for name, v in result.items()}
+
+
+# ---------------------------------------------------------------------------------------------
+# demo
 
 
 def _demo(args: argparse.Namespace) -> int:
-    """Fits the embedded synthetic listening data and checks recommendations against the
-    planted taste groups."""
+    """Fits the embedded synthetic listening data on 80% of each user's plays, measures the
+    ranking of the held-out 20%, and checks recommendations against the planted taste groups."""
     matrix, groups = datasets.synthetic(
         n_users=args.users, n_items=args.items, random_state=args.seed
     )
@@ -23,6 +65,8 @@ def _demo(args: argparse.Namespace) -> int:
         f"synthetic listening data: {matrix.shape[0]} users x {matrix.shape[1]} items, "
         f"{matrix.nnz} interactions, {groups.item_group.max() + 1} planted taste groups"
     )
+    train, test = per_user_split(matrix, test_fraction=0.2, random_state=args.seed)
+    print(f"per-user split: {train.nnz} interactions to train on, {test.nnz} held out (20%)")
     model = AlternatingLeastSquares(
         factors=args.factors,
         iterations=args.iterations,
@@ -31,12 +75,14 @@ def _demo(args: argparse.Namespace) -> int:
         calculate_training_loss=True,
     )
     start = time.perf_counter()
-    model.fit(matrix, show_progress=not args.quiet)
+    model.fit(train, show_progress=not args.quiet)
     print(f"fit: {args.iterations} iterations in {time.perf_counter() - start:.2f} s")
+    k = 20
+    print("held-out ranking: " + _format_metrics(_metrics(model, train, test, k, args.quiet), k))
     top_n = 10
-    top, _ = model.recommend_all(matrix, N=top_n)  # only items the user has not played
+    top, _ = model.recommend_all(train, N=top_n)  # only items the user has not played
     in_group = groups.item_group[top] == groups.user_group[:, None]
-    for user in range(args.show):
+    for user in range(min(args.show, matrix.shape[0])):
         marked = zip(top[user], in_group[user], strict=True)
         items = ", ".join(f"{item}{'*' if match else ''}" for item, match in marked)
         print(f"user {user} (taste group {groups.user_group[user]}): {items}")
@@ -49,19 +95,371 @@ def _demo(args: argparse.Namespace) -> int:
     return 0
 
 
+# ---------------------------------------------------------------------------------------------
+# data and model arguments
+
+
+def _column(value: str | None, no_header: bool) -> str | int | None:
+    if value is None:
+        return None
+    if no_header:
+        if not value.isdigit():
+            raise ValueError(f"with --no-header columns are 0-based positions, got {value!r}")
+        return int(value)
+    return value
+
+
+def _read(args: argparse.Namespace) -> tuple[Interactions, float]:
+    start = time.perf_counter()
+    data = Interactions.read(
+        args.data,
+        user_col=_column(args.user_col, args.no_header),
+        item_col=_column(args.item_col, args.no_header),
+        weight_col=_column(args.weight_col, args.no_header),
+        sep=args.sep,
+        header=not args.no_header,
+    )
+    return data, time.perf_counter() - start
+
+
+def _model(args: argparse.Namespace, calculate_loss: bool = False) -> AlternatingLeastSquares:
+    return AlternatingLeastSquares(
+        factors=args.factors,
+        regularization=args.regularization,
+        alpha=args.alpha,
+        iterations=args.iterations,
+        num_threads=args.threads,
+        random_state=args.seed,
+        calculate_training_loss=calculate_loss,
+    )
+
+
+def _fit(args: argparse.Namespace) -> int:
+    model = _model(args)  # checks the parameters before the work
+    data, read_seconds = _read(args)
+    if not args.json:
+        print(
+            f"read {args.data}: {data.n_users} users x {data.n_items} items, "
+            f"{data.nnz} interactions ({read_seconds:.2f} s)"
+        )
+    start = time.perf_counter()
+    model.fit(data.matrix, show_progress=not args.quiet)
+    fit_seconds = time.perf_counter() - start
+    from ._persistence import model_path
+
+    path = model_path(args.output)
+    model.save(path, interactions=data)
+    if args.json:
+        _print_json(
+            {
+                "data": str(args.data),
+                "users": data.n_users,
+                "items": data.n_items,
+                "interactions": data.nnz,
+                "factors": args.factors,
+                "iterations": args.iterations,
+                "fit_seconds": fit_seconds,
+                "model": path,
+            }
+        )
+    else:
+        print(f"fit: {args.factors} factors, {args.iterations} iterations in {fit_seconds:.2f} s")
+        print(f"saved {path}")
+    return 0
+
+
+def _load(path: str) -> tuple[AlternatingLeastSquares, Interactions | None]:
+    from ._persistence import load_with_interactions
+
+    model, parts = load_with_interactions(AlternatingLeastSquares, path)
+    if model.user_factors is None or model.item_factors is None:
+        raise ValueError(f"{path} holds a model that was never fitted")
+    return model, None if parts is None else Interactions(*parts)
+
+
+def _index(raw: str, upper: int, kind: str) -> int:
+    """A row or column index given on the command line, for a file without ids."""
+    if not raw.isdigit() or int(raw) >= upper:
+        raise ValueError(
+            f"unknown {kind} {raw!r}: the model file holds no ids, so {kind}s are indices "
+            f"0..{upper - 1}"
+        )
+    return int(raw)
+
+
+def _no_ids_note(path: str) -> None:
+    print(
+        f"note: {path} holds no interactions (saved without them): ids are row / column indices "
+        "and already seen items are not filtered",
+        file=sys.stderr,
+    )
+
+
+def _show(
+    args: argparse.Namespace, key: str, query: Any, results: list[tuple[Any, float]], kind: str
+) -> None:
+    if args.json:
+        _print_json({key: query, "results": [{kind: i, "score": s} for i, s in results]})
+        return
+    width = max([len(kind)] + [len(str(i)) for i, _ in results])
+    print(f"rank  {kind:<{width}}  score")
+    for rank, (item, score) in enumerate(results, start=1):
+        print(f"{rank:>4}  {item!s:<{width}}  {score:.4f}")
+
+
+def _recommend(args: argparse.Namespace) -> int:
+    model, data = _load(args.model)
+    assert model.user_factors is not None and model.item_factors is not None
+    if data is None:
+        row = _index(args.user, model.user_factors.shape[0], "user")
+        _no_ids_note(args.model)
+        ids, scores = model.recommend(row, None, N=args.n, filter_already_liked_items=False)
+        results = list(zip(ids.tolist(), scores.astype(float).tolist(), strict=True))
+        query: Any = row
+    else:
+        results = data.recommend(model, args.user, N=args.n)
+        query = data.user_ids[data.user_index(args.user)].item()
+    _show(args, "user", query, results, "item")
+    return 0
+
+
+def _similar(args: argparse.Namespace) -> int:
+    model, data = _load(args.model)
+    assert model.item_factors is not None
+    if data is None:
+        column = _index(args.item, model.item_factors.shape[0], "item")
+        _no_ids_note(args.model)
+        ids, scores = model.similar_items(column, N=args.n)
+        results = list(zip(ids.tolist(), scores.astype(float).tolist(), strict=True))
+        query: Any = column
+    else:
+        results = data.similar_items(model, args.item, N=args.n)
+        query = data.item_ids[data.item_index(args.item)].item()
+    _show(args, "item", query, results, "item")
+    return 0
+
+
+# ---------------------------------------------------------------------------------------------
+# evaluate
+
+
+def _plot_module() -> Any:
+    try:
+        import matplotlib
+    except ImportError as err:
+        raise ImportError("--plot needs matplotlib: pip install 'ials[plot]'") from err
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _plot(path: str, history: list[dict[str, Any]], metric: str, k: int, plt: Any) -> None:
+    iterations = [entry["iteration"] + 1 for entry in history]
+    from matplotlib.ticker import MaxNLocator
+
+    figure, (left, right) = plt.subplots(1, 2, figsize=(10, 4))
+    for axis in (left, right):
+        axis.xaxis.set_major_locator(MaxNLocator(integer=True))
+    left.plot(iterations, [entry["loss"] for entry in history], marker="o")
+    left.set_xlabel("iteration")
+    left.set_ylabel("training loss")
+    left.set_title("training loss")
+    label = metric if metric in ("auc", "epr") else f"{metric}@{k}"
+    right.plot(iterations, [entry[metric] for entry in history], marker="o", color="C1")
+    right.set_xlabel("iteration")
+    right.set_ylabel(label)
+    right.set_title(f"validation {label}")
+    figure.tight_layout()
+    figure.savefig(path)
+    plt.close(figure)
+
+
+def _evaluate(args: argparse.Namespace) -> int:
+    plt = _plot_module() if args.plot else None  # fail before the work, not after
+    model = _model(args, calculate_loss=args.plot is not None)
+    data, read_seconds = _read(args)
+    train, test = per_user_split(
+        data.matrix, test_fraction=args.test_fraction, random_state=args.seed
+    )
+    if not args.json:
+        print(
+            f"read {args.data}: {data.n_users} users x {data.n_items} items, "
+            f"{data.nnz} interactions ({read_seconds:.2f} s)"
+        )
+        print(
+            f"per-user split (seed {args.seed}): {train.nnz} interactions to train on, "
+            f"{test.nnz} held out ({args.test_fraction:.0%} of each user's)"
+        )
+    history: list[dict[str, Any]] = []
+    callback: Callable[[int, float, float | None], None] | None = None
+    if args.plot:
+
+        def record(iteration: int, seconds: float, loss: float | None) -> None:
+            metrics = _metrics(model, train, test, args.k, True, args.threads)
+            history.append({"iteration": iteration, "seconds": seconds, "loss": loss, **metrics})
+
+        callback = record
+    start = time.perf_counter()
+    model.fit(train, show_progress=not args.quiet, callback=callback)
+    fit_seconds = time.perf_counter() - start
+    metrics = _metrics(model, train, test, args.k, args.quiet, args.threads)
+    if args.plot:
+        assert plt is not None
+        _plot(args.plot, history, args.metric, args.k, plt)
+    if args.json:
+        payload: dict[str, Any] = {
+            "data": str(args.data),
+            "users": data.n_users,
+            "items": data.n_items,
+            "interactions": data.nnz,
+            "train_interactions": int(train.nnz),
+            "test_interactions": int(test.nnz),
+            "test_fraction": args.test_fraction,
+            "seed": args.seed,
+            "k": args.k,
+            "factors": args.factors,
+            "iterations": args.iterations,
+            "regularization": args.regularization,
+            "alpha": args.alpha,
+            "fit_seconds": fit_seconds,
+            "metrics": metrics,
+        }
+        if args.plot:
+            payload["history"] = history
+            payload["plot"] = args.plot
+        _print_json(payload)
+    else:
+        print(f"fit: {args.factors} factors, {args.iterations} iterations in {fit_seconds:.2f} s")
+        print(_format_metrics(metrics, args.k))
+        if args.plot:
+            print(f"plot: {args.plot}")
+    return 0
+
+
+# ---------------------------------------------------------------------------------------------
+# arguments
+
+
+def _positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 1, got {text!r}")
+    return value
+
+
+def _non_negative(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text!r}")
+    return value
+
+
+def _fraction(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not 0.0 < value < 1.0:
+        raise argparse.ArgumentTypeError(f"expected a number between 0 and 1, got {text!r}")
+    return value
+
+
+def _output_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--json", action="store_true", help="print one JSON object on stdout")
+    parser.add_argument("--quiet", action="store_true", help="no progress bars")
+
+
+def _data_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("data", help="CSV, TSV (.tsv/.dat) or Parquet file, one interaction a line")
+    parser.add_argument("--user-col", help="user id column (default: the first)")
+    parser.add_argument("--item-col", help="item id column (default: the second)")
+    parser.add_argument(
+        "--weight-col", help="interaction strength column, e.g. a play count (default: 1 a line)"
+    )
+    parser.add_argument("--sep", help="column separator (default: from the file's suffix)")
+    parser.add_argument(
+        "--no-header", action="store_true", help="the file has no header: columns are positions"
+    )
+
+
+def _model_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--factors", type=_positive, default=100)
+    parser.add_argument("--iterations", type=_non_negative, default=15)
+    parser.add_argument("--regularization", type=float, default=0.01)
+    parser.add_argument("--alpha", type=float, default=1.0, help="confidence per unit of weight")
+    parser.add_argument("--seed", type=_non_negative, default=0)
+    parser.add_argument("--threads", type=_non_negative, default=0, help="0: every core")
+
+
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="ials", description=__doc__)
+    parser = argparse.ArgumentParser(
+        prog="ials",
+        description="Implicit-feedback ALS recommendations.",
+        epilog="exit status: 0 success, 1 missing optional dependency, 2 bad input",
+    )
     commands = parser.add_subparsers(dest="command", required=True)
-    demo = commands.add_parser("demo", help="fit the embedded synthetic data and show results")
-    demo.add_argument("--users", type=int, default=2000)
-    demo.add_argument("--items", type=int, default=1000)
-    demo.add_argument("--factors", type=int, default=32)
-    demo.add_argument("--iterations", type=int, default=10)
-    demo.add_argument("--seed", type=int, default=0)
-    demo.add_argument("--show", type=int, default=5, help="users whose top items are printed")
-    demo.add_argument("--quiet", action="store_true", help="no progress bar")
+
+    demo = commands.add_parser("demo", help="fit, evaluate and show the embedded synthetic data")
+    demo.add_argument("--users", type=_positive, default=2000)
+    demo.add_argument("--items", type=_positive, default=1000)
+    demo.add_argument("--factors", type=_positive, default=32)
+    demo.add_argument("--iterations", type=_non_negative, default=10)
+    demo.add_argument("--seed", type=_non_negative, default=0)
+    demo.add_argument("--show", type=_non_negative, default=5, help="users whose top items show")
+    demo.add_argument("--quiet", action="store_true", help="no progress bars")
     demo.set_defaults(run=_demo)
+
+    fit = commands.add_parser("fit", help="train on an interaction file and save the model")
+    _data_arguments(fit)
+    fit.add_argument("-o", "--output", required=True, help="model file (.npz is appended)")
+    _model_arguments(fit)
+    _output_arguments(fit)
+    fit.set_defaults(run=_fit)
+
+    recommend = commands.add_parser("recommend", help="best unseen items for a user")
+    recommend.add_argument("model", help="model file written by `ials fit`")
+    recommend.add_argument("--user", required=True, help="raw user id")
+    recommend.add_argument("-n", type=_positive, default=10, help="how many items")
+    _output_arguments(recommend)
+    recommend.set_defaults(run=_recommend)
+
+    similar = commands.add_parser("similar", help="items most similar to an item")
+    similar.add_argument("model", help="model file written by `ials fit`")
+    similar.add_argument("--item", required=True, help="raw item id")
+    similar.add_argument("-n", type=_positive, default=10, help="how many items")
+    _output_arguments(similar)
+    similar.set_defaults(run=_similar)
+
+    evaluate = commands.add_parser(
+        "evaluate", help="hold out part of each user's interactions, fit, measure the ranking"
+    )
+    _data_arguments(evaluate)
+    evaluate.add_argument("--test-fraction", type=_fraction, default=0.2)
+    evaluate.add_argument("--k", type=_positive, default=20, help="cut-off of the metrics")
+    _model_arguments(evaluate)
+    evaluate.add_argument(
+        "--plot", metavar="FILE.png", help="draw training loss and validation metric per iteration"
+    )
+    evaluate.add_argument(
+        "--metric", choices=METRIC_NAMES, default="ndcg", help="validation metric of --plot"
+    )
+    _output_arguments(evaluate)
+    evaluate.set_defaults(run=_evaluate)
     return parser
+
+
+def _message(err: BaseException) -> str:
+    if isinstance(err, OSError) and err.strerror and err.filename:
+        return f"{err.strerror}: {err.filename}"
+    text = str(err).strip().splitlines()
+    return text[0] if text else type(err).__name__
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -69,8 +467,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         return int(args.run(args))
-    except (ValueError, TypeError) as err:
-        print(f"ials {args.command}: {err}", file=sys.stderr)
+    except ImportError as err:  # a missing optional dependency
+        print(f"ials {args.command}: {_message(err)}", file=sys.stderr)
+        return 1
+    except (ValueError, TypeError, LookupError, OSError) as err:
+        print(f"ials {args.command}: {_message(err)}", file=sys.stderr)
         return 2
 
 

@@ -33,6 +33,19 @@ from . import _core
 from ._progress import Progress
 from ._ranking import check_n
 from ._validation import as_csr, check_int, core_rows
+from .splits import leave_k_out_split, per_user_split, train_test_split
+
+__all__ = [
+    "AUC_at_k",
+    "leave_k_out_split",
+    "mean_average_precision_at_k",
+    "ndcg_at_k",
+    "per_user_split",
+    "precision_at_k",
+    "ranking_metrics_at_k",
+    "recall_at_k",
+    "train_test_split",
+]
 
 _METRICS: dict[np.dtype[Any], Callable[..., Any]] = {
     np.dtype(np.float32): _core.ranking_metrics_f32,
@@ -67,8 +80,7 @@ def ranking_metrics_at_k(
     for name, matrix in (("train_user_items", train), ("test_user_items", test)):
         if matrix.shape != expected:
             raise ValueError(
-                f"{name} must have shape {expected} (the model's users x items), "
-                f"got {matrix.shape}"
+                f"{name} must have shape {expected} (the model's users x items), got {matrix.shape}"
             )
     blocks = range(0, users.shape[0], _USERS_PER_CALL)
     tables = []
