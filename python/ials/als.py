@@ -366,8 +366,9 @@ class AlternatingLeastSquares:
         weight = np.where(data > 0, confidence, 0.0)  # c_uj p_uj: only positive items contribute
         similarity = items[indices].astype(np.float64) @ cho_solve(user_weights, y_item)
         contributions = similarity * weight
-        order = np.lexsort((indices, -contributions))[:n]
-        top = [(int(indices[j]), float(contributions[j])) for j in order if weight[j] > 0]
+        listed = np.flatnonzero(weight > 0)  # only liked items explain a score
+        order = listed[np.lexsort((indices[listed], -contributions[listed]))][:n]
+        top = [(int(indices[j]), float(contributions[j])) for j in order]
         return total, top, user_weights
 
     def _user_row(self, userid: Any, user_items: Any, n_items: int) -> Any:
@@ -378,6 +379,7 @@ class AlternatingLeastSquares:
                 f"user_items must have {n_items} columns (one per item), got shape {csr.shape}"
             )
         if csr.shape[0] == 1:
+            _ranking.as_ids("userid", userid, np.iinfo(np.int32).max)
             return csr
         (user,), _ = _ranking.as_ids("userid", userid, csr.shape[0])
         return csr[user]
