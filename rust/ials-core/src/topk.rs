@@ -246,9 +246,19 @@ impl<T: Real> Kernel for ScoreBlock<'_, T> {
                                 .is_some_and(|liked| liked.row(query).0.binary_search(&id).is_ok())
                     };
                     let buffer = &mut best[g * MICRO + m];
-                    for (&score, &id) in tile_scores[m * TILE..].iter().zip(ids) {
-                        if score > buffer.threshold && !excluded(id) {
-                            buffer.push((score, id));
+                    let row = &tile_scores[m * TILE..m * TILE + ids.len()];
+                    for (scores, ids) in row.chunks(LANES).zip(ids.chunks(LANES)) {
+                        // Most chunks hold nothing above the bar: one vectorised test skips them.
+                        if !scores
+                            .iter()
+                            .fold(false, |any, &s| any | (s > buffer.threshold))
+                        {
+                            continue;
+                        }
+                        for (&score, &id) in scores.iter().zip(ids) {
+                            if score > buffer.threshold && !excluded(id) {
+                                buffer.push((score, id));
+                            }
                         }
                     }
                 }
@@ -278,6 +288,17 @@ pub(crate) fn score_one<T: Real, A: Arith>(q: &[T], y: &[T]) -> T {
 /// `scores[m][j] = group[m] . item j` for the `MICRO` queries of `group` and one packed tile.
 #[inline(always)]
 pub(crate) fn score_tile<T: Real, A: Arith>(group: &[T], tile: &[T], k: usize, scores: &mut [T]) {
+    A::score_tile(group, tile, k, scores)
+}
+
+/// The portable [`score_tile`].
+#[inline(always)]
+pub(crate) fn score_tile_generic<T: Real, A: Arith>(
+    group: &[T],
+    tile: &[T],
+    k: usize,
+    scores: &mut [T],
+) {
     for start in (0..TILE).step_by(LANES) {
         let mut acc = [[T::ZERO; LANES]; MICRO];
         for d in 0..k {
