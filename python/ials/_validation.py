@@ -138,8 +138,11 @@ def check_factor_matrix(
         raise TypeError(f"{name} must have dtype {dtype}, got {value.dtype}")
     if rows is not None and value.shape[0] != rows:
         raise ValueError(f"{name} must have {rows} rows, got shape {value.shape}")
-    if not value.flags.c_contiguous:
-        raise ValueError(f"{name} must be C-contiguous (use np.ascontiguousarray)")
+    if not (value.flags.c_contiguous and value.flags.aligned):
+        # Arrays unpickled from a network buffer can be unaligned; the core reads whole values.
+        raise ValueError(
+            f"{name} must be C-contiguous and aligned (use np.require({name}, requirements='CA'))"
+        )
     if value.size and not np.isfinite(value).all():
         raise ValueError(f"{name} holds a non-finite value")
     return value
