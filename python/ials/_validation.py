@@ -40,6 +40,23 @@ def check_float(name: str, value: Any, minimum: float = 0.0) -> float:
     return number
 
 
+def check_random_state(value: Any) -> np.random.Generator | np.random.RandomState:
+    """A random generator from None (fresh entropy), a non-negative int seed, a
+    ``numpy.random.Generator`` or a legacy ``RandomState`` (used as given)."""
+    if value is None:
+        return np.random.default_rng()
+    if isinstance(value, np.random.Generator | np.random.RandomState):
+        return value
+    if isinstance(value, numbers.Integral) and not isinstance(value, bool):
+        if value < 0:
+            raise ValueError(f"random_state must be a non-negative seed, got {value!r}")
+        return np.random.default_rng(int(value))
+    raise TypeError(
+        "random_state must be None, an int, a numpy.random.Generator or a RandomState, "
+        f"got {value!r}"
+    )
+
+
 def check_dtype(value: Any) -> np.dtype[Any]:
     """The factor dtype: float32 or float64."""
     try:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import numbers
 import time
 from collections.abc import Callable
 from typing import Any
@@ -12,7 +11,15 @@ import numpy as np
 
 from . import _core, _ranking
 from ._progress import Progress
-from ._validation import as_csr, check_dtype, check_float, check_int, core_rows, transpose
+from ._validation import (
+    as_csr,
+    check_dtype,
+    check_float,
+    check_int,
+    check_random_state,
+    core_rows,
+    transpose,
+)
 from .callbacks import StopFitting
 from .solver import Objective, half_sweep, loss
 
@@ -20,19 +27,6 @@ log = logging.getLogger(__name__)
 
 RandomState = None | int | np.random.Generator | np.random.RandomState
 Callback = Callable[[int, float, "float | None"], Any]
-
-
-def _rng(random_state: Any) -> np.random.Generator | np.random.RandomState:
-    if random_state is None:
-        return np.random.default_rng()
-    if isinstance(random_state, np.random.Generator | np.random.RandomState):
-        return random_state
-    if isinstance(random_state, numbers.Integral) and not isinstance(random_state, bool):
-        return np.random.default_rng(int(random_state))
-    raise TypeError(
-        "random_state must be None, an int, a numpy.random.Generator or a RandomState, "
-        f"got {random_state!r}"
-    )
 
 
 def _random_factors(
@@ -168,7 +162,7 @@ class AlternatingLeastSquares:
         check_int("num_threads", self.num_threads, 0)
         self._objective()
         if not isinstance(self.random_state, np.random.Generator | np.random.RandomState):
-            _rng(self.random_state)  # raises for an unsupported type
+            check_random_state(self.random_state)  # raises for an unsupported type
 
     def _objective(self) -> Objective:
         return (
@@ -240,7 +234,7 @@ class AlternatingLeastSquares:
                 n_items,
                 k,
             )
-        rng = _rng(self.random_state)
+        rng = check_random_state(self.random_state)
         self.user_factors = _random_factors(rng, n_users, k, dtype)
         self.item_factors = _random_factors(rng, n_items, k, dtype)
 

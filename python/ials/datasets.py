@@ -41,6 +41,8 @@ import numpy as np
 import scipy.sparse as sp
 from numpy.typing import NDArray
 
+from ._validation import check_int, check_random_state
+
 __all__ = ["SyntheticGroups", "synthetic"]
 
 IN_GROUP_FRACTION = 0.8
@@ -110,9 +112,9 @@ def synthetic(
         int32 indices and indptr (int64 when nnz does not fit in int32).
         ``groups``: the :class:`SyntheticGroups` used to draw it.
     """
-    n_users = _check_int("n_users", n_users, 1)
-    n_items = _check_int("n_items", n_items, 1)
-    n_groups = _check_int("n_groups", n_groups, 1)
+    n_users = check_int("n_users", n_users, 1)
+    n_items = check_int("n_items", n_items, 1)
+    n_groups = check_int("n_groups", n_groups, 1)
     if n_items >= 2**31:
         raise ValueError(f"n_items must be < 2**31, got {n_items}")
     if n_groups > n_items:
@@ -122,7 +124,11 @@ def synthetic(
             f"n_users * n_items must be < 2**62, got n_users={n_users}, n_items={n_items}"
         )
     ipu = _check_ipu(interactions_per_user, n_items)
-    rng = _check_random_state(random_state)
+    rng = check_random_state(random_state)
+    if not isinstance(rng, np.random.Generator):
+        raise TypeError(
+            f"random_state must be None, an int or a numpy.random.Generator, got {random_state!r}"
+        )
 
     gen = _Generator(rng, n_users, n_items, n_groups)
 
@@ -327,15 +333,6 @@ def _plays(rng: np.random.Generator, n: int) -> NDArray[np.float32]:
     return x
 
 
-def _check_int(name: str, value: object, minimum: int) -> int:
-    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Integral):
-        raise TypeError(f"{name} must be an int, got {value!r}")
-    v = int(value)
-    if v < minimum:
-        raise ValueError(f"{name} must be >= {minimum}, got {v}")
-    return v
-
-
 def _check_ipu(value: object, n_items: int) -> float:
     name = "interactions_per_user"
     if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
@@ -344,17 +341,3 @@ def _check_ipu(value: object, n_items: int) -> float:
     if not (math.isfinite(v) and 1.0 <= v <= n_items):
         raise ValueError(f"{name} must be finite, >= 1 and <= n_items ({n_items}), got {value!r}")
     return v
-
-
-def _check_random_state(value: object) -> np.random.Generator:
-    if isinstance(value, np.random.Generator):
-        return value
-    if value is None:
-        return np.random.default_rng()
-    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Integral):
-        raise TypeError(
-            f"random_state must be None, an int or a numpy.random.Generator, got {value!r}"
-        )
-    if int(value) < 0:
-        raise ValueError(f"random_state must be >= 0, got {value!r}")
-    return np.random.default_rng(int(value))

@@ -25,6 +25,8 @@ from typing import Any
 import numpy as np
 import scipy.sparse as sp
 
+from ._validation import check_random_state
+
 __all__ = ["leave_k_out_split", "per_user_split", "train_test_split"]
 
 RandomState = None | int | np.random.Generator | np.random.RandomState
@@ -44,21 +46,6 @@ def _canonical(ratings: Any) -> sp.csr_matrix:
     csr = sp.csr_matrix(ratings, copy=True)
     csr.sum_duplicates()
     return csr
-
-
-def _generator(random_state: Any) -> np.random.Generator | np.random.RandomState:
-    if random_state is None:
-        return np.random.default_rng()
-    if isinstance(random_state, np.random.Generator | np.random.RandomState):
-        return random_state
-    if isinstance(random_state, numbers.Integral) and not isinstance(random_state, bool):
-        if random_state < 0:
-            raise ValueError(f"random_state must be a non-negative seed, got {random_state!r}")
-        return np.random.default_rng(int(random_state))
-    raise TypeError(
-        "random_state must be None, an int, a numpy.random.Generator or a RandomState, "
-        f"got {random_state!r}"
-    )
 
 
 def _uniform(rng: np.random.Generator | np.random.RandomState, size: int) -> np.ndarray:
@@ -140,7 +127,7 @@ def train_test_split(
     (train, test) : csr_matrix, csr_matrix
     """
     fraction = _fraction("train_percentage", train_percentage, upper_open=False)
-    rng = _generator(random_state)
+    rng = check_random_state(random_state)
     csr = _canonical(ratings)
     n_train = min(math.floor(fraction * csr.nnz + 0.5), csr.nnz)
     test = np.ones(csr.nnz, dtype=bool)
@@ -177,7 +164,7 @@ def leave_k_out_split(
     """
     k = _int("K", K, 1)
     share = _fraction("train_only_size", train_only_size, upper_open=True)
-    rng = _generator(random_state)
+    rng = check_random_state(random_state)
     csr = _canonical(ratings)
     counts = np.diff(csr.indptr)
     eligible = np.flatnonzero(counts > k + 1)
@@ -218,7 +205,7 @@ def per_user_split(
     """
     fraction = _fraction("test_fraction", test_fraction, upper_open=False)
     keep = _int("min_train", min_train, 0)
-    rng = _generator(random_state)
+    rng = check_random_state(random_state)
     csr = _canonical(ratings)
     counts = np.diff(csr.indptr)
     n_test = np.floor(fraction * counts + _EPS).astype(np.int64)
