@@ -16,7 +16,7 @@ use rayon::prelude::*;
 use crate::cholesky;
 use crate::csr::CsrView;
 use crate::error::{Error, Result};
-use crate::kernels::{axpy, dot, symv};
+use crate::kernels::{axpy, dot, symv, LANES};
 use crate::objective::Objective;
 use crate::simd::{dispatch, prefetch, Arith, Kernel};
 use crate::Real;
@@ -241,7 +241,7 @@ impl<T: Real> Kernel for CholeskyRows<'_, T> {
         let k = self.k;
         let mut a = vec![0.0f64; k * k];
         let mut b = vec![0.0f64; k];
-        let mut yi = vec![0.0f64; k];
+        let (mut gathered, mut weights, mut column) = (Vec::new(), Vec::new(), vec![0.0f64; k]);
         for (offset, x) in self.x.chunks_exact_mut(k).enumerate() {
             let row = self.first_row + offset;
             let (cols, vals) = self.rows.row(row);
@@ -259,9 +259,10 @@ impl<T: Real> Kernel for CholeskyRows<'_, T> {
                 self.rows.n_cols(),
                 &mut a,
                 &mut b,
-                &mut yi,
+                &mut gathered,
+                &mut weights,
             );
-            if !cholesky::factor::<A>(&mut a, k) {
+            if !cholesky::factor::<A>(&mut a, k, &mut column) {
                 return Err(Error::Singular { row });
             }
             cholesky::solve::<A>(&a, k, &mut b);
@@ -338,7 +339,8 @@ impl<T: Real> Kernel for NormalEquations<'_, T> {
     #[inline(always)]
     fn run<A: Arith>(self) -> Self::Output {
         let k = self.k;
-        let (mut a, mut b, mut yi) = (vec![0.0; k * k], vec![0.0; k], vec![0.0; k]);
+        let (mut a, mut b) = (vec![0.0; k * k], vec![0.0; k]);
+        let (mut gathered, mut weights) = (Vec::new(), Vec::new());
         row_system::<T, A>(
             self.cols,
             self.vals,
@@ -349,7 +351,8 @@ impl<T: Real> Kernel for NormalEquations<'_, T> {
             self.n_cols,
             &mut a,
             &mut b,
-            &mut yi,
+            &mut gathered,
+            &mut weights,
         );
         for i in 0..k {
             for j in i + 1..k {
@@ -360,7 +363,10 @@ impl<T: Real> Kernel for NormalEquations<'_, T> {
     }
 }
 
-/// Forms the lower triangle of `A_u` and all of `b_u` for one row, in f64.
+/// Forms the lower triangle of `A_u` (entries right of the diagonal may be touched too) and all
+/// of `b_u` for one row, in f64. The row's item vectors are gathered into `gathered` first, so the
+/// sum of their weighted outer products runs register-tiled: 16 entries of a row of `A_u` stay in
+/// registers while every item streams past.
 #[allow(clippy::too_many_arguments)]
 #[inline(always)]
 pub(crate) fn row_system<T: Real, A: Arith>(
@@ -373,7 +379,8 @@ pub(crate) fn row_system<T: Real, A: Arith>(
     n_cols: usize,
     a: &mut [f64],
     b: &mut [f64],
-    yi: &mut [f64],
+    gathered: &mut Vec<f64>,
+    weights: &mut Vec<f64>,
 ) {
     let w0 = objective.unobserved_weight;
     a.copy_from_slice(weighted_gram);
@@ -382,18 +389,47 @@ pub(crate) fn row_system<T: Real, A: Arith>(
         a[d * k + d] += lambda;
     }
     b.fill(0.0);
+    gathered.clear();
+    weights.clear();
     for (&c, &v) in cols.iter().zip(vals) {
         let (confidence, preference) = objective.cell(v);
         let confidence = confidence as f64;
-        for (dst, &src) in yi.iter_mut().zip(&y[c as usize * k..(c as usize + 1) * k]) {
-            *dst = src.to_f64();
-        }
-        let weight = confidence - w0;
-        for r in 0..k {
-            axpy::<f64, A>(weight * yi[r], &yi[..=r], &mut a[r * k..r * k + r + 1]);
-        }
+        let start = gathered.len();
+        gathered.extend(
+            y[c as usize * k..(c as usize + 1) * k]
+                .iter()
+                .map(|v| v.to_f64()),
+        );
+        weights.push(confidence - w0);
         if preference > 0.0 {
-            axpy::<f64, A>(confidence, yi, b);
+            axpy::<f64, A>(confidence, &gathered[start..], b);
+        }
+    }
+    for i in 0..k {
+        for start in (0..=i).step_by(LANES) {
+            let width = LANES.min(k - start);
+            let entries = &mut a[i * k + start..i * k + start + width];
+            if width == LANES {
+                let mut acc = [0.0f64; LANES];
+                for (z, &w) in gathered.chunks_exact(k).zip(weights.iter()) {
+                    let scale = w * z[i];
+                    let block = &z[start..start + LANES];
+                    for t in 0..LANES {
+                        acc[t] = A::fma(scale, block[t], acc[t]);
+                    }
+                }
+                for (entry, sum) in entries.iter_mut().zip(acc) {
+                    *entry += sum;
+                }
+            } else {
+                for (t, entry) in entries.iter_mut().enumerate() {
+                    let mut sum = 0.0;
+                    for (z, &w) in gathered.chunks_exact(k).zip(weights.iter()) {
+                        sum = A::fma(w * z[i], z[start + t], sum);
+                    }
+                    *entry += sum;
+                }
+            }
         }
     }
 }
