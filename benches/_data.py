@@ -6,6 +6,7 @@ see that folder's README for sources and terms.
 - :func:`gowalla` -> ``(train, test)`` binary users x items CSR matrices (LightGCN/NGCF split).
 - :func:`lastfm` -> users x artists play-count CSR matrix (HetRec 2011 Last.fm), with the
   original ids of rows and columns.
+- :func:`citeulike` -> binary users x articles CSR matrix (CiteULike-a, Wang, Chen & Li 2013).
 - :func:`synthetic` -> a seeded users x items play-count matrix with Zipf-like popularity.
 """
 
@@ -19,7 +20,7 @@ import numpy as np
 import scipy.sparse as sp
 from numpy.typing import NDArray
 
-__all__ = ["LastFm", "data_dir", "gowalla", "lastfm", "synthetic"]
+__all__ = ["LastFm", "citeulike", "data_dir", "gowalla", "lastfm", "synthetic"]
 
 
 def data_dir() -> Path:
@@ -112,6 +113,35 @@ def lastfm(root: Path | None = None) -> LastFm:
     plays.sum_duplicates()
     plays.sort_indices()
     return LastFm(plays=plays, user_ids=user_ids, artist_ids=artist_ids)
+
+
+def citeulike(root: Path | None = None) -> sp.csr_matrix:
+    """``citeulike-a/users.dat`` as a binary float32 users x articles CSR matrix.
+
+    Line u of the file is ``count item item ...`` (0-based article ids): row u holds those
+    articles. There are as many rows as lines and one column more than the largest article id.
+    """
+    path = (root or data_dir()) / "citeulike-a" / "users.dat"
+    rows: list[NDArray[np.int64]] = []
+    cols: list[NDArray[np.int32]] = []
+    n_users = 0
+    with path.open() as f:
+        for user, line in enumerate(f):
+            n_users = user + 1
+            ids = line.split()
+            if not ids:
+                continue
+            items = np.array(ids[1:], dtype=np.int32)
+            if items.size != int(ids[0]):
+                raise ValueError(
+                    f"{path} line {user + 1}: count {ids[0]} but {items.size} article ids"
+                )
+            rows.append(np.full(items.size, user, dtype=np.int64))
+            cols.append(items)
+    row = np.concatenate(rows) if rows else np.zeros(0, dtype=np.int64)
+    col = np.concatenate(cols) if cols else np.zeros(0, dtype=np.int32)
+    n_items = int(col.max()) + 1 if col.size else 0
+    return _binary_csr(row, col, (n_users, n_items))
 
 
 def synthetic(

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from importlib.metadata import PackageNotFoundError, version
 
-from . import callbacks, confidence, datasets, splits
+from . import callbacks, confidence, datasets, evaluation, splits, tune
 from ._core import simd_level
 from ._validation import ParameterWarning
 from .als import AlternatingLeastSquares
@@ -30,8 +30,10 @@ __all__ = [
     "callbacks",
     "confidence",
     "datasets",
+    "evaluation",
     "gram",
     "simd_level",
     "solve_rows",
     "splits",
+    "tune",
 ]

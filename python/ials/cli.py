@@ -5,6 +5,7 @@
     ials recommend MODEL --user ID [-n 10]      best unseen items for a user (raw ids)
     ials similar MODEL --item ID [-n 10]        most similar items (raw ids)
     ials evaluate DATA [--test-fraction --k]    per-user split, fit, ranking metrics, --plot
+    ials tune DATA [--budget --trials --factors] search settings on a per-user validation split
 
 ``--json`` prints one JSON object on stdout for scripts; progress bars (tqdm, when installed) go
 to stderr unless ``--quiet``. Bad input (a missing file, an unknown column or id, an invalid
@@ -338,6 +339,103 @@ def _evaluate(args: argparse.Namespace) -> int:
 
 
 # ---------------------------------------------------------------------------------------------
+# tune
+
+
+def _finite_or_none(value: Any) -> Any:
+    if isinstance(value, float) and not np.isfinite(value):
+        return None
+    if isinstance(value, np.generic):
+        return _finite_or_none(value.item())
+    return value
+
+
+def _tune(args: argparse.Namespace) -> int:
+    """Carves a validation split out of the data (a fraction of each user's interactions) and
+    searches the model settings that rank it best (``ials.tune.search``)."""
+    from .tune import search
+
+    data, read_seconds = _read(args)
+    train, validation = per_user_split(
+        data.matrix, test_fraction=args.validation_fraction, random_state=args.seed
+    )
+    if not args.json:
+        print(
+            f"read {args.data}: {data.n_users} users x {data.n_items} items, "
+            f"{data.nnz} interactions ({read_seconds:.2f} s)"
+        )
+        print(
+            f"validation split (seed {args.seed}): {train.nnz} interactions to train on, "
+            f"{validation.nnz} held out ({args.validation_fraction:.0%} of each user's)"
+        )
+    result = search(
+        train,
+        validation,
+        factors=args.factors,
+        budget_seconds=args.budget,
+        max_trials=args.trials,
+        method=args.method,
+        K=args.k,
+        metric=args.metric,
+        random_state=args.seed,
+        show_progress=not args.quiet,
+        num_threads=args.threads,
+    )
+    if args.json:
+        _print_json(
+            {
+                "data": str(args.data),
+                "users": data.n_users,
+                "items": data.n_items,
+                "interactions": data.nnz,
+                "train_interactions": int(train.nnz),
+                "validation_interactions": int(validation.nnz),
+                "validation_fraction": args.validation_fraction,
+                "seed": args.seed,
+                "factors": args.factors,
+                "k": args.k,
+                "metric": args.metric,
+                "method": args.method,
+                "budget_seconds": args.budget,
+                "max_trials": args.trials,
+                "stopped": result.stopped,
+                "seconds": result.seconds,
+                "best_score": result.best_score,
+                "confidence": result.confidence,
+                "params": {k: _finite_or_none(v) for k, v in result.params.items()},
+                "best": {k: _finite_or_none(v) for k, v in result.best.items()},
+                "trials": [
+                    {k: _finite_or_none(v) for k, v in row.items()} for row in result.trials
+                ],
+            }
+        )
+        return 0
+    label = args.metric if args.metric in ("auc", "epr") else f"{args.metric}@{args.k}"
+    settings = sorted({row["trial"] for row in result.trials})
+    print(
+        f"{len(settings)} settings, {len(result.trials)} evaluations in {result.seconds:.1f} s "
+        f"({args.method} search, stopped by {result.stopped.replace('_', ' ')})"
+    )
+    print(result.to_markdown(limit=args.top))
+    params = ", ".join(f"{name}={_cell_text(value)}" for name, value in result.params.items())
+    print(f"best {label} {result.best_score:.4f}: confidence={result.confidence}")
+    if result.confidence != "raw":
+        eps = f", eps={result.best.get('eps', 1.0):g}" if result.confidence == "log" else ""
+        print(
+            f"  transform: ials.confidence.{result.confidence}(R, alpha="
+            f"{result.best['alpha']:.4g}{eps}), then the model with alpha=1"
+        )
+    print(f"  AlternatingLeastSquares(factors={args.factors}, {params})")
+    return 0
+
+
+def _cell_text(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    return str(value)
+
+
+# ---------------------------------------------------------------------------------------------
 # arguments
 
 
@@ -368,6 +466,16 @@ def _fraction(text: str) -> float:
         raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
     if not 0.0 < value < 1.0:
         raise argparse.ArgumentTypeError(f"expected a number between 0 and 1, got {text!r}")
+    return value
+
+
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not (np.isfinite(value) and value > 0):
+        raise argparse.ArgumentTypeError(f"expected a number > 0, got {text!r}")
     return value
 
 
@@ -452,6 +560,23 @@ def _parser() -> argparse.ArgumentParser:
     )
     _output_arguments(evaluate)
     evaluate.set_defaults(run=_evaluate)
+
+    tune = commands.add_parser(
+        "tune", help="search model settings on a validation split carved from the data"
+    )
+    _data_arguments(tune)
+    tune.add_argument("--budget", type=_positive_float, default=600.0, help="seconds (default 600)")
+    tune.add_argument("--trials", type=_positive, default=None, help="settings to try at most")
+    tune.add_argument("--method", choices=("random", "halving"), default="random")
+    tune.add_argument("--factors", type=_positive, default=64)
+    tune.add_argument("--k", type=_positive, default=20, help="cut-off of the metrics")
+    tune.add_argument("--metric", choices=METRIC_NAMES, default="ndcg", help="selection metric")
+    tune.add_argument("--validation-fraction", type=_fraction, default=0.2)
+    tune.add_argument("--seed", type=_non_negative, default=0)
+    tune.add_argument("--threads", type=_non_negative, default=0, help="0: every core")
+    tune.add_argument("--top", type=_positive, default=10, help="rows of the table shown")
+    _output_arguments(tune)
+    tune.set_defaults(run=_tune)
     return parser
 
 

@@ -1,0 +1,885 @@
+"""Hyperparameter search on a validation split: random search or successive halving.
+
+::
+
+    from ials.splits import per_user_split
+    from ials.tune import search
+
+    fit_part, validation = per_user_split(train, 0.2, random_state=0)  # never the test set
+    result = search(fit_part, validation, factors=64, budget_seconds=600, random_state=0)
+    print(result.to_markdown(limit=10))
+    model = result.make_model()                  # AlternatingLeastSquares with the best settings
+    model.fit(result.transform(train))           # refit on all of train, then evaluate on test
+
+:func:`search` only ever sees the two matrices it is given: every model is fitted on ``train``
+and ranked on ``validation`` (``train``'s items excluded from each user's ranking), so carving
+``validation`` out of the training data keeps the test set untouched until the end.
+
+What is searched (the *space*, a dict from name to a distribution or a fixed value) are the
+settings that do not depend on the number of factors, which stays fixed (``factors``):
+
+``regularization``
+    The L2 penalty *of a row with the average number of interactions*: with
+    ``regularization_exponent`` nu > 0 the model's ``regularization`` is this value divided by
+    ``(nnz / n_users + unobserved_weight * n_items) ** nu``, so that one range serves every nu
+    (with nu = 0 it is the model's value). Trials record both (``row_penalty`` and
+    ``regularization``).
+``regularization_exponent``
+    nu, the frequency scaling of the penalty (Rendle et al., RecSys 2022).
+``unobserved_weight``
+    alpha0, the confidence of every cell that is not stored.
+``confidence`` and ``alpha``
+    ``"raw"`` fits the data as it is with the model's ``alpha``; ``"linear"`` and ``"log"`` fit
+    :func:`ials.confidence.linear` / :func:`ials.confidence.log` of the data (with ``alpha`` and,
+    for log, ``eps``) with the model's alpha 1. ``alpha`` in the space is the confidence given to
+    the *median stored value* m (above the 1 that linear and log add): the ``alpha`` applied is
+    this value divided by m for raw and linear, by ``log(1 + m / eps)`` for log, so that one range
+    serves play counts and binary data alike (on binary data m = 1 and raw is unchanged). Trials
+    record both (``median_confidence`` and ``alpha``).
+``iterations``
+    ALS sweeps; with ``method="halving"`` it is the resource that successive halving allocates
+    instead of a sampled setting.
+
+plus ``eps`` (of the log transform, 1 unless set) and ``cg_steps``, and, as fixed values only,
+``use_cg`` and ``dtype``. A distribution is :class:`LogUniform`, :class:`Uniform`,
+:class:`IntRange` or :class:`Choice`; a list or tuple is a :class:`Choice`; anything else is a
+fixed value.
+
+On binary data (every stored value equal), unless ``space`` sets ``confidence`` or ``alpha``,
+the confidence transform is fixed to ``"raw"`` and ``alpha`` to 1: there they (nearly) only
+rescale what ``unobserved_weight`` and ``regularization`` already cover. A partial ``space``
+updates the default one (a key set to None removes it: the model's default applies and it is not
+passed to the model at all, which is how a model class without that argument is tuned).
+
+The same ``random_state`` gives the same sequence of settings and, as the models' seed is drawn
+from it too, the same scores.
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+import sys
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import scipy.sparse as sp
+
+from .callbacks import METRICS
+
+__all__ = [
+    "DEFAULT_SPACE",
+    "Choice",
+    "IntRange",
+    "LogUniform",
+    "TuneResult",
+    "Uniform",
+    "search",
+]
+
+CONFIDENCES = ("raw", "linear", "log")
+"""The confidence transforms a trial may apply to the training data."""
+
+# Sampled or fixed model settings, in the order they are drawn (so a seed gives the same trials
+# whatever the order of the caller's dict).
+_SEARCHED = (
+    "confidence",
+    "alpha",
+    "unobserved_weight",
+    "regularization_exponent",
+    "regularization",
+    "iterations",
+)
+_FIXED_ONLY = ("eps", "cg_steps", "use_cg", "dtype")
+_KEYS = _SEARCHED + _FIXED_ONLY
+_MODEL_KEYS = (
+    "alpha",
+    "unobserved_weight",
+    "regularization_exponent",
+    "regularization",
+    "iterations",
+    "cg_steps",
+    "use_cg",
+    "dtype",
+)
+
+
+# ---------------------------------------------------------------------------------------------
+# distributions
+
+
+def _real(name: str, value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{name} must be a real number, got {value!r}")
+    number = float(value)
+    if not math.isfinite(number):
+        raise ValueError(f"{name} must be finite, got {value!r}")
+    return number
+
+
+@dataclass(frozen=True)
+class LogUniform:
+    """A real number whose logarithm is uniform between ``log(low)`` and ``log(high)``."""
+
+    low: float
+    high: float
+
+    def __post_init__(self) -> None:
+        low, high = _real("LogUniform low", self.low), _real("LogUniform high", self.high)
+        if not 0.0 < low <= high:
+            raise ValueError(f"LogUniform needs 0 < low <= high, got low={low!r}, high={high!r}")
+
+    def sample(self, rng: np.random.Generator) -> float:
+        return float(math.exp(rng.uniform(math.log(self.low), math.log(self.high))))
+
+
+@dataclass(frozen=True)
+class Uniform:
+    """A real number uniform between ``low`` and ``high``."""
+
+    low: float
+    high: float
+
+    def __post_init__(self) -> None:
+        low, high = _real("Uniform low", self.low), _real("Uniform high", self.high)
+        if not low <= high:
+            raise ValueError(f"Uniform needs low <= high, got low={low!r}, high={high!r}")
+
+    def sample(self, rng: np.random.Generator) -> float:
+        return float(rng.uniform(self.low, self.high))
+
+
+@dataclass(frozen=True)
+class IntRange:
+    """An integer uniform between ``low`` and ``high``, both included."""
+
+    low: int
+    high: int
+
+    def __post_init__(self) -> None:
+        for name, value in (("IntRange low", self.low), ("IntRange high", self.high)):
+            if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+                raise TypeError(f"{name} must be an integer, got {value!r}")
+        if not self.low <= self.high:
+            raise ValueError(
+                f"IntRange needs low <= high, got low={self.low!r}, high={self.high!r}"
+            )
+
+    def sample(self, rng: np.random.Generator) -> int:
+        return int(rng.integers(self.low, self.high + 1))
+
+
+@dataclass(frozen=True)
+class Choice:
+    """One of ``options``, each with the same probability."""
+
+    options: tuple[Any, ...]
+
+    def __post_init__(self) -> None:
+        if isinstance(self.options, str | bytes) or not isinstance(self.options, Sequence):
+            raise TypeError(f"Choice options must be a sequence, got {self.options!r}")
+        if len(self.options) == 0:
+            raise ValueError("Choice needs at least one option")
+        object.__setattr__(self, "options", tuple(self.options))
+
+    def sample(self, rng: np.random.Generator) -> Any:
+        return self.options[int(rng.integers(len(self.options)))]
+
+
+Distribution = LogUniform | Uniform | IntRange | Choice
+
+DEFAULT_SPACE: dict[str, Any] = {
+    "confidence": Choice(CONFIDENCES),
+    "alpha": LogUniform(0.1, 100.0),
+    "unobserved_weight": LogUniform(1e-3, 1.0),
+    "regularization_exponent": Uniform(0.0, 1.0),
+    "regularization": LogUniform(1e-3, 10.0),
+    "iterations": IntRange(8, 32),
+}
+"""The space searched when ``space`` is None (see the module docstring)."""
+
+
+def _check_value(name: str, value: Any) -> None:
+    """Checks one fixed value or one distribution's bounds against what the model accepts."""
+    if name == "confidence":
+        options = value.options if isinstance(value, Choice) else (value,)
+        for option in options:
+            if option not in CONFIDENCES:
+                raise ValueError(
+                    f"space['confidence'] must be among {', '.join(CONFIDENCES)}, got {option!r}"
+                )
+        return
+    if name in ("use_cg", "dtype"):
+        if isinstance(value, LogUniform | Uniform | IntRange | Choice):
+            raise TypeError(f"space[{name!r}] must be a fixed value, got {value!r}")
+        return
+    bounds: tuple[Any, ...]
+    if isinstance(value, LogUniform | Uniform | IntRange):
+        bounds = (value.low, value.high)
+    elif isinstance(value, Choice):
+        bounds = value.options
+    else:
+        bounds = (value,)
+    if name in ("iterations", "cg_steps"):
+        if isinstance(value, LogUniform | Uniform):
+            raise TypeError(f"space[{name!r}] must be an integer or an IntRange, got {value!r}")
+        for bound in bounds:
+            if isinstance(bound, bool) or not isinstance(bound, numbers.Integral):
+                raise TypeError(f"space[{name!r}] must hold integers, got {bound!r}")
+            if bound < 1:
+                raise ValueError(f"space[{name!r}] must be >= 1, got {bound!r}")
+        return
+    # real settings: alpha, unobserved_weight, regularization_exponent, regularization, eps
+    if isinstance(value, IntRange):
+        raise TypeError(f"space[{name!r}] must be a real number or a real distribution")
+    for bound in bounds:
+        number = _real(f"space[{name!r}]", bound)
+        if number < 0 or (name == "eps" and number == 0):
+            relation = "> 0" if name == "eps" else ">= 0"
+            raise ValueError(f"space[{name!r}] must be {relation}, got {bound!r}")
+
+
+def _resolve_space(space: Any, binary: bool) -> dict[str, Any]:
+    if space is not None and not isinstance(space, Mapping):
+        raise TypeError(f"space must be a dict of settings, got {type(space).__name__}")
+    resolved = dict(DEFAULT_SPACE)
+    given = space or {}
+    if binary and "confidence" not in given and "alpha" not in given:
+        resolved["confidence"] = "raw"
+        resolved["alpha"] = 1.0
+    for name, value in given.items():
+        if name == "factors":
+            raise ValueError("space must not hold 'factors': it is the factors argument")
+        if name not in _KEYS:
+            raise ValueError(f"space holds an unknown setting {name!r}; known: {', '.join(_KEYS)}")
+        if value is None:
+            if name in ("confidence", "iterations"):
+                raise ValueError(f"space[{name!r}] cannot be None")
+            resolved.pop(name, None)
+            continue
+        if isinstance(value, list | tuple):
+            value = Choice(tuple(value))
+        resolved[name] = value
+    for name, value in resolved.items():
+        _check_value(name, value)
+    return resolved
+
+
+def _draw(space: Mapping[str, Any], rng: np.random.Generator, skip: str | None) -> dict[str, Any]:
+    """One setting of every key of ``space``, in a fixed order."""
+    settings: dict[str, Any] = {}
+    for name in _KEYS:
+        if name not in space or name == skip:
+            continue
+        value = space[name]
+        if isinstance(value, LogUniform | Uniform | IntRange | Choice):
+            value = value.sample(rng)
+        settings[name] = value
+    if settings.get("confidence") != "log":
+        settings.pop("eps", None)
+    elif "eps" not in settings:
+        settings["eps"] = 1.0
+    return settings
+
+
+# ---------------------------------------------------------------------------------------------
+# the result
+
+
+_PARAMETER_COLUMNS = (
+    "confidence",
+    "median_confidence",
+    "alpha",
+    "eps",
+    "row_penalty",
+    "regularization",
+    "regularization_exponent",
+    "unobserved_weight",
+    "iterations",
+)
+
+
+def _cell(value: Any) -> str:
+    if isinstance(value, bool) or value is None:
+        return str(value)
+    if isinstance(value, numbers.Integral):
+        return str(int(value))
+    if isinstance(value, numbers.Real):
+        number = float(value)
+        if number != 0 and (abs(number) < 1e-3 or abs(number) >= 1e4):
+            return f"{number:.3g}"
+        return f"{number:.4g}"
+    return str(value)
+
+
+def _model_params(row: Mapping[str, Any]) -> dict[str, Any]:
+    params = {name: row[name] for name in _MODEL_KEYS if name in row}
+    if row.get("confidence", "raw") != "raw":
+        params["alpha"] = 1.0  # the transform carries alpha
+    return params
+
+
+def _transform(user_items: Any, confidence: str, alpha: float, eps: float) -> Any:
+    from . import confidence as transforms
+
+    if confidence == "linear":
+        return transforms.linear(user_items, alpha)
+    if confidence == "log":
+        return transforms.log(user_items, alpha, eps)
+    return user_items
+
+
+@dataclass
+class TuneResult:
+    """What :func:`search` found.
+
+    Attributes
+    ----------
+    trials : list of dict
+        One row per evaluated setting, in order: ``trial`` (the setting's number), ``rung``
+        (successive halving: 0 for the first evaluation of a setting; always 0 for random
+        search), the settings (``confidence``, ``median_confidence`` (the sampled alpha),
+        ``alpha`` (the transform's or model's), ``eps`` for log, ``row_penalty`` (the sampled
+        regularization), ``regularization`` (the model's),
+        ``regularization_exponent``, ``unobserved_weight``, ``iterations`` (sweeps trained so
+        far), fixed extras), ``score`` (the selection metric), every metric of
+        :func:`ials.evaluation.ranking_metrics_at_k` (NaN when the model diverged), and
+        ``seconds`` (fit and evaluation of this row).
+    best : dict
+        The row with the best score (the highest, or the lowest for ``"epr"``).
+    metric, K, factors, method
+        What was searched and how.
+    seconds : float
+        Wall time of the whole search.
+    stopped : str
+        Why it ended: ``"max_trials"``, ``"budget"`` or ``"space"`` (nothing left to try: a
+        space without any distribution has one setting).
+    random_state : int
+        The seed of every trial's initial factors (drawn from the search's ``random_state``):
+        :meth:`make_model` uses it, so refitting :meth:`transform` of the same training data
+        reproduces the best trial exactly.
+    """
+
+    trials: list[dict[str, Any]]
+    best: dict[str, Any]
+    metric: str
+    K: int
+    factors: int
+    method: str
+    seconds: float
+    stopped: str
+    random_state: int
+    model_factory: Callable[..., Any] | None = field(default=None, repr=False)
+
+    @property
+    def best_score(self) -> float:
+        return float(self.best["score"])
+
+    @property
+    def params(self) -> dict[str, Any]:
+        """The best model settings: keyword arguments of ``AlternatingLeastSquares`` (without
+        ``factors``). Fit them on :meth:`transform` of the data."""
+        return _model_params(self.best)
+
+    @property
+    def confidence(self) -> str:
+        """The best confidence transform: ``"raw"``, ``"linear"`` or ``"log"``."""
+        return str(self.best.get("confidence", "raw"))
+
+    def transform(self, user_items: Any) -> Any:
+        """``user_items`` with the best confidence transform applied (itself for ``"raw"``)."""
+        return _transform(
+            user_items,
+            self.confidence,
+            float(self.best.get("alpha", 1.0)),
+            float(self.best.get("eps", 1.0)),
+        )
+
+    def make_model(self, factors: int | None = None, **overrides: Any) -> Any:
+        """A new, unfitted model with the best settings (by default of the class searched, with
+        the number of factors and the seed of the search); ``overrides`` replace or add
+        constructor arguments."""
+        arguments: dict[str, Any] = {
+            "factors": self.factors if factors is None else factors,
+            "random_state": self.random_state,
+        }
+        arguments.update(self.params)
+        arguments.update(overrides)
+        if self.model_factory is not None:
+            return self.model_factory(**arguments)
+        from .als import AlternatingLeastSquares
+
+        return AlternatingLeastSquares(**arguments)
+
+    def to_markdown(
+        self,
+        columns: Sequence[str] | None = None,
+        sort: bool = True,
+        limit: int | None = None,
+    ) -> str:
+        """The trials as a markdown table, best first when ``sort`` (otherwise in order),
+        ``limit`` rows at most. The default columns are the trial, rung (halving), the settings,
+        the selection metric, recall and seconds."""
+        label = self.metric if self.metric in ("auc", "epr") else f"{self.metric}@{self.K}"
+        if columns is None:
+            present = {key for row in self.trials for key in row}
+            chosen = ["trial"] + (["rung"] if self.method == "halving" else [])
+            chosen += [name for name in _PARAMETER_COLUMNS if name in present]
+            chosen += ["score"] + (["recall"] if self.metric != "recall" else []) + ["seconds"]
+        else:
+            chosen = list(columns)
+        rows = list(self.trials)
+        if sort:
+            sign = 1.0 if METRICS[self.metric] else -1.0
+            rows.sort(
+                key=lambda row: -sign * row["score"] if math.isfinite(row["score"]) else 1e300
+            )
+        if limit is not None:
+            rows = rows[: max(int(limit), 0)]
+        names = [label if name == "score" else name for name in chosen]
+        lines = [
+            "| " + " | ".join(names) + " |",
+            "|" + "|".join("---" for _ in names) + "|",
+        ]
+        for row in rows:
+            lines.append("| " + " | ".join(_cell(row.get(name, "")) for name in chosen) + " |")
+        return "\n".join(lines)
+
+
+# ---------------------------------------------------------------------------------------------
+# the search
+
+
+class _Reporter:
+    """A tqdm bar over the evaluations (when installed and wanted) and one line per
+    evaluation on stderr."""
+
+    def __init__(self, enabled: bool, total: int | None, label: str) -> None:
+        self.enabled = enabled
+        self.label = label
+        self.bar: Any = None
+        if enabled:
+            try:
+                from tqdm.auto import tqdm
+            except ImportError:
+                return
+            self.bar = tqdm(total=total, desc="tune", file=sys.stderr)
+
+    def report(self, row: Mapping[str, Any], best: float) -> None:
+        if not self.enabled:
+            return
+        settings = " ".join(
+            f"{name}={_cell(row[name])}" for name in _PARAMETER_COLUMNS if name in row
+        )
+        line = (
+            f"trial {row['trial']} rung {row['rung']}: {settings} -> "
+            f"{self.label} {row['score']:.4f} ({row['seconds']:.1f} s)"
+        )
+        if self.bar is None:
+            print(line, file=sys.stderr)
+            return
+        self.bar.write(line, file=sys.stderr)
+        self.bar.set_postfix(best=f"{best:.4f}", refresh=False)
+        self.bar.update(1)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+
+
+@dataclass
+class _Candidate:
+    """A setting being trained (kept between the rungs of successive halving)."""
+
+    number: int
+    settings: dict[str, Any]
+    model: Any = None
+    trained: int = 0
+
+
+class _Search:
+    def __init__(
+        self,
+        train: sp.csr_matrix,
+        validation: sp.csr_matrix,
+        factors: int,
+        space: dict[str, Any],
+        metric: str,
+        K: int,
+        num_threads: int,
+        model_seed: int,
+        model_factory: Callable[..., Any] | None,
+        budget_seconds: float | None,
+        reporter: _Reporter,
+    ) -> None:
+        self.train = train
+        self.validation = validation
+        self.factors = factors
+        self.space = space
+        self.metric = metric
+        self.K = K
+        self.num_threads = num_threads
+        self.model_seed = model_seed
+        self.model_factory = model_factory
+        self.budget_seconds = budget_seconds
+        self.reporter = reporter
+        self.start = time.perf_counter()
+        self.rows: list[dict[str, Any]] = []
+        self.sign = 1.0 if METRICS[metric] else -1.0
+        self.best_score = -math.inf  # signed: higher is better
+        self.mean_row = train.nnz / max(train.shape[0], 1)
+        positive = train.data[train.data > 0]
+        self.median = float(np.median(positive)) if positive.size else 1.0
+
+    def out_of_time(self) -> bool:
+        if self.budget_seconds is None:
+            return False
+        return time.perf_counter() - self.start >= self.budget_seconds
+
+    def prepare(self, settings: dict[str, Any]) -> dict[str, Any]:
+        """The setting with the model's alpha and regularization derived from the median
+        confidence and the row penalty."""
+        prepared = dict(settings)
+        if "alpha" in prepared:
+            scale = float(prepared["alpha"])
+            if prepared.get("confidence", "raw") == "log":
+                unit = math.log1p(self.median / float(prepared.get("eps", 1.0)))
+            else:
+                unit = self.median
+            prepared["median_confidence"] = scale
+            prepared["alpha"] = scale / unit
+        if "regularization" in prepared:
+            nu = float(prepared.get("regularization_exponent", 0.0))
+            alpha0 = float(prepared.get("unobserved_weight", 1.0))
+            weight = self.mean_row + alpha0 * self.train.shape[1]
+            penalty = float(prepared["regularization"])
+            prepared["row_penalty"] = penalty
+            prepared["regularization"] = penalty / weight**nu if nu else penalty
+        return prepared
+
+    def new_model(self, params: dict[str, Any]) -> Any:
+        arguments: dict[str, Any] = {
+            "factors": self.factors,
+            "random_state": self.model_seed,
+            "num_threads": self.num_threads,
+        }
+        arguments.update(params)
+        if self.model_factory is not None:
+            return self.model_factory(**arguments)
+        from .als import AlternatingLeastSquares
+
+        return AlternatingLeastSquares(**arguments)
+
+    def train_to(self, candidate: _Candidate, iterations: int, rung: int) -> dict[str, Any]:
+        """Trains ``candidate`` up to ``iterations`` sweeps (continuing from where it is),
+        evaluates it on the validation set and records the row."""
+        from .evaluation import ranking_metrics_at_k
+
+        started = time.perf_counter()
+        prepared = self.prepare(candidate.settings)
+        params = _model_params(prepared)
+        params["iterations"] = iterations - candidate.trained
+        if candidate.model is None:
+            candidate.model = self.new_model(params)
+        else:
+            candidate.model.iterations = params["iterations"]
+        data = _transform(
+            self.train,
+            str(prepared.get("confidence", "raw")),
+            float(prepared.get("alpha", 1.0)),
+            float(prepared.get("eps", 1.0)),
+        )
+        if params["iterations"] > 0:
+            candidate.model.fit(data, show_progress=False)
+        candidate.trained = iterations
+        model = candidate.model
+        finite = all(
+            isinstance(f, np.ndarray) and bool(np.isfinite(f).all())
+            for f in (model.user_factors, model.item_factors)
+        )
+        if finite:
+            metrics: dict[str, Any] = ranking_metrics_at_k(
+                model,
+                self.train,
+                self.validation,
+                K=self.K,
+                show_progress=False,
+                num_threads=self.num_threads,
+            )
+        else:
+            metrics = {name: math.nan for name in METRICS}
+        row: dict[str, Any] = {"trial": candidate.number, "rung": rung}
+        row.update(prepared)
+        row["iterations"] = iterations
+        row["score"] = float(metrics[self.metric])
+        row.update(metrics)
+        row["seconds"] = time.perf_counter() - started
+        self.rows.append(row)
+        if math.isfinite(row["score"]):
+            self.best_score = max(self.best_score, self.sign * row["score"])
+        self.reporter.report(row, self.sign * self.best_score)
+        return row
+
+    def signed(self, row: Mapping[str, Any]) -> float:
+        score = float(row["score"])
+        return self.sign * score if math.isfinite(score) else -math.inf
+
+
+def _has_distribution(space: Mapping[str, Any], skip: str | None) -> bool:
+    return any(
+        isinstance(value, LogUniform | Uniform | IntRange | Choice)
+        and not (isinstance(value, Choice) and len(value.options) == 1)
+        for name, value in space.items()
+        if name != skip
+    )
+
+
+def _random(search: _Search, rng: np.random.Generator, max_trials: int | None) -> str:
+    varied = _has_distribution(search.space, None)
+    number = 0
+    while True:
+        if max_trials is not None and number >= max_trials:
+            return "max_trials"
+        if number > 0 and search.out_of_time():
+            return "budget"
+        if number > 0 and not varied:
+            return "space"
+        settings = _draw(search.space, rng, None)
+        candidate = _Candidate(number, settings)
+        search.train_to(candidate, int(settings["iterations"]), 0)
+        candidate.model = None  # free the factors
+        number += 1
+
+
+def _rungs(space: Mapping[str, Any], eta: int) -> list[int]:
+    """Iterations of each rung: geometric with ratio ``eta`` up to the largest count."""
+    value = space["iterations"]
+    if isinstance(value, IntRange):
+        low, high = value.low, value.high
+    elif isinstance(value, Choice):
+        low, high = min(value.options), max(value.options)
+    else:
+        low = high = int(value)
+    steps = math.floor(math.log(high / low) / math.log(eta) + 1e-9) if high > low else 0
+    rungs = sorted({max(low, round(high / eta ** (steps - i))) for i in range(steps + 1)})
+    return [int(r) for r in rungs]
+
+
+def _halving(search: _Search, rng: np.random.Generator, max_trials: int | None, eta: int) -> str:
+    rungs = _rungs(search.space, eta)
+    varied = _has_distribution(search.space, "iterations")
+    bracket_size = eta ** len(rungs)
+    number = 0
+    while True:
+        if max_trials is not None and number >= max_trials:
+            return "max_trials"
+        if number > 0 and search.out_of_time():
+            return "budget"
+        if number > 0 and not varied:
+            return "space"
+        size = bracket_size if max_trials is None else min(bracket_size, max_trials - number)
+        if not varied:
+            size = 1
+        candidates = [
+            _Candidate(number + j, _draw(search.space, rng, "iterations")) for j in range(size)
+        ]
+        number += size
+        for rung, iterations in enumerate(rungs):
+            scored: list[tuple[float, int, _Candidate]] = []
+            for candidate in candidates:
+                if search.out_of_time() and search.rows:
+                    return "budget"
+                row = search.train_to(candidate, iterations, rung)
+                scored.append((search.signed(row), -candidate.number, candidate))
+            if rung + 1 == len(rungs):
+                break
+            keep = max(1, math.ceil(len(candidates) / eta))
+            scored.sort(key=lambda entry: (entry[0], entry[1]), reverse=True)
+            for _, _, dropped in scored[keep:]:
+                dropped.model = None
+            candidates = [candidate for _, _, candidate in scored[:keep]]
+        for candidate in candidates:
+            candidate.model = None
+
+
+def _check_sparse(name: str, value: Any) -> sp.csr_matrix:
+    from ._validation import as_csr
+
+    if not sp.issparse(value):
+        raise TypeError(f"{name} must be a scipy.sparse matrix, got {type(value).__name__}")
+    if value.ndim != 2:
+        raise ValueError(f"{name} must be 2-D, got {value.ndim} dimensions")
+    return as_csr(value, name, warn=False)
+
+
+def _check_random_state(random_state: Any) -> np.random.Generator:
+    if random_state is None:
+        return np.random.default_rng()
+    if isinstance(random_state, np.random.Generator):
+        return random_state
+    if isinstance(random_state, numbers.Integral) and not isinstance(random_state, bool):
+        if random_state < 0:
+            raise ValueError(f"random_state must be a non-negative seed, got {random_state!r}")
+        return np.random.default_rng(int(random_state))
+    raise TypeError(
+        f"random_state must be None, an int or a numpy.random.Generator, got {random_state!r}"
+    )
+
+
+def search(
+    train: Any,
+    validation: Any,
+    *,
+    factors: int = 64,
+    space: Mapping[str, Any] | None = None,
+    budget_seconds: float | None = 600.0,
+    max_trials: int | None = None,
+    method: str = "random",
+    K: int = 20,
+    metric: str = "ndcg",
+    random_state: Any = None,
+    show_progress: bool = True,
+    num_threads: int = 0,
+    reduction_factor: int = 3,
+    model: Callable[..., Any] | None = None,
+) -> TuneResult:
+    """Searches the settings of ``AlternatingLeastSquares(factors=factors)`` that rank
+    ``validation`` best after training on ``train`` (see the module docstring).
+
+    Parameters
+    ----------
+    train : scipy.sparse matrix, users x items
+        What every model is fitted on (raw values: the confidence transform is searched).
+    validation : scipy.sparse matrix, same shape
+        Held-out interactions, carved from the training data (never the test set).
+    factors : int
+        Number of latent factors, fixed during the search.
+    space : dict or None
+        Settings to search (see the module docstring); None for :data:`DEFAULT_SPACE`.
+    budget_seconds : float > 0 or None
+        No new evaluation starts once this much wall time has passed (the first always runs;
+        one that has started runs to its end).
+    max_trials : int >= 1 or None
+        At most this many settings are tried (random search: trials; halving: settings entering
+        the first rung). ``budget_seconds`` and ``max_trials`` cannot both be None.
+    method : "random" or "halving"
+        Random search (each trial trains its sampled ``iterations`` from scratch) or successive
+        halving by iterations: brackets of ``reduction_factor ** n_rungs`` settings are trained
+        for the first rung's iterations, the best ``1 / reduction_factor`` continue training
+        (warm: from their factors) to the next rung's, up to the largest ``iterations`` of the
+        space; brackets repeat until the budget or ``max_trials`` is reached.
+    K : int >= 1
+        Cut-off of the metrics.
+    metric : str
+        Selection metric of :func:`ials.evaluation.ranking_metrics_at_k`: "ndcg", "recall",
+        "precision", "map", "auc" or "epr" (the last is better when lower).
+    random_state : None, int >= 0 or numpy.random.Generator
+        Seeds the settings drawn and the models' initial factors.
+    show_progress : bool
+        A progress bar (tqdm, when installed) and one line per evaluation on stderr.
+    num_threads : int >= 0
+        Threads of fitting and evaluation, 0 for every core.
+    reduction_factor : int >= 2
+        eta of successive halving.
+    model : callable or None
+        Builds the model from keyword arguments (``factors``, ``random_state``,
+        ``num_threads`` and the space's model settings); None for
+        ``ials.AlternatingLeastSquares``. Anything with ``fit(user_items, show_progress=...)``,
+        ``iterations`` and ``user_factors`` / ``item_factors`` works (e.g. implicit's model, with
+        a space that leaves out ``regularization_exponent`` and ``unobserved_weight``).
+
+    Returns
+    -------
+    TuneResult
+    """
+    from ._validation import check_int
+
+    factors = check_int("factors", factors, 1)
+    K = check_int("K", K, 1)
+    num_threads = check_int("num_threads", num_threads, 0)
+    eta = check_int("reduction_factor", reduction_factor, 2)
+    if not isinstance(metric, str) or metric.lower() not in METRICS:
+        raise ValueError(f"metric must be one of {', '.join(METRICS)}, got {metric!r}")
+    metric = metric.lower()
+    if method not in ("random", "halving"):
+        raise ValueError(f"method must be 'random' or 'halving', got {method!r}")
+    if budget_seconds is not None:
+        budget = _real("budget_seconds", budget_seconds)
+        if budget <= 0:
+            raise ValueError(f"budget_seconds must be > 0, got {budget_seconds!r}")
+        budget_seconds = budget
+    if max_trials is not None:
+        max_trials = check_int("max_trials", max_trials, 1)
+    if budget_seconds is None and max_trials is None:
+        raise ValueError("budget_seconds and max_trials cannot both be None: the search must end")
+    if model is not None and not callable(model):
+        raise TypeError(f"model must be a callable that builds a model, got {model!r}")
+    rng = _check_random_state(random_state)
+
+    train_csr = _check_sparse("train", train)
+    validation_csr = _check_sparse("validation", validation)
+    if train_csr.shape != validation_csr.shape:
+        raise ValueError(
+            f"train {train_csr.shape} and validation {validation_csr.shape} must have the same "
+            "shape"
+        )
+    held_out = validation_csr - validation_csr.multiply(train_csr != 0)
+    held_out.eliminate_zeros()
+    if held_out.nnz == 0:
+        raise ValueError("validation holds no interaction that is not also in train")
+    values = train_csr.data
+    binary = values.size > 0 and bool(np.all(values == values[0]))
+    resolved = _resolve_space(space, binary)
+    transforms = resolved["confidence"]
+    transforms = transforms.options if isinstance(transforms, Choice) else (transforms,)
+    if bool((values < 0).any()) and any(option != "raw" for option in transforms):
+        raise ValueError(
+            "train holds negative values (explicit negative feedback): only space['confidence'] "
+            "= 'raw' applies to them"
+        )
+    if "iterations" not in resolved:
+        raise ValueError("space must hold 'iterations'")
+
+    model_seed = int(rng.integers(2**31 - 1))
+    label = metric if metric in ("auc", "epr") else f"{metric}@{K}"
+    total = max_trials if method == "random" else None
+    reporter = _Reporter(bool(show_progress), total, label)
+    runner = _Search(
+        train_csr,
+        validation_csr,
+        factors,
+        resolved,
+        metric,
+        K,
+        num_threads,
+        model_seed,
+        model,
+        budget_seconds,
+        reporter,
+    )
+    try:
+        if method == "random":
+            stopped = _random(runner, rng, max_trials)
+        else:
+            stopped = _halving(runner, rng, max_trials, eta)
+    finally:
+        reporter.close()
+    finite = [row for row in runner.rows if math.isfinite(row["score"])]
+    if not finite:
+        raise RuntimeError("every trial diverged (non-finite factors): narrow the space")
+    best = max(finite, key=runner.signed)  # the first of equal scores
+    return TuneResult(
+        trials=runner.rows,
+        best=dict(best),
+        metric=metric,
+        K=K,
+        factors=factors,
+        method=method,
+        seconds=time.perf_counter() - runner.start,
+        stopped=stopped,
+        random_state=model_seed,
+        model_factory=model,
+    )
