@@ -21,7 +21,7 @@ from ._validation import (
     transpose,
 )
 from .callbacks import StopFitting
-from .solver import Objective, half_sweep, loss
+from .solver import Objective, gram, half_sweep, loss
 
 log = logging.getLogger(__name__)
 
@@ -279,9 +279,7 @@ class AlternatingLeastSquares:
 
     def _item_side_gram(self) -> np.ndarray:
         _, items = self._fitted()
-        if self._item_gram is None:
-            from .solver import gram
-
+        if self._item_gram is None:  # cached: every fold-in and explanation of a user needs it
             self._item_gram = gram(items, self._threads())
         return self._item_gram
 

@@ -127,7 +127,8 @@ mod tests {
 
     #[test]
     fn rejects_broken_matrices() {
-        let bad: [(&[i64], &[i32], &[f32], usize); 7] = [
+        type Parts<'a> = (&'a [i64], &'a [i32], &'a [f32], usize);
+        let bad: [Parts; 7] = [
             (&[], &[], &[], 1),
             (&[1, 1], &[0], &[1.0], 1),
             (&[0, 2], &[0], &[1.0], 1),

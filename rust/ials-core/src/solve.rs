@@ -285,7 +285,7 @@ pub fn row_normal_equations<T: Real>(
     objective: &Objective,
 ) -> Result<(Vec<f64>, Vec<f64>)> {
     objective.validate()?;
-    let n_cols = if k == 0 { 0 } else { y.len() / k };
+    let n_cols = y.len().checked_div(k).unwrap_or(0);
     if y.len() != n_cols * k || gram.len() != k * k {
         return Err(Error::ShapeMismatch(format!(
             "need {k} factors: the fixed factors have {} entries, the Gram matrix {}",

@@ -64,8 +64,8 @@ pub fn top_k<T: Real>(
             "factors must have at least one column".into(),
         ));
     }
-    let n_queries = if k == 0 { 0 } else { queries.len() / k };
-    let n_items = if k == 0 { 0 } else { items.len() / k };
+    let n_queries = queries.len().checked_div(k).unwrap_or(0);
+    let n_items = items.len().checked_div(k).unwrap_or(0);
     if queries.len() != n_queries * k || items.len() != n_items * k {
         return Err(Error::ShapeMismatch(format!(
             "factor arrays are not multiples of {k} columns"
