@@ -68,6 +68,7 @@ from typing import Any
 import numpy as np
 import scipy.sparse as sp
 
+from ._validation import check_int, check_random_state
 from .callbacks import METRICS
 
 __all__ = [
@@ -715,20 +716,6 @@ def _check_sparse(name: str, value: Any) -> sp.csr_matrix:
     return as_csr(value, name, warn=False)
 
 
-def _check_random_state(random_state: Any) -> np.random.Generator:
-    if random_state is None:
-        return np.random.default_rng()
-    if isinstance(random_state, np.random.Generator):
-        return random_state
-    if isinstance(random_state, numbers.Integral) and not isinstance(random_state, bool):
-        if random_state < 0:
-            raise ValueError(f"random_state must be a non-negative seed, got {random_state!r}")
-        return np.random.default_rng(int(random_state))
-    raise TypeError(
-        f"random_state must be None, an int or a numpy.random.Generator, got {random_state!r}"
-    )
-
-
 def search(
     train: Any,
     validation: Any,
@@ -795,8 +782,6 @@ def search(
     -------
     TuneResult
     """
-    from ._validation import check_int
-
     factors = check_int("factors", factors, 1)
     K = check_int("K", K, 1)
     num_threads = check_int("num_threads", num_threads, 0)
@@ -817,7 +802,11 @@ def search(
         raise ValueError("budget_seconds and max_trials cannot both be None: the search must end")
     if model is not None and not callable(model):
         raise TypeError(f"model must be a callable that builds a model, got {model!r}")
-    rng = _check_random_state(random_state)
+    rng = check_random_state(random_state)
+    if not isinstance(rng, np.random.Generator):
+        raise TypeError(
+            f"random_state must be None, an int or a numpy.random.Generator, got {random_state!r}"
+        )
 
     train_csr = _check_sparse("train", train)
     validation_csr = _check_sparse("validation", validation)
