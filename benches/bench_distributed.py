@@ -19,10 +19,8 @@ import argparse
 import datetime as dt
 import math
 import os
-import platform
 import shlex
 import statistics
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -32,6 +30,7 @@ import scipy.sparse as sp
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import _data
+from bench_fit import machine
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -59,19 +58,6 @@ def load_matrix(args: argparse.Namespace) -> sp.csr_matrix:
         train, _test = _data.gowalla()
         return train
     return _data.synthetic(100_000, 20_000, 3_000_000, random_state=args.seed)
-
-
-def machine() -> str:
-    model = platform.processor() or platform.machine()
-    try:
-        out = subprocess.run(["lscpu"], capture_output=True, text=True, check=True).stdout
-    except (OSError, subprocess.CalledProcessError):
-        out = ""
-    for line in out.splitlines():
-        if line.startswith("Model name:"):
-            model = line.split(":", 1)[1].strip()
-            break
-    return f"{model}, nproc {len(os.sched_getaffinity(0))}"
 
 
 def network_bytes(users: int, items: int, k: int, workers: int, itemsize: int) -> dict[str, int]:

@@ -190,10 +190,13 @@ def machine() -> str:
     return f"{model}, nproc {cpus}"
 
 
-def run_library(library: str, argv: list[str], workdir: Path) -> dict[str, Any]:
+def run_library(
+    library: str, argv: list[str], workdir: Path, script: str = __file__
+) -> dict[str, Any]:
+    """Runs ``script`` (this one by default) as a child measuring ``library``; its JSON result."""
     command = [
         sys.executable,
-        str(Path(__file__).resolve()),
+        str(Path(script).resolve()),
         *argv,
         "--child",
         library,

@@ -28,7 +28,6 @@ import functools
 import json
 import shlex
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -40,7 +39,7 @@ import scipy.sparse as sp
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import _data
-from bench_fit import child_env, machine, peak_rss_mib
+from bench_fit import machine, peak_rss_mib, run_library
 
 LIBRARIES = ("ials", "implicit")
 TASKS = ("recommend", "similar_items")
@@ -222,21 +221,6 @@ def make_factors(
     return np.ascontiguousarray(model.user_factors), np.ascontiguousarray(model.item_factors)
 
 
-def run_library(library: str, argv: list[str], workdir: Path) -> dict[str, Any]:
-    command = [
-        sys.executable,
-        str(Path(__file__).resolve()),
-        *argv,
-        "--child",
-        library,
-        "--workdir",
-        str(workdir),
-    ]
-    subprocess.run(command, env=child_env(library), check=True)
-    result: dict[str, Any] = json.loads((workdir / f"{library}.json").read_text())
-    return result
-
-
 def slot_scores(queries: np.ndarray, targets: np.ndarray, ids: np.ndarray) -> np.ndarray:
     """float64 ``queries[r] . targets[ids[r, j]]`` (nan where ids[r, j] < 0), in row chunks."""
     out = np.full(ids.shape, np.nan)
@@ -329,7 +313,7 @@ def main(argv: list[str] | None = None) -> None:
             np.save(workdir / f"y{k}.npy", factors[k][1])
             print(f"factors {k}: {args.source} ({time.perf_counter() - start:.1f} s)", flush=True)
         for library in libraries:
-            results[library] = run_library(library, argv, workdir)
+            results[library] = run_library(library, argv, workdir, script=__file__)
         for setting in settings(args):
             key = setting["key"]
             row: dict[str, Any] = {**setting}

@@ -29,10 +29,7 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import itertools
-import os
-import platform
 import shlex
-import subprocess
 import sys
 import time
 from dataclasses import dataclass
@@ -46,6 +43,7 @@ from ials.evaluation import ranking_metrics_at_k
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import _data
+from bench_fit import machine
 
 K = 20
 LOG_EPS = 1.0
@@ -144,23 +142,6 @@ class Popularity:
         listeners = np.bincount(train.indices, minlength=train.shape[1]).astype(np.float64)
         self.user_factors = np.ones((train.shape[0], 1))
         self.item_factors = listeners[:, None]
-
-
-def machine() -> str:
-    model = platform.processor() or platform.machine()
-    try:
-        out = subprocess.run(["lscpu"], capture_output=True, text=True, check=True).stdout
-    except (OSError, subprocess.CalledProcessError):
-        out = ""
-    for line in out.splitlines():
-        if line.startswith("Model name:"):
-            model = line.split(":", 1)[1].strip()
-            break
-    try:
-        cpus = len(os.sched_getaffinity(0))
-    except AttributeError:  # not Linux
-        cpus = os.cpu_count() or 0
-    return f"{model}, nproc {cpus}"
 
 
 def main(argv: list[str] | None = None) -> None:

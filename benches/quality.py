@@ -36,10 +36,7 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
-import os
-import platform
 import shlex
-import subprocess
 import sys
 import time
 from collections.abc import Iterator
@@ -58,6 +55,7 @@ from ials.tune import Choice, IntRange, LogUniform, TuneResult, search
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import _data
+from bench_fit import machine
 
 K = 20
 # Published Recall@20 / NDCG@20 on the gowalla split, embedding size 64 (../shared/data/README.md).
@@ -98,23 +96,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--threads", type=int, default=0, help="0: every core")
     parser.add_argument("--output", help="also write the markdown report to this file")
     return parser.parse_args(argv)
-
-
-def machine() -> str:
-    model = platform.processor() or platform.machine()
-    try:
-        out = subprocess.run(["lscpu"], capture_output=True, text=True, check=True).stdout
-    except (OSError, subprocess.CalledProcessError):
-        out = ""
-    for line in out.splitlines():
-        if line.startswith("Model name:"):
-            model = line.split(":", 1)[1].strip()
-            break
-    try:
-        cpus = len(os.sched_getaffinity(0))
-    except AttributeError:  # not Linux
-        cpus = os.cpu_count() or 0
-    return f"{model}, nproc {cpus}"
 
 
 def log(message: str) -> None:
