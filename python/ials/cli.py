@@ -22,6 +22,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
+import scipy.sparse as sp
 
 from . import datasets
 from .als import AlternatingLeastSquares
@@ -276,22 +277,28 @@ def _plot(path: str, history: list[dict[str, Any]], metric: str, k: int, plt: An
     plt.close(figure)
 
 
-def _evaluate(args: argparse.Namespace) -> int:
-    plt = _plot_module() if args.plot else None  # fail before the work, not after
-    model = _model(args, calculate_loss=args.plot is not None)
+def _read_and_split(
+    args: argparse.Namespace, fraction: float, label: str
+) -> tuple[Interactions, sp.csr_matrix, sp.csr_matrix]:
+    """The data file, and a per-user split holding out ``fraction`` of each user's interactions."""
     data, read_seconds = _read(args)
-    train, test = per_user_split(
-        data.matrix, test_fraction=args.test_fraction, random_state=args.seed
-    )
+    train, held_out = per_user_split(data.matrix, test_fraction=fraction, random_state=args.seed)
     if not args.json:
         print(
             f"read {args.data}: {data.n_users} users x {data.n_items} items, "
             f"{data.nnz} interactions ({read_seconds:.2f} s)"
         )
         print(
-            f"per-user split (seed {args.seed}): {train.nnz} interactions to train on, "
-            f"{test.nnz} held out ({args.test_fraction:.0%} of each user's)"
+            f"{label} (seed {args.seed}): {train.nnz} interactions to train on, "
+            f"{held_out.nnz} held out ({fraction:.0%} of each user's)"
         )
+    return data, train, held_out
+
+
+def _evaluate(args: argparse.Namespace) -> int:
+    plt = _plot_module() if args.plot else None  # fail before the work, not after
+    model = _model(args, calculate_loss=args.plot is not None)
+    data, train, test = _read_and_split(args, args.test_fraction, "per-user split")
     history: list[dict[str, Any]] = []
     callback: Callable[[int, float, float | None], None] | None = None
     if args.plot:
@@ -355,19 +362,7 @@ def _tune(args: argparse.Namespace) -> int:
     searches the model settings that rank it best (``ials.tune.search``)."""
     from .tune import search
 
-    data, read_seconds = _read(args)
-    train, validation = per_user_split(
-        data.matrix, test_fraction=args.validation_fraction, random_state=args.seed
-    )
-    if not args.json:
-        print(
-            f"read {args.data}: {data.n_users} users x {data.n_items} items, "
-            f"{data.nnz} interactions ({read_seconds:.2f} s)"
-        )
-        print(
-            f"validation split (seed {args.seed}): {train.nnz} interactions to train on, "
-            f"{validation.nnz} held out ({args.validation_fraction:.0%} of each user's)"
-        )
+    data, train, validation = _read_and_split(args, args.validation_fraction, "validation split")
     result = search(
         train,
         validation,
