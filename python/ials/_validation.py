@@ -68,6 +68,18 @@ def check_dtype(value: Any) -> np.dtype[Any]:
     return dtype
 
 
+def check_sparse(name: str, matrix: Any) -> None:
+    """``matrix`` is a 2-D scipy.sparse matrix or array of real (or boolean) numbers."""
+    if not sp.issparse(matrix):
+        raise TypeError(
+            f"{name} must be a scipy.sparse matrix or array, got {type(matrix).__name__}"
+        )
+    if matrix.ndim != 2:
+        raise ValueError(f"{name} must be 2-D, got {matrix.ndim} dimensions")
+    if matrix.dtype.kind not in "biuf":
+        raise TypeError(f"{name} must hold real numbers, got dtype {matrix.dtype}")
+
+
 def as_csr(matrix: Any, name: str, *, warn: bool = True) -> sp.csr_matrix:
     """``matrix`` as canonical CSR (float32 values, sorted, no duplicates), checked finite.
 
@@ -75,12 +87,7 @@ def as_csr(matrix: Any, name: str, *, warn: bool = True) -> sp.csr_matrix:
     other than CSR is converted with a ``ParameterWarning``, as implicit does, because the
     conversion copies the whole matrix.
     """
-    if not sp.issparse(matrix):
-        raise TypeError(
-            f"{name} must be a scipy.sparse matrix or array, got {type(matrix).__name__}"
-        )
-    if matrix.ndim != 2:
-        raise ValueError(f"{name} must be 2-D, got {matrix.ndim} dimensions")
+    check_sparse(name, matrix)
     if matrix.format != "csr":
         if warn:
             warnings.warn(
@@ -90,8 +97,6 @@ def as_csr(matrix: Any, name: str, *, warn: bool = True) -> sp.csr_matrix:
                 stacklevel=3,
             )
         matrix = matrix.tocsr()
-    if matrix.dtype.kind not in "biuf":
-        raise TypeError(f"{name} must hold real numbers, got dtype {matrix.dtype}")
     if matrix.shape[1] > np.iinfo(np.int32).max:
         raise ValueError(
             f"{name} has {matrix.shape[1]} columns; at most {np.iinfo(np.int32).max} are supported"

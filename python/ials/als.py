@@ -20,7 +20,7 @@ from ._validation import (
     core_rows,
     transpose,
 )
-from .callbacks import StopFitting
+from .callbacks import run_callback
 from .solver import Objective, gram, half_sweep, loss
 
 log = logging.getLogger(__name__)
@@ -208,12 +208,8 @@ class AlternatingLeastSquares:
                     if not show_progress:
                         log.info("iteration %d: loss %.6g", iteration, current_loss)
                 progress.update(current_loss)
-                if callback is not None:
-                    try:
-                        callback(iteration, time.perf_counter() - start, current_loss)
-                    except StopFitting:  # the callback ends training here (early stopping)
-                        log.info("fit stopped by its callback after iteration %d", iteration)
-                        break
+                if not run_callback(callback, iteration, time.perf_counter() - start, current_loss):
+                    break
         # Solved in place: whatever was derived from the previous factors is stale.
         self.user_factors, self.item_factors = x, y
 

@@ -7,6 +7,7 @@ that sweep: ``fit`` returns normally with the factors as they are.
 
 from __future__ import annotations
 
+import logging
 import numbers
 from typing import Any
 
@@ -14,6 +15,8 @@ import numpy as np
 import scipy.sparse as sp
 
 __all__ = ["METRICS", "EarlyStopping", "StopFitting"]
+
+log = logging.getLogger(__name__)
 
 METRICS = {
     "precision": True,
@@ -25,6 +28,18 @@ METRICS = {
 }
 """Metric names of ``ranking_metrics_at_k`` and whether higher is better (expected percentile
 ranking is better when lower)."""
+
+
+def run_callback(callback: Any, iteration: int, seconds: float, loss: float | None) -> bool:
+    """Calls a ``fit`` callback after a sweep; False when it raised :class:`StopFitting`."""
+    if callback is None:
+        return True
+    try:
+        callback(iteration, seconds, loss)
+    except StopFitting:
+        log.info("fit stopped by its callback after iteration %d", iteration)
+        return False
+    return True
 
 
 class StopFitting(Exception):

@@ -525,19 +525,16 @@ def _parser() -> argparse.ArgumentParser:
     _output_arguments(fit)
     fit.set_defaults(run=_fit)
 
-    recommend = commands.add_parser("recommend", help="best unseen items for a user")
-    recommend.add_argument("model", help="model file written by `ials fit`")
-    recommend.add_argument("--user", required=True, help="raw user id")
-    recommend.add_argument("-n", type=_positive, default=10, help="how many items")
-    _output_arguments(recommend)
-    recommend.set_defaults(run=_recommend)
-
-    similar = commands.add_parser("similar", help="items most similar to an item")
-    similar.add_argument("model", help="model file written by `ials fit`")
-    similar.add_argument("--item", required=True, help="raw item id")
-    similar.add_argument("-n", type=_positive, default=10, help="how many items")
-    _output_arguments(similar)
-    similar.set_defaults(run=_similar)
+    for name, help_text, id_flag, id_help, run in (
+        ("recommend", "best unseen items for a user", "--user", "raw user id", _recommend),
+        ("similar", "items most similar to an item", "--item", "raw item id", _similar),
+    ):
+        lookup = commands.add_parser(name, help=help_text)
+        lookup.add_argument("model", help="model file written by `ials fit`")
+        lookup.add_argument(id_flag, required=True, help=id_help)
+        lookup.add_argument("-n", type=_positive, default=10, help="how many items")
+        _output_arguments(lookup)
+        lookup.set_defaults(run=run)
 
     evaluate = commands.add_parser(
         "evaluate", help="hold out part of each user's interactions, fit, measure the ranking"

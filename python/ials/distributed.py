@@ -78,7 +78,7 @@ from ._core import simd_level
 from ._progress import Progress
 from ._validation import as_csr, check_dtype, check_int, transpose
 from .als import AlternatingLeastSquares, Callback
-from .callbacks import StopFitting
+from .callbacks import run_callback
 from .solver import calculate_loss, gram, solve_rows
 
 __all__ = [
@@ -899,12 +899,8 @@ def _fit(
                     if not show_progress:
                         log.info("iteration %d: loss %.6g", iteration, current_loss)
                 progress.update(current_loss)
-                if callback is not None:
-                    try:
-                        callback(iteration, time.perf_counter() - start, current_loss)
-                    except StopFitting:
-                        log.info("fit stopped by its callback after iteration %d", iteration)
-                        break
+                if not run_callback(callback, iteration, time.perf_counter() - start, current_loss):
+                    break
     finally:
         if fixed_y is not None:
             fixed_y.release()

@@ -28,6 +28,8 @@ from typing import Any
 import numpy as np
 import scipy.sparse as sp
 
+from ._validation import check_sparse
+
 __all__ = ["Interactions", "UnknownIdError"]
 
 Column = str | int | None
@@ -353,14 +355,7 @@ class Interactions:
     """
 
     def __init__(self, matrix: Any, user_ids: Any = None, item_ids: Any = None) -> None:
-        if not sp.issparse(matrix):
-            raise TypeError(
-                f"matrix must be a scipy.sparse matrix or array, got {type(matrix).__name__}"
-            )
-        if matrix.ndim != 2:
-            raise ValueError(f"matrix must be 2-D, got {matrix.ndim} dimensions")
-        if matrix.dtype.kind not in "biuf":
-            raise TypeError(f"matrix must hold real numbers, got dtype {matrix.dtype}")
+        check_sparse("matrix", matrix)
         with np.errstate(over="ignore"):  # reported below
             csr = sp.csr_matrix(matrix, dtype=np.float32, copy=True)
         csr.sum_duplicates()

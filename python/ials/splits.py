@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 import scipy.sparse as sp
 
-from ._validation import check_random_state
+from ._validation import check_int, check_random_state, check_sparse
 
 __all__ = ["leave_k_out_split", "per_user_split", "train_test_split"]
 
@@ -35,14 +35,7 @@ _EPS = 1e-9  # keeps floor(0.29 * 100) at 29 despite 0.29 * 100 == 28.9999999999
 
 def _canonical(ratings: Any) -> sp.csr_matrix:
     """A canonical CSR copy of ``ratings`` (duplicates summed, indices sorted)."""
-    if not sp.issparse(ratings):
-        raise TypeError(
-            f"ratings must be a scipy.sparse matrix or array, got {type(ratings).__name__}"
-        )
-    if ratings.ndim != 2:
-        raise ValueError(f"ratings must be 2-D, got {ratings.ndim} dimensions")
-    if ratings.dtype.kind not in "biuf":
-        raise TypeError(f"ratings must hold real numbers, got dtype {ratings.dtype}")
+    check_sparse("ratings", ratings)
     csr = sp.csr_matrix(ratings, copy=True)
     csr.sum_duplicates()
     return csr
@@ -63,14 +56,6 @@ def _fraction(name: str, value: Any, *, upper_open: bool) -> float:
         interval = "[0, 1)" if upper_open else "[0, 1]"
         raise ValueError(f"{name} must be in {interval}, got {value!r}")
     return number
-
-
-def _int(name: str, value: Any, minimum: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
-        raise TypeError(f"{name} must be an integer, got {value!r}")
-    if value < minimum:
-        raise ValueError(f"{name} must be >= {minimum}, got {value!r}")
-    return int(value)
 
 
 def _rows(csr: sp.csr_matrix) -> np.ndarray:
@@ -162,7 +147,7 @@ def leave_k_out_split(
     -------
     (train, test) : csr_matrix, csr_matrix
     """
-    k = _int("K", K, 1)
+    k = check_int("K", K, 1)
     share = _fraction("train_only_size", train_only_size, upper_open=True)
     rng = check_random_state(random_state)
     csr = _canonical(ratings)
@@ -204,7 +189,7 @@ def per_user_split(
     (train, test) : csr_matrix, csr_matrix
     """
     fraction = _fraction("test_fraction", test_fraction, upper_open=False)
-    keep = _int("min_train", min_train, 0)
+    keep = check_int("min_train", min_train, 0)
     rng = check_random_state(random_state)
     csr = _canonical(ratings)
     counts = np.diff(csr.indptr)
