@@ -12,12 +12,12 @@ use crate::csr::CsrView;
 use crate::error::{Error, Result};
 use crate::simd::{dispatch, Arith, Kernel};
 use crate::topk::{
-    pack_tiles, padded_groups, ranking, score_one, score_tile, Candidate, MICRO, TILE,
+    pack_groups, pack_strips, ranking, score_one, score_strip, Candidate, MICRO, STRIP,
 };
 use crate::Real;
 
 /// Users per parallel task.
-const USER_BLOCK: usize = 128;
+const USER_BLOCK: usize = 21 * MICRO;
 
 /// Metrics of one user, over the test items that are not also training items.
 #[derive(Clone, Copy, Debug, Default, PartialEq)]
@@ -82,7 +82,7 @@ pub fn ranking_metrics<T: Real>(
         return Ok(out);
     }
     let all_items: Vec<i32> = (0..n_items as i32).collect();
-    let packed = pack_tiles(items, k, &all_items);
+    let packed = pack_strips(items, k, &all_items);
     out.par_chunks_mut(USER_BLOCK)
         .enumerate()
         .for_each(|(block, out)| {
@@ -119,7 +119,7 @@ struct MetricsBlock<'a, T> {
 impl<T: Real> Kernel for MetricsBlock<'_, T> {
     type Output = ();
 
-    /// Tiles outside, users inside (as in `top_k`), feeding each user's [`RankCounter`].
+    /// Strips outside, user groups inside (as in `top_k`), feeding each user's [`RankCounter`].
     #[inline(always)]
     fn run<A: Arith>(self) {
         let (k, n_items) = (self.k, self.n_items);
@@ -133,16 +133,18 @@ impl<T: Real> Kernel for MetricsBlock<'_, T> {
                 })
             })
             .collect();
-        let groups = padded_groups(self.users, k);
-        let mut tile_scores = vec![T::ZERO; MICRO * TILE];
-        for t in 0..n_items.div_ceil(TILE) {
-            let tile = &self.packed[t * k * TILE..(t + 1) * k * TILE];
-            let valid = TILE.min(n_items - t * TILE);
+        let groups = pack_groups(self.users, k);
+        let mut scores = [T::ZERO; MICRO * STRIP];
+        // Every score is counted, so no bar skips any.
+        let bars = [T::NEG_INFINITY; MICRO];
+        for s in 0..n_items.div_ceil(STRIP) {
+            let strip = &self.packed[s * k * STRIP..(s + 1) * k * STRIP];
+            let valid = STRIP.min(n_items - s * STRIP);
             for (g, group) in groups.chunks_exact(MICRO * k).enumerate() {
-                score_tile::<T, A>(group, tile, k, &mut tile_scores);
+                score_strip::<T, A>(group, strip, k, &bars, &mut scores);
                 for m in 0..MICRO.min(n_users - g * MICRO) {
-                    let scores = &tile_scores[m * TILE..m * TILE + valid];
-                    counters[g * MICRO + m].observe(scores, (t * TILE) as i32);
+                    let row = &scores[m * STRIP..m * STRIP + valid];
+                    counters[g * MICRO + m].observe(row, (s * STRIP) as i32);
                 }
             }
         }
@@ -154,11 +156,11 @@ impl<T: Real> Kernel for MetricsBlock<'_, T> {
 
 /// Counts, for one user, how many eligible items rank above each held-out test item.
 ///
-/// Every scored item is compared with every held-out item (a vectorised count per tile); the
+/// Every scored item is compared with every held-out item (a vectorised count per strip); the
 /// training items that rank above are subtracted at the end, from their own scores.
 struct RankCounter<'a, T> {
     train: &'a [i32],
-    /// Scores of the training items, computed exactly as the tiles compute them.
+    /// Scores of the training items, computed exactly as the strips compute them.
     train_scores: Vec<T>,
     /// Held-out items with their scores and test values, best first.
     held_out: Vec<(Candidate<T>, f64)>,

@@ -8,6 +8,8 @@
 
 use std::sync::OnceLock;
 
+use crate::topk::{StripScores, MICRO};
+
 /// How `a * b + c` is evaluated. Under FMA dispatch it is one fused instruction; elsewhere
 /// `mul_add` would be a slow software call, so the portable path multiplies and adds.
 pub trait Arith: Copy {
@@ -25,10 +27,16 @@ pub trait Arith: Copy {
         crate::kernels::symv_generic::<T, Self>(m, v, out)
     }
 
-    /// Scores of a group of queries against a packed item tile (see `topk::score_tile`).
+    /// Scores of a group of queries against a packed item strip (see `topk::score_strip`).
     #[inline(always)]
-    fn score_tile<T: crate::Real>(group: &[T], tile: &[T], k: usize, scores: &mut [T]) {
-        crate::topk::score_tile_generic::<T, Self>(group, tile, k, scores)
+    fn score_strip<T: crate::Real>(
+        group: &[T],
+        strip: &[T],
+        k: usize,
+        bars: &[T; MICRO],
+        scores: &mut StripScores<T>,
+    ) -> u32 {
+        crate::topk::score_strip_generic::<T, Self>(group, strip, k, bars, scores)
     }
 }
 
@@ -71,17 +79,26 @@ impl Arith for Fused {
     }
 
     #[inline(always)]
-    fn score_tile<T: crate::Real>(group: &[T], tile: &[T], k: usize, scores: &mut [T]) {
+    fn score_strip<T: crate::Real>(
+        group: &[T],
+        strip: &[T],
+        k: usize,
+        bars: &[T; MICRO],
+        scores: &mut StripScores<T>,
+    ) -> u32 {
         #[cfg(target_arch = "x86_64")]
         {
-            if let (Some(group), Some(tile), Some(scores)) =
-                (as_f32(group), as_f32(tile), as_f32_mut(scores))
-            {
+            if let (Some(group), Some(strip), Some(bars), Some(out)) = (
+                as_f32(group),
+                as_f32(strip),
+                as_f32(bars),
+                as_f32_mut(scores),
+            ) {
                 // SAFETY: as for `dot`.
-                return unsafe { avx2::score_tile_f32(group, tile, k, scores) };
+                return unsafe { avx2::score_strip_f32(group, strip, k, bars, out) };
             }
         }
-        crate::topk::score_tile_generic::<T, Self>(group, tile, k, scores)
+        crate::topk::score_strip_generic::<T, Self>(group, strip, k, bars, scores)
     }
 }
 
@@ -148,32 +165,48 @@ mod avx2 {
         total
     }
 
-    /// Four queries against 16 items at a time: eight accumulator registers, each tile column
-    /// loaded once for the four queries (the same arithmetic as the portable kernel: one FMA per
-    /// factor, in order, so scores agree bit for bit with `score_one`).
+    /// `MICRO` queries against one strip of 16 items: two accumulator registers per query, each
+    /// strip column loaded once for all the queries, both operands read as contiguous streams (the
+    /// same arithmetic as the portable kernel: one FMA per factor, in order, so scores agree bit
+    /// for bit with `score_one`). The scores are compared with the bars while still in registers.
     #[target_feature(enable = "avx2,fma")]
     #[inline]
-    pub(super) unsafe fn score_tile_f32(group: &[f32], tile: &[f32], k: usize, scores: &mut [f32]) {
-        use crate::topk::{MICRO, TILE};
-        assert!(MICRO == 4 && group.len() >= 4 * k && tile.len() >= k * TILE);
-        assert!(scores.len() >= MICRO * TILE);
-        let (pg, pt, ps) = (group.as_ptr(), tile.as_ptr(), scores.as_mut_ptr());
-        for start in (0..TILE).step_by(16) {
-            let mut acc = [_mm256_setzero_ps(); 8];
-            for d in 0..k {
-                let column = pt.add(d * TILE + start);
-                let (lo, hi) = (_mm256_loadu_ps(column), _mm256_loadu_ps(column.add(8)));
-                for m in 0..4 {
-                    let q = _mm256_set1_ps(*pg.add(m * k + d));
-                    acc[2 * m] = _mm256_fmadd_ps(q, lo, acc[2 * m]);
-                    acc[2 * m + 1] = _mm256_fmadd_ps(q, hi, acc[2 * m + 1]);
-                }
-            }
-            for m in 0..4 {
-                _mm256_storeu_ps(ps.add(m * TILE + start), acc[2 * m]);
-                _mm256_storeu_ps(ps.add(m * TILE + start + 8), acc[2 * m + 1]);
+    pub(super) unsafe fn score_strip_f32(
+        group: &[f32],
+        strip: &[f32],
+        k: usize,
+        bars: &[f32],
+        out: &mut [f32],
+    ) -> u32 {
+        use crate::topk::{MICRO, STRIP};
+        // 2 * MICRO accumulators, two columns and a broadcast must fit the 16 registers.
+        const { assert!(MICRO <= 6 && STRIP == 16) };
+        assert!(group.len() >= MICRO * k && strip.len() >= STRIP * k);
+        assert!(bars.len() >= MICRO && out.len() >= MICRO * STRIP);
+        let (pg, ps) = (group.as_ptr(), strip.as_ptr());
+        let mut acc = [_mm256_setzero_ps(); 2 * MICRO];
+        for d in 0..k {
+            let column = ps.add(d * STRIP);
+            let (lo, hi) = (_mm256_loadu_ps(column), _mm256_loadu_ps(column.add(8)));
+            for m in 0..MICRO {
+                let q = _mm256_broadcast_ss(&*pg.add(d * MICRO + m));
+                acc[2 * m] = _mm256_fmadd_ps(q, lo, acc[2 * m]);
+                acc[2 * m + 1] = _mm256_fmadd_ps(q, hi, acc[2 * m + 1]);
             }
         }
+        let po = out.as_mut_ptr();
+        let mut above = 0;
+        for (m, pair) in acc.chunks_exact(2).enumerate() {
+            _mm256_storeu_ps(po.add(m * STRIP), pair[0]);
+            _mm256_storeu_ps(po.add(m * STRIP + 8), pair[1]);
+            let bar = _mm256_set1_ps(bars[m]);
+            let over = _mm256_or_ps(
+                _mm256_cmp_ps::<_CMP_GT_OQ>(pair[0], bar),
+                _mm256_cmp_ps::<_CMP_GT_OQ>(pair[1], bar),
+            );
+            above |= ((_mm256_movemask_ps(over) != 0) as u32) << m;
+        }
+        above
     }
 
     /// `out = M v` for a symmetric row-major `k x k` matrix: `out[b] = sum_j v[j] M[j][b]`, with

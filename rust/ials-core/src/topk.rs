@@ -1,12 +1,15 @@
 //! Top-K scoring: the best `n` items for each query vector by inner product.
 //!
-//! Queries are taken in blocks and scored against tiles of items packed factor-major, four
-//! queries at a time, so each tile load feeds several FMAs and the full query x item score matrix
-//! never exists. Each query keeps its best candidates in a buffer that is compacted with
-//! `select_nth_unstable_by` whenever it fills, so most items cost one comparison with a threshold.
-//! Order is by score, then by lower item id, which makes results deterministic and equal to a
-//! stable descending argsort. Few queries and many items: the items are split across threads too,
-//! and the per-range winners merged.
+//! The items are packed in strips of [`STRIP`] items, factor-major, and the queries in groups of
+//! [`MICRO`], factor-major too, so the micro-kernel reads both as contiguous streams. A strip
+//! (`k x 16` values: 4 KB at 64 factors) stays in L1 while every group of a query block is scored
+//! against it; the query block streams from L2, at a quarter of the bytes per FMA that streaming
+//! the items would cost. The full query x item score matrix never exists. Each query keeps its
+//! best candidates in a buffer that is compacted with `select_nth_unstable_by` whenever it
+//! fills, so most items cost one comparison with a threshold. Order is by score, then by lower
+//! item id, which makes results deterministic and equal to a stable descending argsort. Few
+//! queries and many items: the items are split across threads too, and the per-range winners
+//! merged.
 
 use std::cmp::Ordering;
 
@@ -14,16 +17,18 @@ use rayon::prelude::*;
 
 use crate::csr::CsrView;
 use crate::error::{Error, Result};
-use crate::kernels::LANES;
 use crate::simd::{dispatch, Arith, Kernel};
 use crate::Real;
 
 /// Queries per parallel task.
-const QUERY_BLOCK: usize = 128;
-/// Queries scored together against one tile (4 x 2 accumulator registers).
-pub(crate) const MICRO: usize = 4;
-/// Items per packed tile.
-pub(crate) const TILE: usize = 128;
+const QUERY_BLOCK: usize = 21 * MICRO;
+/// Queries scored together against one strip (6 x 2 accumulator registers of 8 lanes: enough
+/// independent FMA chains to cover the FMA latency at full throughput).
+pub(crate) const MICRO: usize = 6;
+/// Items per packed strip: the width of one micro-kernel pass.
+pub(crate) const STRIP: usize = 16;
+/// Scores of one group against one strip, query-major (`scores[m * STRIP + j]`).
+pub(crate) type StripScores<T> = [T; MICRO * STRIP];
 
 /// Items a query must never get back.
 #[derive(Clone, Copy, Default)]
@@ -32,6 +37,17 @@ pub struct Exclusions<'a> {
     pub per_query: Option<CsrView<'a>>,
     /// Items excluded for every query, as a mask over all items.
     pub global: Option<&'a [bool]>,
+}
+
+impl Exclusions<'_> {
+    /// Whether `query` must not get `item` back.
+    #[inline]
+    fn excludes(&self, query: usize, item: i32) -> bool {
+        self.global.is_some_and(|mask| mask[item as usize])
+            || self
+                .per_query
+                .is_some_and(|liked| liked.row(query).0.binary_search(&item).is_ok())
+    }
 }
 
 /// A scored candidate: (score, item id).
@@ -104,17 +120,17 @@ pub fn top_k<T: Real>(
     if n_queries == 0 {
         return Ok(());
     }
-    let packed = pack_tiles(items, k, &candidate_ids);
-    let n_tiles = candidate_ids.len().div_ceil(TILE);
+    let packed = pack_strips(items, k, &candidate_ids);
+    let n_strips = candidate_ids.len().div_ceil(STRIP);
     let n_blocks = n_queries.div_ceil(QUERY_BLOCK);
     // Enough work units for every thread even when there are few queries.
     let wanted = 4 * rayon::current_num_threads();
     let ranges = if n_blocks >= wanted {
         1
     } else {
-        wanted.div_ceil(n_blocks).clamp(1, n_tiles.max(1))
+        wanted.div_ceil(n_blocks).clamp(1, n_strips.max(1))
     };
-    let tiles_per_range = n_tiles.div_ceil(ranges).max(1);
+    let strips_per_range = n_strips.div_ceil(ranges).max(1);
 
     let partial: Vec<Vec<Vec<Candidate<T>>>> = (0..n_blocks * ranges)
         .into_par_iter()
@@ -122,14 +138,14 @@ pub fn top_k<T: Real>(
             let (block, range) = (unit / ranges, unit % ranges);
             let first_query = block * QUERY_BLOCK;
             let last_query = (first_query + QUERY_BLOCK).min(n_queries);
-            let first_tile = (range * tiles_per_range).min(n_tiles);
-            let last_tile = ((range + 1) * tiles_per_range).min(n_tiles);
+            let first_strip = (range * strips_per_range).min(n_strips);
+            let last_strip = ((range + 1) * strips_per_range).min(n_strips);
             dispatch(ScoreBlock {
                 queries: &queries[first_query * k..last_query * k],
                 first_query,
                 packed: &packed,
                 candidate_ids: &candidate_ids,
-                tiles: first_tile..last_tile,
+                strips: first_strip..last_strip,
                 k,
                 n,
                 exclusions,
@@ -185,25 +201,37 @@ fn check_exclusions(exclusions: &Exclusions<'_>, n_queries: usize, n_items: usiz
     Ok(())
 }
 
-/// Candidate item rows packed tile by tile, factor-major: tile t holds `k x TILE` values with
-/// item `t * TILE + j` in column j (zero beyond the last candidate).
-pub(crate) fn pack_tiles<T: Real>(items: &[T], k: usize, candidate_ids: &[i32]) -> Vec<T> {
-    let n_tiles = candidate_ids.len().div_ceil(TILE);
-    let mut packed = vec![T::ZERO; n_tiles * k * TILE];
+/// Candidate item rows packed strip by strip, factor-major: strip s holds `k x STRIP` values
+/// with item `candidate_ids[s * STRIP + j]` in column j (zero beyond the last candidate).
+pub(crate) fn pack_strips<T: Real>(items: &[T], k: usize, candidate_ids: &[i32]) -> Vec<T> {
+    let n_strips = candidate_ids.len().div_ceil(STRIP);
+    let mut packed = vec![T::ZERO; n_strips * k * STRIP];
     packed
-        .par_chunks_mut(k * TILE)
-        .enumerate()
-        .for_each(|(t, tile)| {
-            for (j, &id) in candidate_ids[t * TILE..].iter().take(TILE).enumerate() {
-                for (d, &v) in items[id as usize * k..(id as usize + 1) * k]
-                    .iter()
-                    .enumerate()
-                {
-                    tile[d * TILE + j] = v;
+        .par_chunks_mut(k * STRIP)
+        .zip(candidate_ids.par_chunks(STRIP))
+        .for_each(|(strip, ids)| {
+            for (j, &id) in ids.iter().enumerate() {
+                let row = &items[id as usize * k..(id as usize + 1) * k];
+                for (d, &v) in row.iter().enumerate() {
+                    strip[d * STRIP + j] = v;
                 }
             }
         });
     packed
+}
+
+/// The query rows in groups of `MICRO`, factor-major (`group[d * MICRO + m]`), the last group
+/// zero-padded.
+pub(crate) fn pack_groups<T: Real>(queries: &[T], k: usize) -> Vec<T> {
+    let n = queries.len().checked_div(k).unwrap_or(0);
+    let mut groups = vec![T::ZERO; n.div_ceil(MICRO) * MICRO * k];
+    for (q, row) in queries.chunks_exact(k.max(1)).enumerate() {
+        let group = &mut groups[(q / MICRO) * MICRO * k..];
+        for (d, &v) in row.iter().enumerate() {
+            group[d * MICRO + q % MICRO] = v;
+        }
+    }
+    groups
 }
 
 struct ScoreBlock<'a, T> {
@@ -211,54 +239,42 @@ struct ScoreBlock<'a, T> {
     first_query: usize,
     packed: &'a [T],
     candidate_ids: &'a [i32],
-    tiles: std::ops::Range<usize>,
+    strips: std::ops::Range<usize>,
     k: usize,
     n: usize,
     exclusions: &'a Exclusions<'a>,
 }
 
 impl<T: Real> Kernel for ScoreBlock<'_, T> {
-    /// Per query of the block: its best `n` candidates in these tiles, best first.
+    /// Per query of the block: its best `n` candidates in these strips, best first.
     type Output = Vec<Vec<Candidate<T>>>;
 
-    /// Tiles outside, queries inside: a tile (`k x TILE` values) is loaded once per block of
-    /// queries and stays in cache while every group of `MICRO` queries is scored against it.
+    /// Strips outside, query groups inside (see the module documentation).
     #[inline(always)]
     fn run<A: Arith>(self) -> Self::Output {
         let k = self.k;
         let n_queries = self.queries.len() / k;
         let mut best: Vec<Best<T>> = (0..n_queries).map(|_| Best::new(self.n)).collect();
-        let groups = padded_groups(self.queries, k);
-        let mut tile_scores = vec![T::ZERO; MICRO * TILE];
-        for t in self.tiles.clone() {
-            let tile = &self.packed[t * k * TILE..(t + 1) * k * TILE];
-            let ids = &self.candidate_ids[t * TILE..self.candidate_ids.len().min((t + 1) * TILE)];
+        let groups = pack_groups(self.queries, k);
+        let mut scores = [T::ZERO; MICRO * STRIP];
+        let mut bars = [T::NEG_INFINITY; MICRO];
+        for s in self.strips.clone() {
+            let strip = &self.packed[s * k * STRIP..(s + 1) * k * STRIP];
+            let ids = &self.candidate_ids[s * STRIP..self.candidate_ids.len().min((s + 1) * STRIP)];
             for (g, group) in groups.chunks_exact(MICRO * k).enumerate() {
-                score_tile::<T, A>(group, tile, k, &mut tile_scores);
                 let members = MICRO.min(n_queries - g * MICRO);
-                for m in 0..members {
-                    let query = self.first_query + g * MICRO + m;
-                    let excluded = |id: i32| {
-                        self.exclusions.global.is_some_and(|mask| mask[id as usize])
-                            || self
-                                .exclusions
-                                .per_query
-                                .is_some_and(|liked| liked.row(query).0.binary_search(&id).is_ok())
-                    };
+                for (bar, buffer) in bars.iter_mut().zip(&best[g * MICRO..g * MICRO + members]) {
+                    *bar = buffer.threshold;
+                }
+                // Most strips hold nothing above any bar: the kernel's mask skips them.
+                let above = score_strip::<T, A>(group, strip, k, &bars, &mut scores);
+                for m in (0..members).filter(|m| above & (1 << m) != 0) {
                     let buffer = &mut best[g * MICRO + m];
-                    let row = &tile_scores[m * TILE..m * TILE + ids.len()];
-                    for (scores, ids) in row.chunks(LANES).zip(ids.chunks(LANES)) {
-                        // Most chunks hold nothing above the bar: one vectorised test skips them.
-                        if !scores
-                            .iter()
-                            .fold(false, |any, &s| any | (s > buffer.threshold))
-                        {
-                            continue;
-                        }
-                        for (&score, &id) in scores.iter().zip(ids) {
-                            if score > buffer.threshold && !excluded(id) {
-                                buffer.push((score, id));
-                            }
+                    let row = &scores[m * STRIP..m * STRIP + ids.len()];
+                    let query = self.first_query + g * MICRO + m;
+                    for (&score, &id) in row.iter().zip(ids) {
+                        if score > buffer.threshold && !self.exclusions.excludes(query, id) {
+                            buffer.push((score, id));
                         }
                     }
                 }
@@ -268,16 +284,8 @@ impl<T: Real> Kernel for ScoreBlock<'_, T> {
     }
 }
 
-/// The query rows, zero-padded to a multiple of `MICRO` rows.
-pub(crate) fn padded_groups<T: Real>(queries: &[T], k: usize) -> Vec<T> {
-    let n = queries.len() / k;
-    let mut groups = vec![T::ZERO; n.div_ceil(MICRO) * MICRO * k];
-    groups[..queries.len()].copy_from_slice(queries);
-    groups
-}
-
-/// `q . y` with exactly the arithmetic of [`score_tile`] (one FMA per factor, in order), so a
-/// score computed alone equals the same score computed in a tile, bit for bit.
+/// `q . y` with exactly the arithmetic of [`score_strip`] (one FMA per factor, in order), so a
+/// score computed alone equals the same score computed in a strip, bit for bit.
 #[inline(always)]
 pub(crate) fn score_one<T: Real, A: Arith>(q: &[T], y: &[T]) -> T {
     q.iter()
@@ -285,35 +293,47 @@ pub(crate) fn score_one<T: Real, A: Arith>(q: &[T], y: &[T]) -> T {
         .fold(T::ZERO, |acc, (&a, &b)| A::fma(a, b, acc))
 }
 
-/// `scores[m][j] = group[m] . item j` for the `MICRO` queries of `group` and one packed tile.
+/// `scores[m * STRIP + j] = query m of group . item j of strip`, with one FMA per factor in
+/// order: the arithmetic of [`score_one`]. Returns a mask with bit m set when some score of query
+/// m (padding included) is above `bars[m]`.
 #[inline(always)]
-pub(crate) fn score_tile<T: Real, A: Arith>(group: &[T], tile: &[T], k: usize, scores: &mut [T]) {
-    A::score_tile(group, tile, k, scores)
+pub(crate) fn score_strip<T: Real, A: Arith>(
+    group: &[T],
+    strip: &[T],
+    k: usize,
+    bars: &[T; MICRO],
+    scores: &mut StripScores<T>,
+) -> u32 {
+    A::score_strip(group, strip, k, bars, scores)
 }
 
-/// The portable [`score_tile`].
+/// The portable [`score_strip`].
 #[inline(always)]
-pub(crate) fn score_tile_generic<T: Real, A: Arith>(
+pub(crate) fn score_strip_generic<T: Real, A: Arith>(
     group: &[T],
-    tile: &[T],
+    strip: &[T],
     k: usize,
-    scores: &mut [T],
-) {
-    for start in (0..TILE).step_by(LANES) {
-        let mut acc = [[T::ZERO; LANES]; MICRO];
-        for d in 0..k {
-            let column = &tile[d * TILE + start..d * TILE + start + LANES];
-            for m in 0..MICRO {
-                let q = group[m * k + d];
-                for t in 0..LANES {
-                    acc[m][t] = A::fma(q, column[t], acc[m][t]);
-                }
+    bars: &[T; MICRO],
+    scores: &mut StripScores<T>,
+) -> u32 {
+    let mut acc = [[T::ZERO; STRIP]; MICRO];
+    for (column, q) in strip
+        .chunks_exact(STRIP)
+        .zip(group.chunks_exact(MICRO))
+        .take(k)
+    {
+        for (acc, &q) in acc.iter_mut().zip(q) {
+            for (a, &y) in acc.iter_mut().zip(column) {
+                *a = A::fma(q, y, *a);
             }
         }
-        for m in 0..MICRO {
-            scores[m * TILE + start..m * TILE + start + LANES].copy_from_slice(&acc[m]);
-        }
     }
+    let mut above = 0;
+    for (m, (out, acc)) in scores.chunks_exact_mut(STRIP).zip(&acc).enumerate() {
+        out.copy_from_slice(acc);
+        above |= (acc.iter().any(|&s| s > bars[m]) as u32) << m;
+    }
+    above
 }
 
 /// The best `n` candidates seen so far, kept loosely: the buffer grows to twice `n` and is then
