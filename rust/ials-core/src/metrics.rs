@@ -12,7 +12,8 @@ use crate::csr::CsrView;
 use crate::error::{Error, Result};
 use crate::simd::{dispatch, Arith, Kernel};
 use crate::topk::{
-    pack_groups, pack_strips, ranking, score_one, score_strip, Candidate, MICRO, STRIP,
+    pack_groups, ranking, score_one, score_strip, Candidate, PackedStrips, StripScores, MICRO,
+    STRIP,
 };
 use crate::Real;
 
@@ -82,7 +83,7 @@ pub fn ranking_metrics<T: Real>(
         return Ok(out);
     }
     let all_items: Vec<i32> = (0..n_items as i32).collect();
-    let packed = pack_strips(items, k, &all_items);
+    let packed = PackedStrips::new(items, k, &all_items);
     out.par_chunks_mut(USER_BLOCK)
         .enumerate()
         .for_each(|(block, out)| {
@@ -106,7 +107,7 @@ pub fn ranking_metrics<T: Real>(
 struct MetricsBlock<'a, T> {
     users: &'a [T],
     first_user: usize,
-    packed: &'a [T],
+    packed: &'a PackedStrips<T>,
     items: &'a [T],
     n_items: usize,
     k: usize,
@@ -134,17 +135,23 @@ impl<T: Real> Kernel for MetricsBlock<'_, T> {
             })
             .collect();
         let groups = pack_groups(self.users, k);
-        let mut scores = [T::ZERO; MICRO * STRIP];
-        // Every score is counted, so no bar skips any.
-        let bars = [T::NEG_INFINITY; MICRO];
+        let mut scores = StripScores::default();
+        let mut bars = [T::NEG_INFINITY; MICRO];
         for s in 0..n_items.div_ceil(STRIP) {
-            let strip = &self.packed[s * k * STRIP..(s + 1) * k * STRIP];
+            let strip = self.packed.strip(s);
             let valid = STRIP.min(n_items - s * STRIP);
             for (g, group) in groups.chunks_exact(MICRO * k).enumerate() {
-                score_strip::<T, A>(group, strip, k, &bars, &mut scores);
-                for m in 0..MICRO.min(n_users - g * MICRO) {
-                    let row = &scores[m * STRIP..m * STRIP + valid];
-                    counters[g * MICRO + m].observe(row, (s * STRIP) as i32);
+                let members = MICRO.min(n_users - g * MICRO);
+                for (bar, counter) in bars
+                    .iter_mut()
+                    .zip(&counters[g * MICRO..g * MICRO + members])
+                {
+                    *bar = counter.bar();
+                }
+                // A strip with nothing at or above a user's bar changes none of its counts.
+                let reached = score_strip::<T, A>(group, strip, k, &bars, &mut scores);
+                for m in (0..members).filter(|m| reached & (1 << m) != 0) {
+                    counters[g * MICRO + m].observe::<A>(&scores.0[m], valid, (s * STRIP) as i32);
                 }
             }
         }
@@ -168,20 +175,20 @@ struct RankCounter<'a, T> {
     above: Vec<u32>,
 }
 
-/// Items among `scores` (ids `first_id..`) that rank above `(score, id)`: a higher score, or the
-/// same score and a lower id.
+/// Items among the first `valid` of `scores` (ids `first_id..`) that rank above `(score, id)`: a
+/// higher score, or the same score and a lower id. Counted as bit masks over the strip, so a tie
+/// costs no more than any other item.
 #[inline(always)]
-fn count_above<T: Real>(scores: &[T], first_id: i32, (score, id): Candidate<T>) -> u32 {
-    let (mut greater, mut equal) = (0u32, 0u32);
-    for &s in scores {
-        greater += (s > score) as u32;
-        equal += (s == score) as u32;
-    }
-    if equal > 0 {
-        let lower_ids = (id - first_id).clamp(0, scores.len() as i32) as usize;
-        greater += scores[..lower_ids].iter().filter(|&&s| s == score).count() as u32;
-    }
-    greater
+fn count_above<T: Real, A: Arith>(
+    scores: &[T; STRIP],
+    valid: usize,
+    first_id: i32,
+    (score, id): Candidate<T>,
+) -> u32 {
+    let (greater, equal) = A::compare_strip(scores, score);
+    let below = |n: usize| (1u32 << n.min(STRIP)) - 1;
+    let lower_ids = (id - first_id).max(0) as usize;
+    ((greater | (equal & below(lower_ids))) & below(valid)).count_ones()
 }
 
 impl<'a, T: Real> RankCounter<'a, T> {
@@ -209,11 +216,24 @@ impl<'a, T: Real> RankCounter<'a, T> {
         }
     }
 
-    /// Items `first_id..` with these scores.
+    /// The lowest score that can rank above a held-out item (+inf when there is none).
+    fn bar(&self) -> T {
+        self.held_out
+            .last()
+            .map_or(-T::NEG_INFINITY, |&((score, _), _)| score)
+    }
+
+    /// Items `first_id..first_id + valid` with these scores.
     #[inline(always)]
-    fn observe(&mut self, scores: &[T], first_id: i32) {
-        for (above, &(candidate, _)) in self.above.iter_mut().zip(&self.held_out) {
-            *above += count_above(scores, first_id, candidate);
+    fn observe<A: Arith>(&mut self, scores: &[T; STRIP], valid: usize, first_id: i32) {
+        // From the worst held-out item up: once none of these items ranks above one, none ranks
+        // above the better ones either.
+        for (above, &(candidate, _)) in self.above.iter_mut().zip(&self.held_out).rev() {
+            let count = count_above::<T, A>(scores, valid, first_id, candidate);
+            if count == 0 {
+                break;
+            }
+            *above += count;
         }
     }
 

@@ -8,7 +8,7 @@
 
 use std::sync::OnceLock;
 
-use crate::topk::{StripScores, MICRO};
+use crate::topk::{StripScores, MICRO, STRIP};
 
 /// How `a * b + c` is evaluated. Under FMA dispatch it is one fused instruction; elsewhere
 /// `mul_add` would be a slow software call, so the portable path multiplies and adds.
@@ -37,6 +37,12 @@ pub trait Arith: Copy {
         scores: &mut StripScores<T>,
     ) -> u32 {
         crate::topk::score_strip_generic::<T, Self>(group, strip, k, bars, scores)
+    }
+
+    /// Bit masks of the scores of a strip above and equal to `x` (see `topk::compare_strip`).
+    #[inline(always)]
+    fn compare_strip<T: crate::Real>(scores: &[T; STRIP], x: T) -> (u32, u32) {
+        crate::topk::compare_strip_generic(scores, x)
     }
 }
 
@@ -92,13 +98,25 @@ impl Arith for Fused {
                 as_f32(group),
                 as_f32(strip),
                 as_f32(bars),
-                as_f32_mut(scores),
+                as_f32_mut(scores.0.as_flattened_mut()),
             ) {
                 // SAFETY: as for `dot`.
                 return unsafe { avx2::score_strip_f32(group, strip, k, bars, out) };
             }
         }
         crate::topk::score_strip_generic::<T, Self>(group, strip, k, bars, scores)
+    }
+
+    #[inline(always)]
+    fn compare_strip<T: crate::Real>(scores: &[T; STRIP], x: T) -> (u32, u32) {
+        #[cfg(target_arch = "x86_64")]
+        {
+            if let (Some(scores), Some(x)) = (as_f32(scores), as_f32(std::slice::from_ref(&x))) {
+                // SAFETY: as for `dot`.
+                return unsafe { avx2::compare_strip_f32(scores, x[0]) };
+            }
+        }
+        crate::topk::compare_strip_generic(scores, x)
     }
 }
 
@@ -201,12 +219,37 @@ mod avx2 {
             _mm256_storeu_ps(po.add(m * STRIP + 8), pair[1]);
             let bar = _mm256_set1_ps(bars[m]);
             let over = _mm256_or_ps(
-                _mm256_cmp_ps::<_CMP_GT_OQ>(pair[0], bar),
-                _mm256_cmp_ps::<_CMP_GT_OQ>(pair[1], bar),
+                _mm256_cmp_ps::<_CMP_GE_OQ>(pair[0], bar),
+                _mm256_cmp_ps::<_CMP_GE_OQ>(pair[1], bar),
             );
             above |= ((_mm256_movemask_ps(over) != 0) as u32) << m;
         }
         above
+    }
+
+    /// Bit masks of the 16 scores above and equal to `x`: two compares and a move-mask each.
+    #[target_feature(enable = "avx2,fma")]
+    #[inline]
+    pub(super) unsafe fn compare_strip_f32(scores: &[f32], x: f32) -> (u32, u32) {
+        assert!(scores.len() >= 16);
+        let (lo, hi) = (
+            _mm256_loadu_ps(scores.as_ptr()),
+            _mm256_loadu_ps(scores.as_ptr().add(8)),
+        );
+        let x = _mm256_set1_ps(x);
+        let mask = |lo: __m256, hi: __m256| {
+            (_mm256_movemask_ps(lo) as u32) | ((_mm256_movemask_ps(hi) as u32) << 8)
+        };
+        (
+            mask(
+                _mm256_cmp_ps::<_CMP_GT_OQ>(lo, x),
+                _mm256_cmp_ps::<_CMP_GT_OQ>(hi, x),
+            ),
+            mask(
+                _mm256_cmp_ps::<_CMP_EQ_OQ>(lo, x),
+                _mm256_cmp_ps::<_CMP_EQ_OQ>(hi, x),
+            ),
+        )
     }
 
     /// `out = M v` for a symmetric row-major `k x k` matrix: `out[b] = sum_j v[j] M[j][b]`, with
@@ -287,7 +330,12 @@ impl SimdLevel {
 fn detected() -> SimdLevel {
     #[cfg(target_arch = "x86_64")]
     {
-        if std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma") {
+        // Every CPU with AVX2 has POPCNT; it is checked and enabled too, for the bit counts of
+        // the ranking metrics.
+        if std::is_x86_feature_detected!("avx2")
+            && std::is_x86_feature_detected!("fma")
+            && std::is_x86_feature_detected!("popcnt")
+        {
             return SimdLevel::Avx2Fma;
         }
     }
@@ -310,7 +358,7 @@ pub fn dispatch<K: Kernel>(kernel: K) -> K::Output {
     #[cfg(target_arch = "x86_64")]
     {
         if simd_level() == SimdLevel::Avx2Fma {
-            // SAFETY: the CPU was checked for AVX2 and FMA above.
+            // SAFETY: the CPU was checked for AVX2, FMA and POPCNT above.
             return unsafe { run_avx2_fma(kernel) };
         }
     }
@@ -324,7 +372,7 @@ pub fn dispatch<K: Kernel>(kernel: K) -> K::Output {
 }
 
 #[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2,fma")]
+#[target_feature(enable = "avx2,fma,popcnt")]
 unsafe fn run_avx2_fma<K: Kernel>(kernel: K) -> K::Output {
     kernel.run::<Fused>()
 }

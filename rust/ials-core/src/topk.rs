@@ -27,8 +27,17 @@ const QUERY_BLOCK: usize = 21 * MICRO;
 pub(crate) const MICRO: usize = 6;
 /// Items per packed strip: the width of one micro-kernel pass.
 pub(crate) const STRIP: usize = 16;
-/// Scores of one group against one strip, query-major (`scores[m * STRIP + j]`).
-pub(crate) type StripScores<T> = [T; MICRO * STRIP];
+/// Scores of one group against one strip (`scores.0[m][j]`: query m, item j), aligned so that
+/// the kernel's vector stores never straddle cache lines.
+#[derive(Clone, Copy)]
+#[repr(C, align(64))]
+pub(crate) struct StripScores<T>(pub(crate) [[T; STRIP]; MICRO]);
+
+impl<T: Real> Default for StripScores<T> {
+    fn default() -> Self {
+        Self([[T::ZERO; STRIP]; MICRO])
+    }
+}
 
 /// Items a query must never get back.
 #[derive(Clone, Copy, Default)]
@@ -120,7 +129,7 @@ pub fn top_k<T: Real>(
     if n_queries == 0 {
         return Ok(());
     }
-    let packed = pack_strips(items, k, &candidate_ids);
+    let packed = PackedStrips::new(items, k, &candidate_ids);
     let n_strips = candidate_ids.len().div_ceil(STRIP);
     let n_blocks = n_queries.div_ceil(QUERY_BLOCK);
     // Enough work units for every thread even when there are few queries.
@@ -201,23 +210,49 @@ fn check_exclusions(exclusions: &Exclusions<'_>, n_queries: usize, n_items: usiz
     Ok(())
 }
 
+/// One factor of a strip's items, aligned to a cache line so that no load of the micro-kernel
+/// straddles two lines.
+#[derive(Clone, Copy)]
+#[repr(C, align(64))]
+struct Column<T>([T; STRIP]);
+
 /// Candidate item rows packed strip by strip, factor-major: strip s holds `k x STRIP` values
 /// with item `candidate_ids[s * STRIP + j]` in column j (zero beyond the last candidate).
-pub(crate) fn pack_strips<T: Real>(items: &[T], k: usize, candidate_ids: &[i32]) -> Vec<T> {
-    let n_strips = candidate_ids.len().div_ceil(STRIP);
-    let mut packed = vec![T::ZERO; n_strips * k * STRIP];
-    packed
-        .par_chunks_mut(k * STRIP)
-        .zip(candidate_ids.par_chunks(STRIP))
-        .for_each(|(strip, ids)| {
-            for (j, &id) in ids.iter().enumerate() {
-                let row = &items[id as usize * k..(id as usize + 1) * k];
-                for (d, &v) in row.iter().enumerate() {
-                    strip[d * STRIP + j] = v;
+pub(crate) struct PackedStrips<T> {
+    columns: Vec<Column<T>>,
+    k: usize,
+}
+
+impl<T: Real> PackedStrips<T> {
+    pub(crate) fn new(items: &[T], k: usize, candidate_ids: &[i32]) -> Self {
+        // 16 values of 4 or 8 bytes fill whole lines: the columns are contiguous, unpadded.
+        assert_eq!(
+            std::mem::size_of::<Column<T>>(),
+            STRIP * std::mem::size_of::<T>()
+        );
+        let n_strips = candidate_ids.len().div_ceil(STRIP);
+        let mut columns = vec![Column([T::ZERO; STRIP]); n_strips * k];
+        columns
+            .par_chunks_mut(k.max(1))
+            .zip(candidate_ids.par_chunks(STRIP))
+            .for_each(|(strip, ids)| {
+                for (j, &id) in ids.iter().enumerate() {
+                    let row = &items[id as usize * k..(id as usize + 1) * k];
+                    for (column, &v) in strip.iter_mut().zip(row) {
+                        column.0[j] = v;
+                    }
                 }
-            }
-        });
-    packed
+            });
+        Self { columns, k }
+    }
+
+    /// Strip `s`: `k x STRIP` values, factor-major.
+    pub(crate) fn strip(&self, s: usize) -> &[T] {
+        let columns = &self.columns[s * self.k..(s + 1) * self.k];
+        // SAFETY: `Column<T>` is `repr(C)` around `[T; STRIP]` with no padding (asserted in
+        // `new`), so `columns` is `columns.len() * STRIP` initialised values of `T`.
+        unsafe { std::slice::from_raw_parts(columns.as_ptr().cast::<T>(), columns.len() * STRIP) }
+    }
 }
 
 /// The query rows in groups of `MICRO`, factor-major (`group[d * MICRO + m]`), the last group
@@ -237,7 +272,7 @@ pub(crate) fn pack_groups<T: Real>(queries: &[T], k: usize) -> Vec<T> {
 struct ScoreBlock<'a, T> {
     queries: &'a [T],
     first_query: usize,
-    packed: &'a [T],
+    packed: &'a PackedStrips<T>,
     candidate_ids: &'a [i32],
     strips: std::ops::Range<usize>,
     k: usize,
@@ -256,10 +291,10 @@ impl<T: Real> Kernel for ScoreBlock<'_, T> {
         let n_queries = self.queries.len() / k;
         let mut best: Vec<Best<T>> = (0..n_queries).map(|_| Best::new(self.n)).collect();
         let groups = pack_groups(self.queries, k);
-        let mut scores = [T::ZERO; MICRO * STRIP];
+        let mut scores = StripScores::default();
         let mut bars = [T::NEG_INFINITY; MICRO];
         for s in self.strips.clone() {
-            let strip = &self.packed[s * k * STRIP..(s + 1) * k * STRIP];
+            let strip = self.packed.strip(s);
             let ids = &self.candidate_ids[s * STRIP..self.candidate_ids.len().min((s + 1) * STRIP)];
             for (g, group) in groups.chunks_exact(MICRO * k).enumerate() {
                 let members = MICRO.min(n_queries - g * MICRO);
@@ -270,7 +305,7 @@ impl<T: Real> Kernel for ScoreBlock<'_, T> {
                 let above = score_strip::<T, A>(group, strip, k, &bars, &mut scores);
                 for m in (0..members).filter(|m| above & (1 << m) != 0) {
                     let buffer = &mut best[g * MICRO + m];
-                    let row = &scores[m * STRIP..m * STRIP + ids.len()];
+                    let row = &scores.0[m][..ids.len()];
                     let query = self.first_query + g * MICRO + m;
                     for (&score, &id) in row.iter().zip(ids) {
                         if score > buffer.threshold && !self.exclusions.excludes(query, id) {
@@ -293,9 +328,9 @@ pub(crate) fn score_one<T: Real, A: Arith>(q: &[T], y: &[T]) -> T {
         .fold(T::ZERO, |acc, (&a, &b)| A::fma(a, b, acc))
 }
 
-/// `scores[m * STRIP + j] = query m of group . item j of strip`, with one FMA per factor in
+/// `scores.0[m][j] = query m of group . item j of strip`, with one FMA per factor in
 /// order: the arithmetic of [`score_one`]. Returns a mask with bit m set when some score of query
-/// m (padding included) is above `bars[m]`.
+/// m (padding included) is at or above `bars[m]`.
 #[inline(always)]
 pub(crate) fn score_strip<T: Real, A: Arith>(
     group: &[T],
@@ -329,11 +364,22 @@ pub(crate) fn score_strip_generic<T: Real, A: Arith>(
         }
     }
     let mut above = 0;
-    for (m, (out, acc)) in scores.chunks_exact_mut(STRIP).zip(&acc).enumerate() {
-        out.copy_from_slice(acc);
-        above |= (acc.iter().any(|&s| s > bars[m]) as u32) << m;
+    for (m, acc) in acc.iter().enumerate() {
+        above |= (acc.iter().any(|&s| s >= bars[m]) as u32) << m;
     }
+    scores.0 = acc;
     above
+}
+
+/// Bit masks over a strip of the scores above `x` and equal to `x` (bit j: item j).
+#[inline(always)]
+pub(crate) fn compare_strip_generic<T: Real>(scores: &[T; STRIP], x: T) -> (u32, u32) {
+    let (mut greater, mut equal) = (0u32, 0u32);
+    for (j, &s) in scores.iter().enumerate() {
+        greater |= ((s > x) as u32) << j;
+        equal |= ((s == x) as u32) << j;
+    }
+    (greater, equal)
 }
 
 /// The best `n` candidates seen so far, kept loosely: the buffer grows to twice `n` and is then
