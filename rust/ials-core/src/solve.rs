@@ -241,7 +241,7 @@ impl<T: Real> Kernel for CholeskyRows<'_, T> {
         let k = self.k;
         let mut a = vec![0.0f64; k * k];
         let mut b = vec![0.0f64; k];
-        let (mut gathered, mut weights, mut column) = (Vec::new(), Vec::new(), vec![0.0f64; k]);
+        let (mut gathered, mut weights) = (Vec::new(), Vec::new());
         for (offset, x) in self.x.chunks_exact_mut(k).enumerate() {
             let row = self.first_row + offset;
             let (cols, vals) = self.rows.row(row);
@@ -262,7 +262,7 @@ impl<T: Real> Kernel for CholeskyRows<'_, T> {
                 &mut gathered,
                 &mut weights,
             );
-            if !cholesky::factor::<A>(&mut a, k, &mut column) {
+            if !cholesky::factor::<A>(&mut a, k) {
                 return Err(Error::Singular { row });
             }
             cholesky::solve::<A>(&a, k, &mut b);
@@ -356,17 +356,18 @@ impl<T: Real> Kernel for NormalEquations<'_, T> {
         );
         for i in 0..k {
             for j in i + 1..k {
-                a[i * k + j] = a[j * k + i];
+                a[j * k + i] = a[i * k + j];
             }
         }
         (a, b)
     }
 }
 
-/// Forms the lower triangle of `A_u` (entries right of the diagonal may be touched too) and all
+/// Forms the upper triangle of `A_u` (entries left of the diagonal may be touched too) and all
 /// of `b_u` for one row, in f64. The row's item vectors are gathered into `gathered` first, so the
 /// sum of their weighted outer products runs register-tiled: 16 entries of a row of `A_u` stay in
-/// registers while every item streams past.
+/// registers while every item streams past, and are then written once with the Gram entries
+/// added (no separate copy of the k x k Gram matrix per row).
 #[allow(clippy::too_many_arguments)]
 #[inline(always)]
 pub(crate) fn row_system<T: Real, A: Arith>(
@@ -383,15 +384,13 @@ pub(crate) fn row_system<T: Real, A: Arith>(
     weights: &mut Vec<f64>,
 ) {
     let w0 = objective.unobserved_weight;
-    a.copy_from_slice(weighted_gram);
-    let lambda = objective.row_regularization(cols.len(), n_cols);
-    for d in 0..k {
-        a[d * k + d] += lambda;
-    }
     b.fill(0.0);
     gathered.clear();
     weights.clear();
-    for (&c, &v) in cols.iter().zip(vals) {
+    for (j, (&c, &v)) in cols.iter().zip(vals).enumerate() {
+        if let Some(&ahead) = cols.get(j + PREFETCH_AHEAD) {
+            prefetch(&y[ahead as usize * k..(ahead as usize + 1) * k]);
+        }
         let (confidence, preference) = objective.cell(v);
         let confidence = confidence as f64;
         let start = gathered.len();
@@ -405,31 +404,66 @@ pub(crate) fn row_system<T: Real, A: Arith>(
             axpy::<f64, A>(confidence, &gathered[start..], b);
         }
     }
-    for i in 0..k {
-        for start in (0..=i).step_by(LANES) {
+    // Rows in pairs: two rows of accumulators (eight registers) hide the FMA latency. The pair
+    // starts at an even row, so both rows' first block starts at the same column.
+    let mut i = 0;
+    while i < k {
+        let pair = i + 1 < k;
+        for start in (i - i % LANES..k).step_by(LANES) {
             let width = LANES.min(k - start);
-            let entries = &mut a[i * k + start..i * k + start + width];
-            if width == LANES {
-                let mut acc = [0.0f64; LANES];
-                for (z, &w) in gathered.chunks_exact(k).zip(weights.iter()) {
-                    let scale = w * z[i];
-                    let block = &z[start..start + LANES];
-                    for t in 0..LANES {
-                        acc[t] = A::fma(scale, block[t], acc[t]);
-                    }
+            let mut write = |row: usize, sums: &[f64]| {
+                let at = row * k + start..row * k + start + width;
+                for ((entry, &g), sum) in a[at.clone()].iter_mut().zip(&weighted_gram[at]).zip(sums)
+                {
+                    *entry = g + sum;
                 }
-                for (entry, sum) in entries.iter_mut().zip(acc) {
-                    *entry += sum;
-                }
+            };
+            if width == LANES && pair {
+                let [first, second] = weighted_outer::<A, 2>(gathered, weights, k, i, start);
+                write(i, &first);
+                write(i + 1, &second);
+            } else if width == LANES {
+                let [only] = weighted_outer::<A, 1>(gathered, weights, k, i, start);
+                write(i, &only);
             } else {
-                for (t, entry) in entries.iter_mut().enumerate() {
-                    let mut sum = 0.0;
-                    for (z, &w) in gathered.chunks_exact(k).zip(weights.iter()) {
-                        sum = A::fma(w * z[i], z[start + t], sum);
+                for row in i..i + 1 + pair as usize {
+                    let mut sums = [0.0; LANES];
+                    for (t, sum) in sums[..width].iter_mut().enumerate() {
+                        for (z, &w) in gathered.chunks_exact(k).zip(weights.iter()) {
+                            *sum = A::fma(w * z[row], z[start + t], *sum);
+                        }
                     }
-                    *entry += sum;
+                    write(row, &sums[..width]);
                 }
             }
         }
+        i += 1 + pair as usize;
     }
+    let lambda = objective.row_regularization(cols.len(), n_cols);
+    for d in 0..k {
+        a[d * k + d] += lambda;
+    }
+}
+
+/// `sum_z w z[first_row + r] z[start..start + LANES]` over the gathered rows z, for the `R` rows
+/// `first_row..first_row + R` of `A_u`: `R x LANES` sums held in registers.
+#[inline(always)]
+fn weighted_outer<A: Arith, const R: usize>(
+    gathered: &[f64],
+    weights: &[f64],
+    k: usize,
+    first_row: usize,
+    start: usize,
+) -> [[f64; LANES]; R] {
+    let mut acc = [[0.0f64; LANES]; R];
+    for (z, &w) in gathered.chunks_exact(k).zip(weights) {
+        let block = &z[start..start + LANES];
+        for (r, acc) in acc.iter_mut().enumerate() {
+            let scale = w * z[first_row + r];
+            for (a, &b) in acc.iter_mut().zip(block) {
+                *a = A::fma(scale, b, *a);
+            }
+        }
+    }
+    acc
 }
