@@ -74,6 +74,14 @@ pub fn symv<T: Real, A: Arith>(m: &[T], v: &[T], out: &mut [T]) {
     A::symv(m, v, out)
 }
 
+/// `out_r = M v_r` for each `k`-long row `v_r` of `vs`: exactly the arithmetic of
+/// [`symv`] row by row, but an instruction set may serve several vectors with one pass over `M`,
+/// which matters once `M` no longer fits L1.
+#[inline(always)]
+pub fn symv_rows<T: Real, A: Arith>(m: &[T], k: usize, vs: &[T], outs: &mut [T]) {
+    A::symv_rows(m, k, vs, outs)
+}
+
 /// The portable `M v` behind [`symv`].
 #[inline(always)]
 pub(crate) fn symv_generic<T: Real, A: Arith>(m: &[T], v: &[T], out: &mut [T]) {
@@ -198,6 +206,43 @@ mod tests {
             for i in 0..k {
                 let naive: f64 = (0..k).map(|j| m[i * k + j] * x[j]).sum();
                 assert!(close(out[i], naive, k as f64), "k={k} i={i}");
+            }
+        }
+    }
+
+    #[test]
+    fn symv_rows_is_symv_row_by_row_bit_for_bit() {
+        fn check<A: Arith>(k: usize, rows: usize) {
+            let b: Vec<f32> = (0..k * k)
+                .map(|i| ((i * 37 % 23) as f32) / 23.0 - 0.45)
+                .collect();
+            let mut m = vec![0.0f32; k * k];
+            for i in 0..k {
+                for j in 0..k {
+                    m[i * k + j] = b[i * k + j] + b[j * k + i];
+                }
+            }
+            let vs: Vec<f32> = (0..rows * k)
+                .map(|i| (i % 11) as f32 / 11.0 - 0.3)
+                .collect();
+            let mut together = vec![f32::NAN; rows * k];
+            symv_rows::<f32, A>(&m, k, &vs, &mut together);
+            for (v, out) in vs.chunks_exact(k).zip(together.chunks_exact(k)) {
+                let mut alone = vec![f32::NAN; k];
+                symv::<f32, A>(&m, v, &mut alone);
+                assert_eq!(
+                    alone.iter().map(|x| x.to_bits()).collect::<Vec<_>>(),
+                    out.iter().map(|x| x.to_bits()).collect::<Vec<_>>(),
+                    "k={k} rows={rows}"
+                );
+            }
+        }
+        for k in [1, 7, 8, 16, 24, 64, 100, 128, 136] {
+            for rows in 1..=5 {
+                check::<Unfused>(k, rows);
+                if crate::simd::simd_level() == crate::simd::SimdLevel::Avx2Fma {
+                    check::<Fused>(k, rows);
+                }
             }
         }
     }

@@ -27,6 +27,15 @@ pub trait Arith: Copy {
         crate::kernels::symv_generic::<T, Self>(m, v, out)
     }
 
+    /// `M v_r` for each `k`-long row of `vs` (see `kernels::symv_rows`); by default one
+    /// [`Arith::symv`] per row.
+    #[inline(always)]
+    fn symv_rows<T: crate::Real>(m: &[T], k: usize, vs: &[T], outs: &mut [T]) {
+        for (v, out) in vs.chunks_exact(k).zip(outs.chunks_exact_mut(k)) {
+            Self::symv(m, v, out);
+        }
+    }
+
     /// Scores of a group of queries against a packed item strip (see `topk::score_strip`).
     #[inline(always)]
     fn score_strip<T: crate::Real>(
@@ -82,6 +91,22 @@ impl Arith for Fused {
             }
         }
         crate::kernels::symv_generic::<T, Self>(m, v, out)
+    }
+
+    #[inline(always)]
+    fn symv_rows<T: crate::Real>(m: &[T], k: usize, vs: &[T], outs: &mut [T]) {
+        #[cfg(target_arch = "x86_64")]
+        {
+            if vs.len() == 4 * k {
+                if let (Some(m), Some(vs), Some(outs)) = (as_f32(m), as_f32(vs), as_f32_mut(outs)) {
+                    // SAFETY: as for `dot`.
+                    return unsafe { avx2::symv4_f32(m, k, vs, outs) };
+                }
+            }
+        }
+        for (v, out) in vs.chunks_exact(k).zip(outs.chunks_exact_mut(k)) {
+            Self::symv(m, v, out);
+        }
     }
 
     #[inline(always)]
@@ -250,6 +275,56 @@ mod avx2 {
                 _mm256_cmp_ps::<_CMP_EQ_OQ>(hi, x),
             ),
         )
+    }
+
+    /// `out_r = M v_r` for four vectors at once: each 16-wide block of `M`'s rows is loaded once
+    /// for all four. Every output is the same sequence of FMAs over j as in `symv_f32`, so the
+    /// results are bitwise those of four separate calls.
+    #[target_feature(enable = "avx2,fma")]
+    #[inline]
+    pub(super) unsafe fn symv4_f32(m: &[f32], k: usize, v: &[f32], out: &mut [f32]) {
+        assert!(m.len() >= k * k && v.len() >= 4 * k && out.len() >= 4 * k);
+        let (pm, pv, po) = (m.as_ptr(), v.as_ptr(), out.as_mut_ptr());
+        let mut start = 0;
+        while start + 16 <= k {
+            let mut acc = [_mm256_setzero_ps(); 8];
+            for j in 0..k {
+                let row = pm.add(j * k + start);
+                let (lo, hi) = (_mm256_loadu_ps(row), _mm256_loadu_ps(row.add(8)));
+                for r in 0..4 {
+                    let q = _mm256_broadcast_ss(&*pv.add(r * k + j));
+                    acc[2 * r] = _mm256_fmadd_ps(q, lo, acc[2 * r]);
+                    acc[2 * r + 1] = _mm256_fmadd_ps(q, hi, acc[2 * r + 1]);
+                }
+            }
+            for r in 0..4 {
+                _mm256_storeu_ps(po.add(r * k + start), acc[2 * r]);
+                _mm256_storeu_ps(po.add(r * k + start + 8), acc[2 * r + 1]);
+            }
+            start += 16;
+        }
+        while start + 8 <= k {
+            let mut acc = [_mm256_setzero_ps(); 4];
+            for j in 0..k {
+                let column = _mm256_loadu_ps(pm.add(j * k + start));
+                for (r, a) in acc.iter_mut().enumerate() {
+                    *a = _mm256_fmadd_ps(_mm256_broadcast_ss(&*pv.add(r * k + j)), column, *a);
+                }
+            }
+            for (r, a) in acc.iter().enumerate() {
+                _mm256_storeu_ps(po.add(r * k + start), *a);
+            }
+            start += 8;
+        }
+        for r in 0..4 {
+            for b in start..k {
+                let mut sum = 0.0f32;
+                for j in 0..k {
+                    sum = v[r * k + j].mul_add(m[j * k + b], sum);
+                }
+                out[r * k + b] = sum;
+            }
+        }
     }
 
     /// `out = M v` for a symmetric row-major `k x k` matrix: `out[b] = sum_j v[j] M[j][b]`, with

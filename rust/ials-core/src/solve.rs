@@ -16,7 +16,7 @@ use rayon::prelude::*;
 use crate::cholesky;
 use crate::csr::CsrView;
 use crate::error::{Error, Result};
-use crate::kernels::{axpy, dot, symv, LANES};
+use crate::kernels::{axpy, dot, symv_rows, LANES};
 use crate::objective::Objective;
 use crate::simd::{dispatch, prefetch, Arith, Kernel};
 use crate::Real;
@@ -27,6 +27,11 @@ const ROW_CHUNK: usize = 32;
 /// How many interactions ahead the item rows are prefetched: far enough to hide a miss to
 /// memory behind the work on the rows in between.
 const PREFETCH_AHEAD: usize = 4;
+
+/// Rows advanced through CG together once the Gram matrix outgrows L1 (see `CgRows::run`).
+const LOCKSTEP: usize = 4;
+/// Gram matrices up to this size (bytes) stay in L1 across rows: one row at a time is faster then.
+const GRAM_IN_L1: usize = 32 * 1024;
 
 /// CG stops once the squared residual norm falls below this (as implicit does).
 const CG_TOLERANCE: f64 = 1e-20;
@@ -150,74 +155,114 @@ struct CgRows<'a, T> {
 impl<T: Real> Kernel for CgRows<'_, T> {
     type Output = ();
 
+    /// Once the Gram matrix no longer fits L1 (at 128 factors it is 64 KB and streams from L2),
+    /// rows go through CG `LOCKSTEP` at a time, so each pass over it in the mat-vec serves all of
+    /// them. Each row's arithmetic is unchanged: its result does not depend on the rows beside it.
     #[inline(always)]
     fn run<A: Arith>(self) {
-        let k = self.k;
-        let mut scratch = vec![T::ZERO; 3 * k];
-        let (r, rest) = scratch.split_at_mut(k);
-        let (p, ap) = rest.split_at_mut(k);
-        let w0 = T::from_f64(self.objective.unobserved_weight);
+        let CgRows {
+            rows,
+            first_row,
+            x,
+            y,
+            k,
+            weighted_gram: gram,
+            objective,
+            steps,
+        } = self;
+        let item = |c: i32| &y[c as usize * k..(c as usize + 1) * k];
+        let mut scratch = vec![T::ZERO; 3 * LOCKSTEP * k];
+        let (r_all, rest) = scratch.split_at_mut(LOCKSTEP * k);
+        let (p_all, ap_all) = rest.split_at_mut(LOCKSTEP * k);
+        let w0 = T::from_f64(objective.unobserved_weight);
         let tolerance = T::from_f64(CG_TOLERANCE);
-        for (offset, x) in self.x.chunks_exact_mut(k).enumerate() {
-            let (cols, vals) = self.rows.row(self.first_row + offset);
-            if cols.is_empty() {
-                x.fill(T::ZERO);
-                continue;
-            }
-            let lambda = T::from_f64(
-                self.objective
-                    .row_regularization(cols.len(), self.rows.n_cols()),
+        let together = if std::mem::size_of_val(gram) > GRAM_IN_L1 {
+            LOCKSTEP
+        } else {
+            1
+        };
+        for (group, xs) in x.chunks_mut(together * k).enumerate() {
+            let first = first_row + group * together;
+            let lanes = xs.len() / k;
+            let (r_all, p_all, ap_all) = (
+                &mut r_all[..lanes * k],
+                &mut p_all[..lanes * k],
+                &mut ap_all[..lanes * k],
             );
-            let item = |c: i32| &self.y[c as usize * k..(c as usize + 1) * k];
+            let mut lambda = [T::ZERO; LOCKSTEP];
+            let mut rs_old = [T::ZERO; LOCKSTEP];
+            let mut active = [false; LOCKSTEP];
 
             // r = b - A x
-            symv::<T, A>(self.weighted_gram, x, r);
-            for (ri, &xi) in r.iter_mut().zip(x.iter()) {
-                *ri = -A::fma(lambda, xi, *ri);
-            }
-            for (j, (&c, &v)) in cols.iter().zip(vals).enumerate() {
-                if let Some(&ahead) = cols.get(j + PREFETCH_AHEAD) {
-                    prefetch(item(ahead));
+            symv_rows::<T, A>(gram, k, xs, r_all);
+            for lane in 0..lanes {
+                let (cols, vals) = rows.row(first + lane);
+                let x = &mut xs[lane * k..(lane + 1) * k];
+                if cols.is_empty() {
+                    x.fill(T::ZERO);
+                    continue;
                 }
-                let (confidence, preference) = self.objective.cell(v);
-                let confidence = T::from_f32(confidence);
-                let yi = item(c);
-                let coef =
-                    confidence * T::from_f32(preference) - (confidence - w0) * dot::<T, A>(yi, x);
-                axpy::<T, A>(coef, yi, r);
-            }
-            p.copy_from_slice(r);
-            let mut rs_old = dot::<T, A>(r, r);
-            if rs_old < tolerance {
-                continue;
-            }
-            for _ in 0..self.steps {
-                // ap = A p
-                symv::<T, A>(self.weighted_gram, p, ap);
-                axpy::<T, A>(lambda, p, ap);
-                for (&c, &v) in cols.iter().zip(vals) {
-                    let confidence = T::from_f32(self.objective.cell(v).0);
+                lambda[lane] = T::from_f64(objective.row_regularization(cols.len(), rows.n_cols()));
+                let r = &mut r_all[lane * k..(lane + 1) * k];
+                for (ri, &xi) in r.iter_mut().zip(x.iter()) {
+                    *ri = -A::fma(lambda[lane], xi, *ri);
+                }
+                for (j, (&c, &v)) in cols.iter().zip(vals).enumerate() {
+                    if let Some(&ahead) = cols.get(j + PREFETCH_AHEAD) {
+                        prefetch(item(ahead));
+                    }
+                    let (confidence, preference) = objective.cell(v);
+                    let confidence = T::from_f32(confidence);
                     let yi = item(c);
-                    axpy::<T, A>((confidence - w0) * dot::<T, A>(yi, p), yi, ap);
+                    let coef = confidence * T::from_f32(preference)
+                        - (confidence - w0) * dot::<T, A>(yi, x);
+                    axpy::<T, A>(coef, yi, r);
                 }
-                let curvature = dot::<T, A>(p, ap);
-                // Only a singular system (no regularization, no data along p) stops here; going on
-                // would divide by zero and fill the row with NaN.
-                if !(curvature > T::ZERO && curvature.is_finite()) {
+                p_all[lane * k..(lane + 1) * k].copy_from_slice(r);
+                rs_old[lane] = dot::<T, A>(r, r);
+                active[lane] = rs_old[lane] >= tolerance;
+            }
+            for _ in 0..steps {
+                if !active.contains(&true) {
                     break;
                 }
-                let step = rs_old / curvature;
-                axpy::<T, A>(step, p, x);
-                axpy::<T, A>(-step, ap, r);
-                let rs_new = dot::<T, A>(r, r);
-                if rs_new < tolerance {
-                    break;
+                // ap = A p
+                symv_rows::<T, A>(gram, k, p_all, ap_all);
+                for lane in 0..lanes {
+                    if !active[lane] {
+                        continue;
+                    }
+                    let (cols, vals) = rows.row(first + lane);
+                    let at = lane * k..(lane + 1) * k;
+                    let (x, r) = (&mut xs[at.clone()], &mut r_all[at.clone()]);
+                    let (p, ap) = (&mut p_all[at.clone()], &mut ap_all[at]);
+                    axpy::<T, A>(lambda[lane], p, ap);
+                    for (&c, &v) in cols.iter().zip(vals) {
+                        let confidence = T::from_f32(objective.cell(v).0);
+                        let yi = item(c);
+                        axpy::<T, A>((confidence - w0) * dot::<T, A>(yi, p), yi, ap);
+                    }
+                    let curvature = dot::<T, A>(p, ap);
+                    // Only a singular system (no regularization, no data along p) stops here;
+                    // going on would divide by zero and fill the row with NaN.
+                    if !(curvature > T::ZERO && curvature.is_finite()) {
+                        active[lane] = false;
+                        continue;
+                    }
+                    let step = rs_old[lane] / curvature;
+                    axpy::<T, A>(step, p, x);
+                    axpy::<T, A>(-step, ap, r);
+                    let rs_new = dot::<T, A>(r, r);
+                    if rs_new < tolerance {
+                        active[lane] = false;
+                        continue;
+                    }
+                    let beta = rs_new / rs_old[lane];
+                    for (pi, &ri) in p.iter_mut().zip(r.iter()) {
+                        *pi = A::fma(beta, *pi, ri);
+                    }
+                    rs_old[lane] = rs_new;
                 }
-                let beta = rs_new / rs_old;
-                for (pi, &ri) in p.iter_mut().zip(r.iter()) {
-                    *pi = A::fma(beta, *pi, ri);
-                }
-                rs_old = rs_new;
             }
         }
     }
