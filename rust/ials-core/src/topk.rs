@@ -20,7 +20,7 @@ use crate::error::{Error, Result};
 use crate::simd::{dispatch, Arith, Kernel};
 use crate::Real;
 
-/// Queries per parallel task.
+/// Queries per parallel task (126: a whole number of groups, so only the last block pads one).
 const QUERY_BLOCK: usize = 21 * MICRO;
 /// Queries scored together against one strip (6 x 2 accumulator registers of 8 lanes: enough
 /// independent FMA chains to cover the FMA latency at full throughput).
