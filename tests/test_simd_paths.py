@@ -78,7 +78,9 @@ def test_portable_and_native_paths_agree(tmp_path: Path) -> None:
                 ials.calculate_loss(R, f["users_" + tag], f["items_" + tag], 0.1)
                 for f in (portable, native)
             ]
-            assert abs(losses[0] - losses[1]) <= 1e-4 * losses[1], (tag, losses)
+            # On this problem float32 CG ends about 1.6% away from float64's objective (rounding
+            # amplified over the sweeps); the two float32 paths must agree far more closely.
+            assert abs(losses[0] - losses[1]) <= 1e-3 * losses[1], (tag, losses)
             continue
         for name in ("users_", "items_", "gram_"):
             a, b = portable[name + tag], native[name + tag]

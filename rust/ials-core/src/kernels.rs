@@ -82,6 +82,47 @@ pub fn symv_rows<T: Real, A: Arith>(m: &[T], k: usize, vs: &[T], outs: &mut [T])
     A::symv_rows(m, k, vs, outs)
 }
 
+/// The portable [`symv_rows`]: one [`symv`] per row.
+#[inline(always)]
+pub(crate) fn symv_rows_generic<T: Real, A: Arith>(m: &[T], k: usize, vs: &[T], outs: &mut [T]) {
+    for (v, out) in vs.chunks_exact(k).zip(outs.chunks_exact_mut(k)) {
+        symv::<T, A>(m, v, out);
+    }
+}
+
+/// `out += sum_i w_i (y_{c_i} . v) y_{c_i}` over the rows `c_i = cols[i]` of the row-major
+/// `y` (`k` columns), with `w_i = weights[i]`: the data term of `A_u v` in a CG step. `dots` is
+/// scratch. An instruction set may compute all the dot products first and then keep `out` in
+/// registers across the rows, instead of one dot product and one `axpy` per row.
+#[inline(always)]
+pub fn add_weighted_projections<T: Real, A: Arith>(
+    y: &[T],
+    k: usize,
+    cols: &[i32],
+    weights: &[T],
+    v: &[T],
+    out: &mut [T],
+    dots: &mut Vec<T>,
+) {
+    A::add_weighted_projections(y, k, cols, weights, v, out, dots)
+}
+
+/// The portable [`add_weighted_projections`]: one dot product and one `axpy` per row.
+#[inline(always)]
+pub(crate) fn add_weighted_projections_generic<T: Real, A: Arith>(
+    y: &[T],
+    k: usize,
+    cols: &[i32],
+    weights: &[T],
+    v: &[T],
+    out: &mut [T],
+) {
+    for (&c, &w) in cols.iter().zip(weights) {
+        let row = &y[c as usize * k..(c as usize + 1) * k];
+        axpy::<T, A>(w * dot::<T, A>(row, v), row, out);
+    }
+}
+
 /// The portable `M v` behind [`symv`].
 #[inline(always)]
 pub(crate) fn symv_generic<T: Real, A: Arith>(m: &[T], v: &[T], out: &mut [T]) {
@@ -242,6 +283,43 @@ mod tests {
                 check::<Unfused>(k, rows);
                 if crate::simd::simd_level() == crate::simd::SimdLevel::Avx2Fma {
                     check::<Fused>(k, rows);
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn weighted_projections_match_naive_on_every_path() {
+        fn check<A: Arith>(k: usize, n: usize) {
+            let n_rows = 40;
+            let y: Vec<f32> = (0..n_rows * k)
+                .map(|i| ((i * 53 % 29) as f32) / 29.0 - 0.5)
+                .collect();
+            let cols: Vec<i32> = (0..n).map(|i| ((i * 7 + 3) % n_rows) as i32).collect();
+            let weights: Vec<f32> = (0..n).map(|i| 0.5 + (i % 5) as f32).collect();
+            let v: Vec<f32> = (0..k).map(|i| (i % 9) as f32 / 9.0 - 0.4).collect();
+            let start: Vec<f32> = (0..k).map(|i| (i % 4) as f32).collect();
+            let mut naive: Vec<f64> = start.iter().map(|&o| o as f64).collect();
+            for (&c, &w) in cols.iter().zip(&weights) {
+                let row = &y[c as usize * k..(c as usize + 1) * k];
+                let d: f64 = row.iter().zip(&v).map(|(a, b)| *a as f64 * *b as f64).sum();
+                for (o, &r) in naive.iter_mut().zip(row) {
+                    *o += w as f64 * d * r as f64;
+                }
+            }
+            let mut out = start.clone();
+            let mut dots = Vec::new();
+            add_weighted_projections::<f32, A>(&y, k, &cols, &weights, &v, &mut out, &mut dots);
+            let scale = 1.0 + naive.iter().fold(0.0f64, |m, x| m.max(x.abs()));
+            for (a, b) in out.iter().zip(&naive) {
+                assert!((*a as f64 - b).abs() <= 1e-5 * scale, "k={k} n={n}");
+            }
+        }
+        for k in [1, 8, 16, 24, 64, 72, 128, 136] {
+            for n in [0, 1, 7, 8, 9, 17, 33] {
+                check::<Unfused>(k, n);
+                if crate::simd::simd_level() == crate::simd::SimdLevel::Avx2Fma {
+                    check::<Fused>(k, n);
                 }
             }
         }

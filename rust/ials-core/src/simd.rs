@@ -31,9 +31,22 @@ pub trait Arith: Copy {
     /// [`Arith::symv`] per row.
     #[inline(always)]
     fn symv_rows<T: crate::Real>(m: &[T], k: usize, vs: &[T], outs: &mut [T]) {
-        for (v, out) in vs.chunks_exact(k).zip(outs.chunks_exact_mut(k)) {
-            Self::symv(m, v, out);
-        }
+        crate::kernels::symv_rows_generic::<T, Self>(m, k, vs, outs)
+    }
+
+    /// The data term of a CG step (see `kernels::add_weighted_projections`).
+    #[allow(clippy::too_many_arguments)]
+    #[inline(always)]
+    fn add_weighted_projections<T: crate::Real>(
+        y: &[T],
+        k: usize,
+        cols: &[i32],
+        weights: &[T],
+        v: &[T],
+        out: &mut [T],
+        _dots: &mut Vec<T>,
+    ) {
+        crate::kernels::add_weighted_projections_generic::<T, Self>(y, k, cols, weights, v, out)
     }
 
     /// Scores of a group of queries against a packed item strip (see `topk::score_strip`).
@@ -104,9 +117,36 @@ impl Arith for Fused {
                 }
             }
         }
-        for (v, out) in vs.chunks_exact(k).zip(outs.chunks_exact_mut(k)) {
-            Self::symv(m, v, out);
+        crate::kernels::symv_rows_generic::<T, Self>(m, k, vs, outs)
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    #[inline(always)]
+    fn add_weighted_projections<T: crate::Real>(
+        y: &[T],
+        k: usize,
+        cols: &[i32],
+        weights: &[T],
+        v: &[T],
+        out: &mut [T],
+        dots: &mut Vec<T>,
+    ) {
+        #[cfg(target_arch = "x86_64")]
+        {
+            if k % 8 == 0 {
+                if let (Some(y), Some(weights), Some(v), Some(out)) =
+                    (as_f32(y), as_f32(weights), as_f32(v), as_f32_mut(out))
+                {
+                    dots.resize(cols.len(), T::ZERO);
+                    let dots = as_f32_mut(dots).expect("T is f32 here");
+                    // SAFETY: as for `dot`.
+                    return unsafe {
+                        avx2::add_weighted_projections_f32(y, k, cols, weights, v, out, dots)
+                    };
+                }
+            }
         }
+        crate::kernels::add_weighted_projections_generic::<T, Self>(y, k, cols, weights, v, out)
     }
 
     #[inline(always)]
@@ -275,6 +315,86 @@ mod avx2 {
                 _mm256_cmp_ps::<_CMP_EQ_OQ>(hi, x),
             ),
         )
+    }
+
+    /// `out += sum_i w_i (y_{c_i} . v) y_{c_i}` for `k` a multiple of 8: first the dot products,
+    /// eight rows at a time with one accumulator each and a single transposing reduction, then
+    /// the weighted sum with 64 outputs held in registers while every row streams past.
+    #[allow(clippy::too_many_arguments)]
+    #[target_feature(enable = "avx2,fma")]
+    #[inline]
+    pub(super) unsafe fn add_weighted_projections_f32(
+        y: &[f32],
+        k: usize,
+        cols: &[i32],
+        weights: &[f32],
+        v: &[f32],
+        out: &mut [f32],
+        dots: &mut [f32],
+    ) {
+        let n = cols.len();
+        assert!(k % 8 == 0 && v.len() >= k && out.len() >= k && dots.len() >= n);
+        assert!(weights.len() >= n);
+        for &c in cols {
+            assert!(c >= 0 && (c as usize + 1) * k <= y.len());
+        }
+        let row = |i: usize| y.as_ptr().add(cols[i] as usize * k);
+        let pv = v.as_ptr();
+        let mut i = 0;
+        while i + 8 <= n {
+            let mut acc = [_mm256_setzero_ps(); 8];
+            for chunk in (0..k).step_by(8) {
+                let vc = _mm256_loadu_ps(pv.add(chunk));
+                for (b, a) in acc.iter_mut().enumerate() {
+                    *a = _mm256_fmadd_ps(_mm256_loadu_ps(row(i + b).add(chunk)), vc, *a);
+                }
+            }
+            let pairs = [
+                _mm256_hadd_ps(acc[0], acc[1]),
+                _mm256_hadd_ps(acc[2], acc[3]),
+                _mm256_hadd_ps(acc[4], acc[5]),
+                _mm256_hadd_ps(acc[6], acc[7]),
+            ];
+            let low = _mm256_hadd_ps(pairs[0], pairs[1]);
+            let high = _mm256_hadd_ps(pairs[2], pairs[3]);
+            let sums = _mm256_add_ps(
+                _mm256_permute2f128_ps::<0x20>(low, high),
+                _mm256_permute2f128_ps::<0x31>(low, high),
+            );
+            _mm256_storeu_ps(dots.as_mut_ptr().add(i), sums);
+            i += 8;
+        }
+        for (j, d) in dots.iter_mut().enumerate().take(n).skip(i) {
+            *d = dot_f32(std::slice::from_raw_parts(row(j), k), v);
+        }
+        let coefficient = |i: usize| _mm256_set1_ps(weights[i] * dots[i]);
+        let po = out.as_mut_ptr();
+        let mut start = 0;
+        while start + 64 <= k {
+            let mut acc = [_mm256_setzero_ps(); 8];
+            for (lane, a) in acc.iter_mut().enumerate() {
+                *a = _mm256_loadu_ps(po.add(start + 8 * lane));
+            }
+            for i in 0..n {
+                let w = coefficient(i);
+                let r = row(i).add(start);
+                for (lane, a) in acc.iter_mut().enumerate() {
+                    *a = _mm256_fmadd_ps(w, _mm256_loadu_ps(r.add(8 * lane)), *a);
+                }
+            }
+            for (lane, a) in acc.iter().enumerate() {
+                _mm256_storeu_ps(po.add(start + 8 * lane), *a);
+            }
+            start += 64;
+        }
+        while start < k {
+            let mut a = _mm256_loadu_ps(po.add(start));
+            for i in 0..n {
+                a = _mm256_fmadd_ps(coefficient(i), _mm256_loadu_ps(row(i).add(start)), a);
+            }
+            _mm256_storeu_ps(po.add(start), a);
+            start += 8;
+        }
     }
 
     /// `out_r = M v_r` for four vectors at once: each 16-wide block of `M`'s rows is loaded once

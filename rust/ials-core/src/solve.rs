@@ -16,7 +16,7 @@ use rayon::prelude::*;
 use crate::cholesky;
 use crate::csr::CsrView;
 use crate::error::{Error, Result};
-use crate::kernels::{axpy, dot, symv_rows, LANES};
+use crate::kernels::{add_weighted_projections, axpy, dot, symv_rows, LANES};
 use crate::objective::Objective;
 use crate::simd::{dispatch, prefetch, Arith, Kernel};
 use crate::Real;
@@ -172,6 +172,9 @@ impl<T: Real> Kernel for CgRows<'_, T> {
         } = self;
         let item = |c: i32| &y[c as usize * k..(c as usize + 1) * k];
         let mut scratch = vec![T::ZERO; 3 * LOCKSTEP * k];
+        // Per lane, `c_ui - alpha0` of each interaction; and scratch for the data term.
+        let mut weights: [Vec<T>; LOCKSTEP] = Default::default();
+        let mut dots = Vec::new();
         let (r_all, rest) = scratch.split_at_mut(LOCKSTEP * k);
         let (p_all, ap_all) = rest.split_at_mut(LOCKSTEP * k);
         let w0 = T::from_f64(objective.unobserved_weight);
@@ -203,6 +206,8 @@ impl<T: Real> Kernel for CgRows<'_, T> {
                     continue;
                 }
                 lambda[lane] = T::from_f64(objective.row_regularization(cols.len(), rows.n_cols()));
+                weights[lane].clear();
+                weights[lane].extend(vals.iter().map(|&v| T::from_f32(objective.cell(v).0) - w0));
                 let r = &mut r_all[lane * k..(lane + 1) * k];
                 for (ri, &xi) in r.iter_mut().zip(x.iter()) {
                     *ri = -A::fma(lambda[lane], xi, *ri);
@@ -232,16 +237,12 @@ impl<T: Real> Kernel for CgRows<'_, T> {
                     if !active[lane] {
                         continue;
                     }
-                    let (cols, vals) = rows.row(first + lane);
+                    let cols = rows.row(first + lane).0;
                     let at = lane * k..(lane + 1) * k;
                     let (x, r) = (&mut xs[at.clone()], &mut r_all[at.clone()]);
                     let (p, ap) = (&mut p_all[at.clone()], &mut ap_all[at]);
                     axpy::<T, A>(lambda[lane], p, ap);
-                    for (&c, &v) in cols.iter().zip(vals) {
-                        let confidence = T::from_f32(objective.cell(v).0);
-                        let yi = item(c);
-                        axpy::<T, A>((confidence - w0) * dot::<T, A>(yi, p), yi, ap);
-                    }
+                    add_weighted_projections::<T, A>(y, k, cols, &weights[lane], p, ap, &mut dots);
                     let curvature = dot::<T, A>(p, ap);
                     // Only a singular system (no regularization, no data along p) stops here;
                     // going on would divide by zero and fill the row with NaN.
