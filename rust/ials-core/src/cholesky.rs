@@ -5,7 +5,7 @@ use crate::simd::Arith;
 
 /// Rows factored together: the trailing update subtracts their rank-`PANEL` contribution in
 /// one pass over each trailing row, so every load and store of `a` feeds `PANEL` FMAs.
-pub const PANEL: usize = 8;
+const PANEL: usize = 8;
 
 /// Factors the symmetric positive-definite row-major `k x k` matrix `a` in place into the upper
 /// triangular U with `a = U^T U` (U is L^T, so every row of U is contiguous); only the upper
@@ -96,10 +96,10 @@ mod tests {
                 }
             }
             let rhs: Vec<f64> = (0..k).map(|i| i as f64 - 1.5).collect();
-            let mut l = a.clone();
-            assert!(factor::<Unfused>(&mut l, k));
+            let mut u = a.clone();
+            assert!(factor::<Unfused>(&mut u, k));
             let mut x = rhs.clone();
-            solve::<Unfused>(&l, k, &mut x);
+            solve::<Unfused>(&u, k, &mut x);
             for i in 0..k {
                 let ax: f64 = (0..k).map(|j| a[i * k + j] * x[j]).sum();
                 assert!((ax - rhs[i]).abs() < 1e-9, "k={k} i={i}");

@@ -411,9 +411,9 @@ impl<T: Real> Kernel for NormalEquations<'_, T> {
 
 /// Forms the upper triangle of `A_u` (entries left of the diagonal may be touched too) and all
 /// of `b_u` for one row, in f64. The row's item vectors are gathered into `gathered` first, so the
-/// sum of their weighted outer products runs register-tiled: 16 entries of a row of `A_u` stay in
-/// registers while every item streams past, and are then written once with the Gram entries
-/// added (no separate copy of the k x k Gram matrix per row).
+/// sum of their weighted outer products runs register-tiled: 16 entries of each of two rows of
+/// `A_u` stay in registers while every item streams past, and are then written once with the Gram
+/// entries added (no separate copy of the k x k Gram matrix per row).
 #[allow(clippy::too_many_arguments)]
 #[inline(always)]
 pub(crate) fn row_system<T: Real, A: Arith>(
