@@ -248,10 +248,11 @@ mod avx2 {
         total
     }
 
-    /// `MICRO` queries against one strip of 16 items: two accumulator registers per query, each
-    /// strip column loaded once for all the queries, both operands read as contiguous streams (the
-    /// same arithmetic as the portable kernel: one FMA per factor, in order, so scores agree bit
-    /// for bit with `score_one`). The scores are compared with the bars while still in registers.
+    /// `MICRO` queries against one strip of `STRIP` items: `STRIP / 8` accumulator registers per
+    /// query, each strip column loaded once for all the queries, both operands read as contiguous
+    /// streams (the same arithmetic as the portable kernel: one FMA per factor, in order, so
+    /// scores agree bit for bit with `score_one`). The scores are compared with the bars while
+    /// still in registers.
     #[target_feature(enable = "avx2,fma")]
     #[inline]
     pub(super) unsafe fn score_strip_f32(
@@ -262,59 +263,56 @@ mod avx2 {
         out: &mut [f32],
     ) -> u32 {
         use crate::topk::{MICRO, STRIP};
-        // 2 * MICRO accumulators, two columns and a broadcast must fit the 16 registers.
-        const { assert!(MICRO <= 6 && STRIP == 16) };
+        const VECTORS: usize = STRIP / 8;
+        // The accumulators, one strip column and a broadcast must fit the 16 registers.
+        const { assert!(STRIP % 8 == 0 && MICRO * VECTORS + VECTORS < 16) };
         assert!(group.len() >= MICRO * k && strip.len() >= STRIP * k);
         assert!(bars.len() >= MICRO && out.len() >= MICRO * STRIP);
         let (pg, ps) = (group.as_ptr(), strip.as_ptr());
-        let mut acc = [_mm256_setzero_ps(); 2 * MICRO];
+        let mut acc = [_mm256_setzero_ps(); MICRO * VECTORS];
         for d in 0..k {
             let column = ps.add(d * STRIP);
-            let (lo, hi) = (_mm256_loadu_ps(column), _mm256_loadu_ps(column.add(8)));
+            let mut items = [_mm256_setzero_ps(); VECTORS];
+            for (v, item) in items.iter_mut().enumerate() {
+                *item = _mm256_loadu_ps(column.add(8 * v));
+            }
             for m in 0..MICRO {
                 let q = _mm256_broadcast_ss(&*pg.add(d * MICRO + m));
-                acc[2 * m] = _mm256_fmadd_ps(q, lo, acc[2 * m]);
-                acc[2 * m + 1] = _mm256_fmadd_ps(q, hi, acc[2 * m + 1]);
+                for (v, &item) in items.iter().enumerate() {
+                    acc[m * VECTORS + v] = _mm256_fmadd_ps(q, item, acc[m * VECTORS + v]);
+                }
             }
         }
         let po = out.as_mut_ptr();
         let mut above = 0;
-        for (m, pair) in acc.chunks_exact(2).enumerate() {
-            _mm256_storeu_ps(po.add(m * STRIP), pair[0]);
-            _mm256_storeu_ps(po.add(m * STRIP + 8), pair[1]);
+        for (m, vectors) in acc.chunks_exact(VECTORS).enumerate() {
             let bar = _mm256_set1_ps(bars[m]);
-            let over = _mm256_or_ps(
-                _mm256_cmp_ps::<_CMP_GE_OQ>(pair[0], bar),
-                _mm256_cmp_ps::<_CMP_GE_OQ>(pair[1], bar),
-            );
+            let mut over = _mm256_setzero_ps();
+            for (v, &scores) in vectors.iter().enumerate() {
+                _mm256_storeu_ps(po.add(m * STRIP + 8 * v), scores);
+                over = _mm256_or_ps(over, _mm256_cmp_ps::<_CMP_GE_OQ>(scores, bar));
+            }
             above |= ((_mm256_movemask_ps(over) != 0) as u32) << m;
         }
         above
     }
 
-    /// Bit masks of the 16 scores above and equal to `x`: two compares and a move-mask each.
+    /// Bit masks of a strip's scores above and equal to `x`: a compare and a move-mask per
+    /// eight scores.
     #[target_feature(enable = "avx2,fma")]
     #[inline]
     pub(super) unsafe fn compare_strip_f32(scores: &[f32], x: f32) -> (u32, u32) {
-        assert!(scores.len() >= 16);
-        let (lo, hi) = (
-            _mm256_loadu_ps(scores.as_ptr()),
-            _mm256_loadu_ps(scores.as_ptr().add(8)),
-        );
+        use crate::topk::STRIP;
+        assert!(scores.len() >= STRIP);
         let x = _mm256_set1_ps(x);
-        let mask = |lo: __m256, hi: __m256| {
-            (_mm256_movemask_ps(lo) as u32) | ((_mm256_movemask_ps(hi) as u32) << 8)
-        };
-        (
-            mask(
-                _mm256_cmp_ps::<_CMP_GT_OQ>(lo, x),
-                _mm256_cmp_ps::<_CMP_GT_OQ>(hi, x),
-            ),
-            mask(
-                _mm256_cmp_ps::<_CMP_EQ_OQ>(lo, x),
-                _mm256_cmp_ps::<_CMP_EQ_OQ>(hi, x),
-            ),
-        )
+        let (mut greater, mut equal) = (0u32, 0u32);
+        for v in 0..STRIP / 8 {
+            let eight = _mm256_loadu_ps(scores.as_ptr().add(8 * v));
+            greater |=
+                (_mm256_movemask_ps(_mm256_cmp_ps::<_CMP_GT_OQ>(eight, x)) as u32) << (8 * v);
+            equal |= (_mm256_movemask_ps(_mm256_cmp_ps::<_CMP_EQ_OQ>(eight, x)) as u32) << (8 * v);
+        }
+        (greater, equal)
     }
 
     /// `out += sum_i w_i (y_{c_i} . v) y_{c_i}` for `k` a multiple of 8: first the dot products,

@@ -210,10 +210,10 @@ fn check_exclusions(exclusions: &Exclusions<'_>, n_queries: usize, n_items: usiz
     Ok(())
 }
 
-/// One factor of a strip's items, aligned to a cache line so that no load of the micro-kernel
-/// straddles two lines.
+/// One factor of a strip's items, aligned to 32 bytes so that no 32-byte load of the
+/// micro-kernel straddles two cache lines.
 #[derive(Clone, Copy)]
-#[repr(C, align(64))]
+#[repr(C, align(32))]
 struct Column<T>([T; STRIP]);
 
 /// Candidate item rows packed strip by strip, factor-major: strip s holds `k x STRIP` values
@@ -225,7 +225,7 @@ pub(crate) struct PackedStrips<T> {
 
 impl<T: Real> PackedStrips<T> {
     pub(crate) fn new(items: &[T], k: usize, candidate_ids: &[i32]) -> Self {
-        // 16 values of 4 or 8 bytes fill whole lines: the columns are contiguous, unpadded.
+        // STRIP values of 4 or 8 bytes fill whole 32-byte blocks: the columns are contiguous.
         assert_eq!(
             std::mem::size_of::<Column<T>>(),
             STRIP * std::mem::size_of::<T>()
