@@ -391,56 +391,33 @@ def expected_partial_fit(
     return out, mask
 
 
+@pytest.mark.parametrize("side_name", ["users", "items"])
 @given(problems(negatives=None, explicit_zeros=None, variants=True), dtypes, st.data())
-def test_partial_fit_users_stores_the_reference_solve(
-    prob: Problem, dtype: Any, data: st.DataObject
+def test_partial_fit_stores_the_reference_solve(
+    side_name: str, prob: Problem, dtype: Any, data: st.DataObject
 ) -> None:
-    n_users = prob.R.shape[0]
+    side = prob if side_name == "users" else prob.transposed()
+    n_rows = side.R.shape[0]
     ids = data.draw(
-        st.lists(st.integers(0, n_users + 6), min_size=1, max_size=6, unique=True), label="ids"
+        st.lists(st.integers(0, n_rows + 6), min_size=1, max_size=6, unique=True), label="ids"
     )
-    matrix = csr(prob.R[[i % n_users for i in ids]])
+    matrix = csr(side.R[[i % n_rows for i in ids]])
     model = model_for(prob, dtype)
-    old_users, old_items = snapshot(model)
-    model.partial_fit_users(np.array(ids), matrix)
-    solved = ref.exact_solve_rows(matrix, prob.Y, prob.regularization, **prob.params())
-    want, mask = expected_partial_fit(old_users, ids, solved)
-    got = model.user_factors
+    old = dict(zip(("users", "items"), snapshot(model), strict=True))
+    getattr(model, f"partial_fit_{side_name}")(np.array(ids), matrix)
+    solved = ref.exact_solve_rows(matrix, side.Y, side.regularization, **side.params())
+    want, mask = expected_partial_fit(old[side_name], ids, solved)
+    got = getattr(model, f"{side_name[:-1]}_factors")
     assert got.dtype == np.dtype(dtype)
     assert got.shape == want.shape
     # untouched rows keep their exact values; grown rows that were not given are zeros
     np.testing.assert_array_equal(got[~mask], want[~mask].astype(dtype))
-    if want.shape[0] > n_users:
-        gap = np.setdiff1d(np.arange(n_users, want.shape[0]), ids)
-        assert not got[gap].any()
-    assert_rows_close(got[ids], solved, conditions(prob, matrix, prob.Y), dtype)
-    np.testing.assert_array_equal(model.item_factors, old_items)
-
-
-@given(problems(negatives=None, explicit_zeros=None, variants=True), dtypes, st.data())
-def test_partial_fit_items_stores_the_reference_solve(
-    prob: Problem, dtype: Any, data: st.DataObject
-) -> None:
-    side = prob.transposed()
-    n_items = side.R.shape[0]
-    ids = data.draw(
-        st.lists(st.integers(0, n_items + 6), min_size=1, max_size=6, unique=True), label="ids"
-    )
-    matrix = csr(side.R[[i % n_items for i in ids]])
-    model = model_for(prob, dtype)
-    old_users, old_items = snapshot(model)
-    model.partial_fit_items(np.array(ids), matrix)
-    solved = ref.exact_solve_rows(matrix, side.Y, side.regularization, **side.params())
-    want, mask = expected_partial_fit(old_items, ids, solved)
-    got = model.item_factors
-    assert got.dtype == np.dtype(dtype)
-    assert got.shape == want.shape
-    np.testing.assert_array_equal(got[~mask], want[~mask].astype(dtype))
-    if want.shape[0] > n_items:
-        gap = np.setdiff1d(np.arange(n_items, want.shape[0]), ids)
+    if want.shape[0] > n_rows:
+        gap = np.setdiff1d(np.arange(n_rows, want.shape[0]), ids)
         assert not got[gap].any()
     assert_rows_close(got[ids], solved, conditions(side, matrix, side.Y), dtype)
-    np.testing.assert_array_equal(model.user_factors, old_users)
+    other = "items" if side_name == "users" else "users"
+    np.testing.assert_array_equal(getattr(model, f"{other[:-1]}_factors"), old[other])
 
 
 def top_n(scores: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:

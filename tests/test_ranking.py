@@ -307,8 +307,7 @@ def expected_for(case: RecommendCase) -> tuple[np.ndarray, np.ndarray]:
 # recommend / recommend_all against the reference
 
 
-@given(recommend_cases())
-def test_recommend_matches_reference(case: RecommendCase) -> None:
+def recommend_and_check(case: RecommendCase) -> None:
     model = make_model(case.X, case.Y, case.dtype, case.num_threads)
     result = model.recommend(
         case.userid,
@@ -320,22 +319,17 @@ def test_recommend_matches_reference(case: RecommendCase) -> None:
     )
     scores, eligible = expected_for(case)
     check_exact(result, scores, eligible, case.N, case.single, case.dtype)
+
+
+@given(recommend_cases())
+def test_recommend_matches_reference(case: RecommendCase) -> None:
+    recommend_and_check(case)
 
 
 @given(recommend_cases(max_users=3, max_items=700))
-def test_recommend_across_item_tiles_and_buffer_compaction(case: RecommendCase) -> None:
-    """Hundreds of items (several tiles of the kernel) and N up to the number of items."""
-    model = make_model(case.X, case.Y, case.dtype, case.num_threads)
-    result = model.recommend(
-        case.userid,
-        case.liked,
-        N=case.N,
-        filter_already_liked_items=case.filter_liked,
-        filter_items=case.filter_items,
-        items=case.items,
-    )
-    scores, eligible = expected_for(case)
-    check_exact(result, scores, eligible, case.N, case.single, case.dtype)
+def test_recommend_across_item_strips_and_buffer_compaction(case: RecommendCase) -> None:
+    """Hundreds of items (many strips of the kernel) and N up to the number of items."""
+    recommend_and_check(case)
 
 
 @given(recommend_cases(), st.booleans())

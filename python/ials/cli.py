@@ -36,6 +36,16 @@ def _print_json(payload: dict[str, Any]) -> None:
     print(json.dumps(payload, indent=2))
 
 
+def _data_summary(args: argparse.Namespace, data: Interactions) -> dict[str, Any]:
+    """The opening fields of every JSON report about a data file."""
+    return {
+        "data": str(args.data),
+        "users": data.n_users,
+        "items": data.n_items,
+        "interactions": data.nnz,
+    }
+
+
 def _format_metrics(metrics: dict[str, Any], k: int) -> str:
     ranked = [f"{name}@{k} {metrics[name]:.4f}" for name in ("precision", "recall", "map", "ndcg")]
     unranked = [f"auc {metrics['auc']:.4f}", f"epr {metrics['epr']:.4f}"]
@@ -154,10 +164,7 @@ def _fit(args: argparse.Namespace) -> int:
     if args.json:
         _print_json(
             {
-                "data": str(args.data),
-                "users": data.n_users,
-                "items": data.n_items,
-                "interactions": data.nnz,
+                **_data_summary(args, data),
                 "factors": args.factors,
                 "iterations": args.iterations,
                 "fit_seconds": fit_seconds,
@@ -317,10 +324,7 @@ def _evaluate(args: argparse.Namespace) -> int:
         _plot(args.plot, history, args.metric, args.k, plt)
     if args.json:
         payload: dict[str, Any] = {
-            "data": str(args.data),
-            "users": data.n_users,
-            "items": data.n_items,
-            "interactions": data.nnz,
+            **_data_summary(args, data),
             "train_interactions": int(train.nnz),
             "test_interactions": int(test.nnz),
             "test_fraction": args.test_fraction,
@@ -379,10 +383,7 @@ def _tune(args: argparse.Namespace) -> int:
     if args.json:
         _print_json(
             {
-                "data": str(args.data),
-                "users": data.n_users,
-                "items": data.n_items,
-                "interactions": data.nnz,
+                **_data_summary(args, data),
                 "train_interactions": int(train.nnz),
                 "validation_interactions": int(validation.nnz),
                 "validation_fraction": args.validation_fraction,

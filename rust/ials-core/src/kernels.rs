@@ -74,15 +74,9 @@ pub fn symv<T: Real, A: Arith>(m: &[T], v: &[T], out: &mut [T]) {
     A::symv(m, v, out)
 }
 
-/// `out_r = M v_r` for each `k`-long row `v_r` of `vs`: exactly the arithmetic of
-/// [`symv`] row by row, but an instruction set may serve several vectors with one pass over `M`,
-/// which matters once `M` no longer fits L1.
-#[inline(always)]
-pub fn symv_rows<T: Real, A: Arith>(m: &[T], k: usize, vs: &[T], outs: &mut [T]) {
-    A::symv_rows(m, k, vs, outs)
-}
-
-/// The portable [`symv_rows`]: one [`symv`] per row.
+/// `out_r = M v_r` for each `k`-long row `v_r` of `vs`, one [`symv`] per row: the portable
+/// `Arith::symv_rows`. An instruction set may serve several vectors with one pass over `M` (which
+/// matters once `M` no longer fits L1), with exactly this arithmetic row by row.
 #[inline(always)]
 pub(crate) fn symv_rows_generic<T: Real, A: Arith>(m: &[T], k: usize, vs: &[T], outs: &mut [T]) {
     for (v, out) in vs.chunks_exact(k).zip(outs.chunks_exact_mut(k)) {
@@ -90,35 +84,27 @@ pub(crate) fn symv_rows_generic<T: Real, A: Arith>(m: &[T], k: usize, vs: &[T], 
     }
 }
 
-/// `out += sum_i w_i (y_{c_i} . v) y_{c_i}` over the rows `c_i = cols[i]` of the row-major
-/// `y` (`k` columns), with `w_i = weights[i]`: the data term of `A_u v` in a CG step. `dots` is
-/// scratch. An instruction set may compute all the dot products first and then keep `out` in
-/// registers across the rows, instead of one dot product and one `axpy` per row.
-#[inline(always)]
-pub fn add_weighted_projections<T: Real, A: Arith>(
-    y: &[T],
-    k: usize,
-    cols: &[i32],
-    weights: &[T],
-    v: &[T],
-    out: &mut [T],
-    dots: &mut Vec<T>,
-) {
-    A::add_weighted_projections(y, k, cols, weights, v, out, dots)
+/// The data term of `A_u v` in a CG step, `sum_i w_i (y_{c_i} . v) y_{c_i}`: the rows
+/// `c_i = cols[i]` of the row-major `y` (`k` columns) with weights `w_i = weights[i]`.
+pub struct DataTerm<'a, T> {
+    pub y: &'a [T],
+    pub k: usize,
+    pub cols: &'a [i32],
+    pub weights: &'a [T],
 }
 
-/// The portable [`add_weighted_projections`]: one dot product and one `axpy` per row.
+/// `out += sum_i w_i (y_{c_i} . v) y_{c_i}` (see [`DataTerm`]), one dot product and one `axpy`
+/// per row: the portable `Arith::add_data_term`. An instruction set may compute all the dot
+/// products first and then keep `out` in registers across the rows.
 #[inline(always)]
-pub(crate) fn add_weighted_projections_generic<T: Real, A: Arith>(
-    y: &[T],
-    k: usize,
-    cols: &[i32],
-    weights: &[T],
+pub(crate) fn add_data_term_generic<T: Real, A: Arith>(
+    term: &DataTerm<'_, T>,
     v: &[T],
     out: &mut [T],
 ) {
-    for (&c, &w) in cols.iter().zip(weights) {
-        let row = &y[c as usize * k..(c as usize + 1) * k];
+    let k = term.k;
+    for (&c, &w) in term.cols.iter().zip(term.weights) {
+        let row = &term.y[c as usize * k..(c as usize + 1) * k];
         axpy::<T, A>(w * dot::<T, A>(row, v), row, out);
     }
 }
@@ -267,7 +253,7 @@ mod tests {
                 .map(|i| (i % 11) as f32 / 11.0 - 0.3)
                 .collect();
             let mut together = vec![f32::NAN; rows * k];
-            symv_rows::<f32, A>(&m, k, &vs, &mut together);
+            A::symv_rows(&m, k, &vs, &mut together);
             for (v, out) in vs.chunks_exact(k).zip(together.chunks_exact(k)) {
                 let mut alone = vec![f32::NAN; k];
                 symv::<f32, A>(&m, v, &mut alone);
@@ -289,7 +275,7 @@ mod tests {
     }
 
     #[test]
-    fn weighted_projections_match_naive_on_every_path() {
+    fn data_term_matches_naive_on_every_path() {
         fn check<A: Arith>(k: usize, n: usize) {
             let n_rows = 40;
             let y: Vec<f32> = (0..n_rows * k)
@@ -308,8 +294,13 @@ mod tests {
                 }
             }
             let mut out = start.clone();
-            let mut dots = Vec::new();
-            add_weighted_projections::<f32, A>(&y, k, &cols, &weights, &v, &mut out, &mut dots);
+            let term = DataTerm {
+                y: &y,
+                k,
+                cols: &cols,
+                weights: &weights,
+            };
+            A::add_data_term(&term, &v, &mut out, &mut Vec::new());
             let scale = 1.0 + naive.iter().fold(0.0f64, |m, x| m.max(x.abs()));
             for (a, b) in out.iter().zip(&naive) {
                 assert!((*a as f64 - b).abs() <= 1e-5 * scale, "k={k} n={n}");

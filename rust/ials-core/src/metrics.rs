@@ -12,8 +12,7 @@ use crate::csr::CsrView;
 use crate::error::{Error, Result};
 use crate::simd::{dispatch, Arith, Kernel};
 use crate::topk::{
-    pack_groups, ranking, score_one, score_strip, Candidate, PackedStrips, StripScores, MICRO,
-    STRIP,
+    pack_groups, ranking, score_one, Candidate, PackedStrips, StripScores, MICRO, STRIP,
 };
 use crate::Real;
 
@@ -149,7 +148,7 @@ impl<T: Real> Kernel for MetricsBlock<'_, T> {
                     *bar = counter.bar();
                 }
                 // A strip with nothing at or above a user's bar changes none of its counts.
-                let reached = score_strip::<T, A>(group, strip, k, &bars, &mut scores);
+                let reached = A::score_strip(group, strip, k, &bars, &mut scores);
                 for m in (0..members).filter(|m| reached & (1 << m) != 0) {
                     counters[g * MICRO + m].observe::<A>(&scores.0[m], valid, (s * STRIP) as i32);
                 }

@@ -8,6 +8,7 @@
 
 use std::sync::OnceLock;
 
+use crate::kernels::DataTerm;
 use crate::topk::{StripScores, MICRO, STRIP};
 
 /// How `a * b + c` is evaluated. Under FMA dispatch it is one fused instruction; elsewhere
@@ -27,29 +28,25 @@ pub trait Arith: Copy {
         crate::kernels::symv_generic::<T, Self>(m, v, out)
     }
 
-    /// `M v_r` for each `k`-long row of `vs` (see `kernels::symv_rows`); by default one
-    /// [`Arith::symv`] per row.
+    /// `M v_r` for each `k`-long row of `vs` (see `kernels::symv_rows_generic`).
     #[inline(always)]
     fn symv_rows<T: crate::Real>(m: &[T], k: usize, vs: &[T], outs: &mut [T]) {
         crate::kernels::symv_rows_generic::<T, Self>(m, k, vs, outs)
     }
 
-    /// The data term of a CG step (see `kernels::add_weighted_projections`).
-    #[allow(clippy::too_many_arguments)]
+    /// `out += ` the data term of a CG step against `v` (see `kernels::DataTerm`); `dots` is
+    /// scratch.
     #[inline(always)]
-    fn add_weighted_projections<T: crate::Real>(
-        y: &[T],
-        k: usize,
-        cols: &[i32],
-        weights: &[T],
+    fn add_data_term<T: crate::Real>(
+        term: &DataTerm<'_, T>,
         v: &[T],
         out: &mut [T],
         _dots: &mut Vec<T>,
     ) {
-        crate::kernels::add_weighted_projections_generic::<T, Self>(y, k, cols, weights, v, out)
+        crate::kernels::add_data_term_generic::<T, Self>(term, v, out)
     }
 
-    /// Scores of a group of queries against a packed item strip (see `topk::score_strip`).
+    /// Scores of a group of queries against a packed item strip (see `topk::score_strip_generic`).
     #[inline(always)]
     fn score_strip<T: crate::Real>(
         group: &[T],
@@ -120,33 +117,36 @@ impl Arith for Fused {
         crate::kernels::symv_rows_generic::<T, Self>(m, k, vs, outs)
     }
 
-    #[allow(clippy::too_many_arguments)]
     #[inline(always)]
-    fn add_weighted_projections<T: crate::Real>(
-        y: &[T],
-        k: usize,
-        cols: &[i32],
-        weights: &[T],
+    fn add_data_term<T: crate::Real>(
+        term: &DataTerm<'_, T>,
         v: &[T],
         out: &mut [T],
         dots: &mut Vec<T>,
     ) {
         #[cfg(target_arch = "x86_64")]
         {
-            if k % 8 == 0 {
-                if let (Some(y), Some(weights), Some(v), Some(out)) =
-                    (as_f32(y), as_f32(weights), as_f32(v), as_f32_mut(out))
-                {
-                    dots.resize(cols.len(), T::ZERO);
+            if term.k % 8 == 0 {
+                if let (Some(y), Some(weights), Some(v), Some(out)) = (
+                    as_f32(term.y),
+                    as_f32(term.weights),
+                    as_f32(v),
+                    as_f32_mut(out),
+                ) {
+                    dots.resize(term.cols.len(), T::ZERO);
                     let dots = as_f32_mut(dots).expect("T is f32 here");
-                    // SAFETY: as for `dot`.
-                    return unsafe {
-                        avx2::add_weighted_projections_f32(y, k, cols, weights, v, out, dots)
+                    let term = DataTerm {
+                        y,
+                        k: term.k,
+                        cols: term.cols,
+                        weights,
                     };
+                    // SAFETY: as for `dot`.
+                    return unsafe { avx2::add_data_term_f32(&term, v, out, dots) };
                 }
             }
         }
-        crate::kernels::add_weighted_projections_generic::<T, Self>(y, k, cols, weights, v, out)
+        crate::kernels::add_data_term_generic::<T, Self>(term, v, out)
     }
 
     #[inline(always)]
@@ -214,6 +214,8 @@ fn as_f32<T: 'static>(values: &[T]) -> Option<&[f32]> {
 #[cfg(target_arch = "x86_64")]
 mod avx2 {
     use std::arch::x86_64::*;
+
+    use crate::kernels::DataTerm;
 
     /// `x . y` with two 8-lane FMA accumulators and a fixed-order horizontal sum.
     #[target_feature(enable = "avx2,fma")]
@@ -318,18 +320,20 @@ mod avx2 {
     /// `out += sum_i w_i (y_{c_i} . v) y_{c_i}` for `k` a multiple of 8: first the dot products,
     /// eight rows at a time with one accumulator each and a single transposing reduction, then
     /// the weighted sum with 64 outputs held in registers while every row streams past.
-    #[allow(clippy::too_many_arguments)]
     #[target_feature(enable = "avx2,fma")]
     #[inline]
-    pub(super) unsafe fn add_weighted_projections_f32(
-        y: &[f32],
-        k: usize,
-        cols: &[i32],
-        weights: &[f32],
+    pub(super) unsafe fn add_data_term_f32(
+        term: &DataTerm<'_, f32>,
         v: &[f32],
         out: &mut [f32],
         dots: &mut [f32],
     ) {
+        let DataTerm {
+            y,
+            k,
+            cols,
+            weights,
+        } = *term;
         let n = cols.len();
         assert!(k % 8 == 0 && v.len() >= k && out.len() >= k && dots.len() >= n);
         assert!(weights.len() >= n);

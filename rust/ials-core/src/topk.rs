@@ -302,7 +302,7 @@ impl<T: Real> Kernel for ScoreBlock<'_, T> {
                     *bar = buffer.threshold;
                 }
                 // Most strips hold nothing above any bar: the kernel's mask skips them.
-                let above = score_strip::<T, A>(group, strip, k, &bars, &mut scores);
+                let above = A::score_strip(group, strip, k, &bars, &mut scores);
                 for m in (0..members).filter(|m| above & (1 << m) != 0) {
                     let buffer = &mut best[g * MICRO + m];
                     let row = &scores.0[m][..ids.len()];
@@ -319,7 +319,7 @@ impl<T: Real> Kernel for ScoreBlock<'_, T> {
     }
 }
 
-/// `q . y` with exactly the arithmetic of [`score_strip`] (one FMA per factor, in order), so a
+/// `q . y` with exactly the arithmetic of [`score_strip_generic`] (one FMA per factor, in order), so a
 /// score computed alone equals the same score computed in a strip, bit for bit.
 #[inline(always)]
 pub(crate) fn score_one<T: Real, A: Arith>(q: &[T], y: &[T]) -> T {
@@ -328,21 +328,9 @@ pub(crate) fn score_one<T: Real, A: Arith>(q: &[T], y: &[T]) -> T {
         .fold(T::ZERO, |acc, (&a, &b)| A::fma(a, b, acc))
 }
 
-/// `scores.0[m][j] = query m of group . item j of strip`, with one FMA per factor in
-/// order: the arithmetic of [`score_one`]. Returns a mask with bit m set when some score of query
-/// m (padding included) is at or above `bars[m]`.
-#[inline(always)]
-pub(crate) fn score_strip<T: Real, A: Arith>(
-    group: &[T],
-    strip: &[T],
-    k: usize,
-    bars: &[T; MICRO],
-    scores: &mut StripScores<T>,
-) -> u32 {
-    A::score_strip(group, strip, k, bars, scores)
-}
-
-/// The portable [`score_strip`].
+/// `scores.0[m][j] = query m of group . item j of strip`, with one FMA per factor in order (the
+/// arithmetic of [`score_one`]): the portable `Arith::score_strip`. Returns a mask with bit m set
+/// when some score of query m (padding included) is at or above `bars[m]`.
 #[inline(always)]
 pub(crate) fn score_strip_generic<T: Real, A: Arith>(
     group: &[T],
