@@ -108,6 +108,7 @@ def problems(draw: Any) -> dict[str, Any]:
         "test": test,
         "K": draw(st.integers(1, n_items + 3), label="K"),
         "truncated_recall": draw(st.booleans(), label="truncated_recall"),
+        "full_ranking": draw(st.booleans(), label="full_ranking"),
     }
 
 
@@ -129,11 +130,17 @@ def test_all_metrics_match_the_reference(p: dict[str, Any]) -> None:
             ranking_metrics_at_k(*args, K=p["K"], show_progress=False)
         return
     got = ranking_metrics_at_k(
-        *args, K=p["K"], show_progress=False, truncated_recall=p["truncated_recall"]
+        *args,
+        K=p["K"],
+        show_progress=False,
+        truncated_recall=p["truncated_recall"],
+        full_ranking=p["full_ranking"],
     )
     want = reference(p["users"], p["items"], p["train"], p["test"], p["K"], p["truncated_recall"])
     assert got["users"] == want["users"]
-    for name in ("precision", "recall", "map", "ndcg", "auc", "epr"):
+    ranked = ("auc", "epr") if p["full_ranking"] else ()
+    assert set(got) == {"precision", "recall", "map", "ndcg", *ranked, "users"}
+    for name in ("precision", "recall", "map", "ndcg", *ranked):
         assert got[name] == pytest.approx(want[name], abs=1e-9), name
 
 
@@ -145,18 +152,29 @@ def test_many_strips_groups_and_blocks_match_the_reference_for_any_thread_count(
     users = rng.integers(-2, 3, size=(n_users, k)).astype(np.float32)
     items = rng.integers(-2, 3, size=(n_items, k)).astype(np.float32)
     items[::17] = 0.0  # cold items: all score exactly 0
+    items[::5] *= 4  # norms spread out, so the top-K-only ranking stops early
     train = random_matrix(rng, (n_users, n_items), 0.05)
     test = random_matrix(rng, (n_users, n_items), 0.03)
     model = Factors(users, items)
     want = reference(users, items, train, test, 20)
-    results = [
-        ranking_metrics_at_k(model, train, test, K=20, show_progress=False, num_threads=t)
-        for t in (1, 2)
-    ]
-    assert results[0] == results[1]
-    for name in ("precision", "recall", "map", "ndcg", "auc", "epr"):
-        assert results[0][name] == pytest.approx(want[name], abs=1e-9), name
-    assert results[0]["users"] == want["users"]
+    for full_ranking in (True, False):
+        results = [
+            ranking_metrics_at_k(
+                model,
+                train,
+                test,
+                K=20,
+                show_progress=False,
+                num_threads=t,
+                full_ranking=full_ranking,
+            )
+            for t in (1, 2)
+        ]
+        assert results[0] == results[1]
+        names = ("precision", "recall", "map", "ndcg") + (("auc", "epr") if full_ranking else ())
+        for name in names:
+            assert results[0][name] == pytest.approx(want[name], abs=1e-9), name
+        assert results[0]["users"] == want["users"]
 
 
 def test_single_metric_functions_agree_with_the_table() -> None:
@@ -196,3 +214,26 @@ def test_a_fitted_model_scores_its_own_test_items_above_chance() -> None:
     assert metrics["auc"] > 0.6 > random["auc"] - 0.1
     assert metrics["epr"] < 0.4 < random["epr"] + 0.1
     assert metrics["ndcg"] > random["ndcg"]
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "error", "message"),
+    [
+        ({"K": 0}, ValueError, "N must be >= 1"),
+        ({"full_ranking": "yes"}, TypeError, "full_ranking must be True or False, got 'yes'"),
+        ({"num_threads": -1}, ValueError, "num_threads"),
+    ],
+)
+def test_bad_arguments_are_named(kwargs: dict[str, Any], error: type, message: str) -> None:
+    rng = np.random.default_rng(0)
+    model = Factors(rng.normal(size=(4, 2)), rng.normal(size=(6, 2)))
+    test = sp.csr_matrix(np.eye(4, 6))
+    with pytest.raises(error, match=message):
+        ranking_metrics_at_k(model, sp.csr_matrix((4, 6)), test, show_progress=False, **kwargs)
+
+
+def test_a_test_matrix_of_the_wrong_shape_is_named() -> None:
+    rng = np.random.default_rng(0)
+    model = Factors(rng.normal(size=(4, 2)), rng.normal(size=(6, 2)))
+    with pytest.raises(ValueError, match=r"test_user_items must have shape \(4, 6\)"):
+        ranking_metrics_at_k(model, sp.csr_matrix((4, 6)), sp.csr_matrix((4, 5)))

@@ -126,6 +126,7 @@ def ranking_metrics_f32(
     train: tuple[npt.NDArray[np.int64], npt.NDArray[np.int32], npt.NDArray[np.float32]],
     test: tuple[npt.NDArray[np.int64], npt.NDArray[np.int32], npt.NDArray[np.float32]],
     cutoff: int,
+    full_ranking: bool,
     num_threads: int,
 ) -> npt.NDArray[np.float64]: ...
 def ranking_metrics_f64(
@@ -134,5 +135,6 @@ def ranking_metrics_f64(
     train: tuple[npt.NDArray[np.int64], npt.NDArray[np.int32], npt.NDArray[np.float32]],
     test: tuple[npt.NDArray[np.int64], npt.NDArray[np.int32], npt.NDArray[np.float32]],
     cutoff: int,
+    full_ranking: bool,
     num_threads: int,
 ) -> npt.NDArray[np.float64]: ...

@@ -51,12 +51,13 @@ class EarlyStopping:
     factors.
 
     After every iteration, ``ranking_metrics_at_k(model, train, validation, K=k)`` is computed
-    (training items excluded from the ranking). When ``metric`` has not improved on the best
-    value so far by more than ``min_delta`` for ``patience`` iterations in a row, the factors of
-    the best iteration are copied back into the model and training stops (by raising
-    :class:`StopFitting`, which ``fit`` catches). When ``fit`` runs all its iterations, the best
-    factors are restored at the last one too: after ``fit`` the model always holds the factors
-    of ``best_iteration``.
+    (training items excluded from the ranking; with ``full_ranking=False`` unless ``metric`` is
+    "auc" or "epr", since the others only need each user's top K). When ``metric`` has not
+    improved on the best value so far by more than ``min_delta`` for ``patience`` iterations in
+    a row, the factors of the best iteration are copied back into the model and training stops
+    (by raising :class:`StopFitting`, which ``fit`` catches). When ``fit`` runs all its
+    iterations, the best factors are restored at the last one too: after ``fit`` the model always
+    holds the factors of ``best_iteration``.
 
     ::
 
@@ -94,7 +95,8 @@ class EarlyStopping:
     history : list of (iteration, value)
         The monitored metric after each iteration.
     metrics : list of dict
-        Every metric after each iteration.
+        Every metric computed after each iteration (no "auc" and "epr" when monitoring another
+        metric).
     losses : list of float or None
         The training loss ``fit`` reported after each iteration.
     best_iteration, best_score
@@ -184,6 +186,7 @@ class EarlyStopping:
             show_progress=False,
             num_threads=self.num_threads,
             truncated_recall=self.truncated_recall,
+            full_ranking=self.metric in ("auc", "epr"),
         )
         value = float(metrics[self.metric])
         self.history.append((iteration, value))

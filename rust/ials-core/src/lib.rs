@@ -24,7 +24,7 @@ pub use csr::CsrView;
 pub use error::{Error, Result};
 pub use gram::gram;
 pub use loss::loss;
-pub use metrics::{ranking_metrics, UserMetrics};
+pub use metrics::{ranking_metrics, Ranking, UserMetrics};
 pub use objective::Objective;
 pub use parallel::{resolve_threads, with_threads};
 pub use real::Real;

@@ -77,7 +77,8 @@ type Ranked<'py, T> = (Bound<'py, PyArray2<i32>>, Bound<'py, PyArray2<T>>);
 macro_rules! typed_functions {
     ($t:ty, $solve:ident, $gram:ident, $loss:ident, $top_k:ident, $normal:ident, $metrics:ident) => {
         /// Per-user ranking metrics at cutoff `k`: an `n_users x 6` float64 array with columns
-        /// n_test, hits, ndcg, average precision, auc, percentile rank.
+        /// n_test, hits, ndcg, average precision, auc, percentile rank. Without `full_ranking`
+        /// only each user's top K is found, and the last two columns are NaN.
         #[pyfunction]
         #[allow(clippy::too_many_arguments)]
         fn $metrics<'py>(
@@ -95,6 +96,7 @@ macro_rules! typed_functions {
                 PyReadonlyArray1<'py, f32>,
             ),
             cutoff: usize,
+            full_ranking: bool,
             num_threads: usize,
         ) -> PyResult<Bound<'py, PyArray2<f64>>> {
             let k = factors_of(&items);
@@ -117,7 +119,12 @@ macro_rules! typed_functions {
             let per_user = py
                 .detach(|| {
                     ials_core::with_threads(num_threads, || {
-                        ials_core::ranking_metrics(users, items, k, &train, &test, cutoff)
+                        let ranks = if full_ranking {
+                            ials_core::Ranking::Full
+                        } else {
+                            ials_core::Ranking::TopK
+                        };
+                        ials_core::ranking_metrics(users, items, k, &train, &test, cutoff, ranks)
                     })
                     .and_then(|result| result)
                 })
