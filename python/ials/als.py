@@ -427,8 +427,9 @@ class AlternatingLeastSquares:
         """``recommend`` for many users at once, with implicit's positional arguments: row j of
         ``user_items`` belongs to user ``users_items_offset + j`` (every user when
         ``user_items`` is None). Returns ``(ids, scores)`` of shape ``(n, N)``, padded with -1 /
-        -inf (implicit returns the ids only). Users are scored in blocks against item tiles in
-        parallel; the full users x items score matrix is never formed."""
+        -inf (implicit returns the ids only). Users are scored in blocks against strips of items
+        in parallel, each user only until no remaining item can enter its top N; the full users x
+        items score matrix is never formed."""
         users, _ = self._fitted()
         offset = check_int("users_items_offset", users_items_offset, 0)
         n_rows = users.shape[0] - offset if user_items is None else user_items.shape[0]
