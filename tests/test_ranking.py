@@ -28,7 +28,7 @@ import pytest
 import reference as ref
 import scipy.sparse as sp
 import threadpoolctl
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 from strategies import DTYPES, problems, random_factors
@@ -248,19 +248,22 @@ class RecommendCase:
 
 
 @st.composite
-def recommend_cases(draw: st.DrawFn, max_users: int = 10, max_items: int = 60) -> RecommendCase:
+def recommend_cases(
+    draw: st.DrawFn, max_users: int = 10, max_items: int = 60, batch: tuple[int, int] = (1, 8)
+) -> RecommendCase:
     n_users = draw(st.integers(1, max_users), label="n_users")
     n_items = draw(st.integers(1, max_items), label="n_items")
     k = draw(st.integers(1, 8), label="k")
     kind = draw(st.sampled_from(["integers", "eighths"]), label="values")
     seed = draw(st.integers(0, 2**32 - 1), label="seed")
     rng = np.random.default_rng(seed)
-    single = draw(st.booleans(), label="single")
+    single = batch[0] == 1 and draw(st.booleans(), label="single")
     if single:
         userid: Any = draw(st.integers(0, n_users - 1), label="userid")
         user_rows = np.array([userid])
     else:
-        users = draw(st.lists(st.integers(0, n_users - 1), min_size=1, max_size=8), label="ids")
+        count = draw(st.integers(*batch), label="batch size")
+        users = rng.integers(0, n_users, size=count).tolist()  # repeats allowed
         userid = id_container(draw, users)
         user_rows = np.array(users)
     density = draw(st.sampled_from([0.0, 0.1, 0.4, 0.9, 1.0]), label="liked density")
@@ -329,6 +332,14 @@ def test_recommend_matches_reference(case: RecommendCase) -> None:
 @given(recommend_cases(max_users=3, max_items=700))
 def test_recommend_across_item_strips_and_buffer_compaction(case: RecommendCase) -> None:
     """Hundreds of items (many strips of the kernel) and N up to the number of items."""
+    recommend_and_check(case)
+
+
+@settings(max_examples=30)
+@given(recommend_cases(max_users=400, max_items=300, batch=(256, 320)))
+def test_recommend_large_batches_that_stop_early_by_norm(case: RecommendCase) -> None:
+    """256 users or more: the items are ordered by norm and each user stops scanning once no
+    remaining item can enter its top N (integer factors: norms spread, scores tie)."""
     recommend_and_check(case)
 
 

@@ -14,6 +14,7 @@ use rayon::prelude::*;
 
 use crate::csr::CsrView;
 use crate::error::{Error, Result};
+use crate::real::all_finite;
 use crate::simd::{dispatch, Arith, Kernel};
 use crate::topk::{
     pack_groups, ranking, score_one, top_k, Candidate, Exclusions, PackedStrips, StripScores,
@@ -112,7 +113,7 @@ pub fn ranking_metrics<T: Real>(
             "train and test must have sorted rows".into(),
         ));
     }
-    if users.iter().chain(items).any(|v| !v.is_finite()) {
+    if !all_finite(users) || !all_finite(items) {
         return Err(Error::NonFinite(
             "the factor matrices hold a non-finite value".into(),
         ));

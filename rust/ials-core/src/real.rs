@@ -72,3 +72,20 @@ macro_rules! impl_real {
 
 impl_real!(f32, "float32");
 impl_real!(f64, "float64");
+
+/// Whether every value is finite. It runs on every factor matrix of every call, so it is a
+/// kernel (AVX2 where available) without an early exit, which lets the `&` reduction vectorise.
+pub(crate) fn all_finite<T: Real>(values: &[T]) -> bool {
+    crate::simd::dispatch(AllFinite(values))
+}
+
+struct AllFinite<'a, T>(&'a [T]);
+
+impl<T: Real> crate::simd::Kernel for AllFinite<'_, T> {
+    type Output = bool;
+
+    #[inline(always)]
+    fn run<A: crate::simd::Arith>(self) -> bool {
+        self.0.iter().fold(true, |finite, v| finite & v.is_finite())
+    }
+}

@@ -9,7 +9,7 @@
 use std::sync::OnceLock;
 
 use crate::kernels::DataTerm;
-use crate::topk::{StripScores, MICRO, STRIP};
+use crate::topk::{StripScores, MICRO, ROWS, STRIP};
 
 /// How `a * b + c` is evaluated. Under FMA dispatch it is one fused instruction; elsewhere
 /// `mul_add` would be a slow software call, so the portable path multiplies and adds.
@@ -62,6 +62,12 @@ pub trait Arith: Copy {
     #[inline(always)]
     fn compare_strip<T: crate::Real>(scores: &[T; STRIP], x: T) -> (u32, u32) {
         crate::topk::compare_strip_generic(scores, x)
+    }
+
+    /// Scores of one query against item rows where they lie (see `topk::score_rows_generic`).
+    #[inline(always)]
+    fn score_rows<T: crate::Real>(query: &[T], rows: &[&[T]; ROWS]) -> [T; ROWS] {
+        crate::topk::score_rows_generic::<T, Self>(query, rows)
     }
 }
 
@@ -183,6 +189,21 @@ impl Arith for Fused {
         }
         crate::topk::compare_strip_generic(scores, x)
     }
+
+    #[inline(always)]
+    fn score_rows<T: crate::Real>(query: &[T], rows: &[&[T]; ROWS]) -> [T; ROWS] {
+        #[cfg(target_arch = "x86_64")]
+        {
+            if let Some(query) = as_f32(query) {
+                let rows: [&[f32]; ROWS] =
+                    std::array::from_fn(|j| as_f32(rows[j]).expect("T is f32 here"));
+                // SAFETY: as for `dot`.
+                let scores = unsafe { avx2::score_rows_f32(query, &rows) };
+                return std::array::from_fn(|j| T::from_f32(scores[j]));
+            }
+        }
+        crate::topk::score_rows_generic::<T, Self>(query, rows)
+    }
 }
 
 /// `values` as `&mut [f32]` when `T` is `f32`.
@@ -297,6 +318,77 @@ mod avx2 {
             above |= ((_mm256_movemask_ps(over) != 0) as u32) << m;
         }
         above
+    }
+
+    /// The factors `d..d + 8` of eight rows, transposed: vector `dd` holds factor `d + dd` of
+    /// the eight rows (lane j: row j).
+    #[target_feature(enable = "avx2,fma")]
+    #[inline]
+    unsafe fn transpose8(rows: &[&[f32]], d: usize) -> [__m256; 8] {
+        let r: [__m256; 8] = std::array::from_fn(|j| _mm256_loadu_ps(rows[j].as_ptr().add(d)));
+        // Pairs of rows interleaved, then quadruples, then the 128-bit halves swapped into place.
+        let t0 = _mm256_unpacklo_ps(r[0], r[1]);
+        let t1 = _mm256_unpackhi_ps(r[0], r[1]);
+        let t2 = _mm256_unpacklo_ps(r[2], r[3]);
+        let t3 = _mm256_unpackhi_ps(r[2], r[3]);
+        let t4 = _mm256_unpacklo_ps(r[4], r[5]);
+        let t5 = _mm256_unpackhi_ps(r[4], r[5]);
+        let t6 = _mm256_unpacklo_ps(r[6], r[7]);
+        let t7 = _mm256_unpackhi_ps(r[6], r[7]);
+        let s0 = _mm256_shuffle_ps::<0x44>(t0, t2);
+        let s1 = _mm256_shuffle_ps::<0xEE>(t0, t2);
+        let s2 = _mm256_shuffle_ps::<0x44>(t1, t3);
+        let s3 = _mm256_shuffle_ps::<0xEE>(t1, t3);
+        let s4 = _mm256_shuffle_ps::<0x44>(t4, t6);
+        let s5 = _mm256_shuffle_ps::<0xEE>(t4, t6);
+        let s6 = _mm256_shuffle_ps::<0x44>(t5, t7);
+        let s7 = _mm256_shuffle_ps::<0xEE>(t5, t7);
+        [
+            _mm256_permute2f128_ps::<0x20>(s0, s4),
+            _mm256_permute2f128_ps::<0x20>(s1, s5),
+            _mm256_permute2f128_ps::<0x20>(s2, s6),
+            _mm256_permute2f128_ps::<0x20>(s3, s7),
+            _mm256_permute2f128_ps::<0x31>(s0, s4),
+            _mm256_permute2f128_ps::<0x31>(s1, s5),
+            _mm256_permute2f128_ps::<0x31>(s2, s6),
+            _mm256_permute2f128_ps::<0x31>(s3, s7),
+        ]
+    }
+
+    /// One query against `ROWS` item rows where they lie: blocks of 8 x 8 transposed in
+    /// registers so that each lane accumulates one row, two independent halves of eight rows
+    /// interleaved to cover the FMA latency. Each score is one FMA per factor in order (the
+    /// arithmetic of `score_one`), so it equals the strip kernel's bit for bit.
+    #[target_feature(enable = "avx2,fma")]
+    #[inline]
+    pub(super) unsafe fn score_rows_f32(
+        query: &[f32],
+        rows: &[&[f32]; crate::topk::ROWS],
+    ) -> [f32; crate::topk::ROWS] {
+        const { assert!(crate::topk::ROWS == 16) };
+        let k = query.len();
+        assert!(rows.iter().all(|row| row.len() >= k));
+        let (low, high) = rows.split_at(8);
+        let (mut acc_low, mut acc_high) = (_mm256_setzero_ps(), _mm256_setzero_ps());
+        let mut d = 0;
+        while d + 8 <= k {
+            let (columns_low, columns_high) = (transpose8(low, d), transpose8(high, d));
+            for dd in 0..8 {
+                let q = _mm256_broadcast_ss(&query[d + dd]);
+                acc_low = _mm256_fmadd_ps(q, columns_low[dd], acc_low);
+                acc_high = _mm256_fmadd_ps(q, columns_high[dd], acc_high);
+            }
+            d += 8;
+        }
+        let mut scores = [0.0f32; crate::topk::ROWS];
+        _mm256_storeu_ps(scores.as_mut_ptr(), acc_low);
+        _mm256_storeu_ps(scores.as_mut_ptr().add(8), acc_high);
+        for (score, row) in scores.iter_mut().zip(rows) {
+            for dd in d..k {
+                *score = query[dd].mul_add(row[dd], *score);
+            }
+        }
+        scores
     }
 
     /// Bit masks of a strip's scores above and equal to `x`: a compare and a move-mask per

@@ -18,6 +18,7 @@ use crate::csr::CsrView;
 use crate::error::{Error, Result};
 use crate::kernels::{axpy, dot, DataTerm, LANES};
 use crate::objective::Objective;
+use crate::real::all_finite;
 use crate::simd::{dispatch, prefetch, Arith, Kernel};
 use crate::Real;
 
@@ -65,7 +66,7 @@ pub fn solve_rows<T: Real>(
             gram.len()
         )));
     }
-    if gram.iter().any(|g| !g.is_finite()) {
+    if !all_finite(gram) {
         return Err(Error::NonFinite(
             "the Gram matrix holds a non-finite value".into(),
         ));
@@ -133,7 +134,7 @@ pub(crate) fn check_factors<T: Real>(rows: &CsrView<'_>, x: &[T], y: &[T], k: us
             rows.n_cols()
         )));
     }
-    if x.iter().chain(y).any(|v| !v.is_finite()) {
+    if !all_finite(x) || !all_finite(y) {
         return Err(Error::NonFinite(
             "the factor matrices hold a non-finite value".into(),
         ));
@@ -355,7 +356,7 @@ pub fn row_normal_equations<T: Real>(
             "column index {bad} is outside 0..{n_cols}"
         )));
     }
-    if vals.iter().any(|v| !v.is_finite()) || y.iter().any(|v| !v.is_finite()) {
+    if !all_finite(vals) || !all_finite(y) {
         return Err(Error::NonFinite(
             "the row or the fixed factors hold a non-finite value".into(),
         ));

@@ -17,7 +17,11 @@
 //! leave the block's groups (which are repacked), so the kernel only runs for queries still
 //! scanning. On gowalla's ALS factors a query with N = 10 is done after 6% (64 factors) to 14%
 //! (128 factors) of the items. The bound allows for the rounding of the scores, so results are
-//! exactly those of scoring every item.
+//! exactly those of scoring every item. Ordering the items (norms, a sort, a permuted packing)
+//! costs about as much as scoring a few hundred queries against every item, so calls with fewer
+//! queries than [`NORM_ORDER_FROM`] scan the items in id order and score them all. Below
+//! [`PACK_FROM`] queries even packing the strips costs more than it saves: the scores are then
+//! taken from the item rows where they lie, with the same arithmetic.
 
 use std::cmp::Ordering;
 
@@ -25,9 +29,18 @@ use rayon::prelude::*;
 
 use crate::csr::CsrView;
 use crate::error::{Error, Result};
+use crate::real::all_finite;
 use crate::simd::{dispatch, Arith, Kernel};
 use crate::Real;
 
+/// Calls with at least this many queries order the items by norm and stop early (measured on
+/// gowalla at 64 factors: about break-even at 256 queries, 1.4x faster at 512, 2x slower at 1).
+const NORM_ORDER_FROM: usize = 256;
+/// Calls with at least this many queries pack the items into strips; fewer read the item rows in
+/// place ([`ScoreRows`]).
+const PACK_FROM: usize = 4;
+/// Item rows scored together by [`ScoreRows`]: sixteen FMA chains, two vectors of eight lanes.
+pub(crate) const ROWS: usize = 16;
 /// Queries per parallel task (126: a whole number of groups, so only the last block pads one).
 const QUERY_BLOCK: usize = 21 * MICRO;
 /// Queries scored together against one strip (6 x 2 accumulator registers of 8 lanes: enough
@@ -112,7 +125,7 @@ pub fn top_k<T: Real>(
             "the outputs must hold {n_queries} x {n} entries"
         )));
     }
-    if queries.iter().chain(items).any(|v| !v.is_finite()) {
+    if !all_finite(queries) || !all_finite(items) {
         return Err(Error::NonFinite(
             "the factor matrices hold a non-finite value".into(),
         ));
@@ -137,10 +150,15 @@ pub fn top_k<T: Real>(
     if n_queries == 0 {
         return Ok(());
     }
-    let (ordered_ids, item_norms) = by_decreasing_norm(items, k, &candidate_ids);
-    let packed = PackedStrips::new(items, k, &ordered_ids);
-    let bounds = NormBounds::new::<T>(queries, k, &item_norms);
-    let n_strips = candidate_ids.len().div_ceil(STRIP);
+    let (ordered_ids, bounds) = if n_queries >= NORM_ORDER_FROM {
+        let (ordered_ids, item_norms) = by_decreasing_norm(items, k, &candidate_ids);
+        let bounds = NormBounds::new::<T>(queries, k, &item_norms);
+        (ordered_ids, Some(bounds))
+    } else {
+        (candidate_ids, None)
+    };
+    let packed = (n_queries >= PACK_FROM).then(|| PackedStrips::new(items, k, &ordered_ids));
+    let n_strips = ordered_ids.len().div_ceil(STRIP);
     let n_blocks = n_queries.div_ceil(QUERY_BLOCK);
     // Enough work units for every thread even when there are few queries.
     let wanted = 4 * rayon::current_num_threads();
@@ -159,17 +177,31 @@ pub fn top_k<T: Real>(
             let last_query = (first_query + QUERY_BLOCK).min(n_queries);
             let first_strip = (range * strips_per_range).min(n_strips);
             let last_strip = ((range + 1) * strips_per_range).min(n_strips);
-            dispatch(ScoreBlock {
-                queries: &queries[first_query * k..last_query * k],
-                first_query,
-                packed: &packed,
-                candidate_ids: &ordered_ids,
-                bounds: &bounds,
-                strips: first_strip..last_strip,
-                k,
-                n,
-                exclusions,
-            })
+            let queries = &queries[first_query * k..last_query * k];
+            let strips = first_strip..last_strip;
+            match &packed {
+                Some(packed) => dispatch(ScoreBlock {
+                    queries,
+                    first_query,
+                    packed,
+                    candidate_ids: &ordered_ids,
+                    bounds: bounds.as_ref(),
+                    strips,
+                    k,
+                    n,
+                    exclusions,
+                }),
+                None => dispatch(ScoreRows {
+                    queries,
+                    first_query,
+                    items,
+                    candidate_ids: &ordered_ids[(strips.start * STRIP).min(ordered_ids.len())
+                        ..(strips.end * STRIP).min(ordered_ids.len())],
+                    k,
+                    n,
+                    exclusions,
+                }),
+            }
         })
         .collect();
 
@@ -223,10 +255,15 @@ fn check_exclusions(exclusions: &Exclusions<'_>, n_queries: usize, n_items: usiz
 
 /// Euclidean norm of a factor row, in `f64`.
 fn norm<T: Real>(row: &[T]) -> f64 {
-    row.iter()
-        .map(|v| v.to_f64() * v.to_f64())
-        .sum::<f64>()
-        .sqrt()
+    // Eight partial sums: independent chains that vectorise (a single running sum would wait on
+    // the add latency at every element, which made this cost more than one query's scores).
+    let mut lanes = [0.0f64; 8];
+    for chunk in row.chunks(lanes.len()) {
+        for (lane, v) in lanes.iter_mut().zip(chunk) {
+            *lane += v.to_f64() * v.to_f64();
+        }
+    }
+    lanes.iter().sum::<f64>().sqrt()
 }
 
 /// `candidate_ids` by decreasing norm (ties by id), and their norms in that order.
@@ -341,7 +378,8 @@ struct ScoreBlock<'a, T> {
     first_query: usize,
     packed: &'a PackedStrips<T>,
     candidate_ids: &'a [i32],
-    bounds: &'a NormBounds,
+    /// Present when the strips hold the items by decreasing norm.
+    bounds: Option<&'a NormBounds>,
     strips: std::ops::Range<usize>,
     k: usize,
     n: usize,
@@ -376,8 +414,9 @@ impl<T: Real> Kernel for ScoreBlock<'_, T> {
         let mut bars = [T::NEG_INFINITY; MICRO];
         for s in self.strips.clone() {
             let done = |&q: &usize| {
-                self.bounds
-                    .exhausted(self.first_query + q, s, best[q].threshold)
+                self.bounds.is_some_and(|bounds| {
+                    bounds.exhausted(self.first_query + q, s, best[q].threshold)
+                })
             };
             let n_done = live.iter().filter(|q| done(q)).count();
             if n_done == live.len() {
@@ -415,6 +454,50 @@ impl<T: Real> Kernel for ScoreBlock<'_, T> {
     }
 }
 
+/// A few queries against the candidate item rows where they lie, no packing.
+struct ScoreRows<'a, T> {
+    queries: &'a [T],
+    first_query: usize,
+    items: &'a [T],
+    candidate_ids: &'a [i32],
+    k: usize,
+    n: usize,
+    exclusions: &'a Exclusions<'a>,
+}
+
+impl<T: Real> Kernel for ScoreRows<'_, T> {
+    /// Per query: its best `n` among these candidates, best first.
+    type Output = Vec<Vec<Candidate<T>>>;
+
+    #[inline(always)]
+    fn run<A: Arith>(self) -> Self::Output {
+        let k = self.k;
+        let row = |id: i32| &self.items[id as usize * k..(id as usize + 1) * k];
+        let mut out = Vec::with_capacity(self.queries.len() / k);
+        for (q, query) in self.queries.chunks_exact(k).enumerate() {
+            let mut best = Best::new(self.n);
+            let mut admit = |score: T, id: i32| {
+                if best.admits(score, id) && !self.exclusions.excludes(self.first_query + q, id) {
+                    best.push((score, id));
+                }
+            };
+            let mut chunks = self.candidate_ids.chunks_exact(ROWS);
+            for ids in &mut chunks {
+                let rows: [&[T]; ROWS] = std::array::from_fn(|j| row(ids[j]));
+                let scores = A::score_rows(query, &rows);
+                for (&score, &id) in scores.iter().zip(ids) {
+                    admit(score, id);
+                }
+            }
+            for &id in chunks.remainder() {
+                admit(score_one::<T, A>(query, row(id)), id);
+            }
+            out.push(best.finish());
+        }
+        out
+    }
+}
+
 /// `q . y` with exactly the arithmetic of [`score_strip_generic`] (one FMA per factor, in order), so a
 /// score computed alone equals the same score computed in a strip, bit for bit.
 #[inline(always)]
@@ -422,6 +505,19 @@ pub(crate) fn score_one<T: Real, A: Arith>(q: &[T], y: &[T]) -> T {
     q.iter()
         .zip(y)
         .fold(T::ZERO, |acc, (&a, &b)| A::fma(a, b, acc))
+}
+
+/// `query . row` for each row, one FMA per factor in order (the arithmetic of [`score_one`]):
+/// the portable `Arith::score_rows`.
+#[inline(always)]
+pub(crate) fn score_rows_generic<T: Real, A: Arith>(query: &[T], rows: &[&[T]; ROWS]) -> [T; ROWS] {
+    let mut scores = [T::ZERO; ROWS];
+    for (d, &q) in query.iter().enumerate() {
+        for (score, row) in scores.iter_mut().zip(rows) {
+            *score = A::fma(q, row[d], *score);
+        }
+    }
+    scores
 }
 
 /// `scores.0[m][j] = query m of group . item j of strip`, with one FMA per factor in order (the
@@ -619,7 +715,7 @@ mod tests {
     #[test]
     fn stopping_early_by_norm_matches_a_full_sort() {
         let k = 7;
-        let (n_queries, n_items) = (300, 3000);
+        let (n_queries, n_items) = (NORM_ORDER_FROM + 50, 3000);
         let queries = values(n_queries * k, 8);
         let items: Vec<f32> = values(n_items * k, 9)
             .chunks_exact(k)
@@ -650,27 +746,59 @@ mod tests {
     #[test]
     fn a_tie_with_the_bar_arriving_late_wins_by_lower_id() {
         let k = 2;
-        // Query (1, 0). Items 0..16 are (1, 0): score 1, norm 1, the last strip. Items 16..2016
-        // are (1, i): score 1 too, larger norms, so they come first and set the bar to 1 (in
-        // each of the item ranges that threads split a single query into).
+        // Items 0..16 are (1, 0): score 1, norm 1, the last strip. Items 16..2016 are (1, i):
+        // score 1 too, larger norms, so they come first and set the bar to 1 (in each of the
+        // item ranges that threads split the queries' work into).
         let items: Vec<f32> = (0..2016)
             .flat_map(|i| [1.0, if i < STRIP { 0.0 } else { i as f32 }])
             .collect();
-        let mut ids = [0; 1];
-        let mut scores = [0.0f32; 1];
+        // Enough copies of the query (1, 0) for the items to be ordered by norm.
+        let n_queries = NORM_ORDER_FROM;
+        let queries: Vec<f32> = (0..n_queries).flat_map(|_| [1.0, 0.0]).collect();
+        let mut ids = vec![0; n_queries];
+        let mut scores = vec![0.0f32; n_queries];
         let none = Exclusions::default();
-        top_k(
-            &[1.0, 0.0],
-            &items,
-            k,
-            None,
-            &none,
-            1,
-            &mut ids,
-            &mut scores,
-        )
-        .unwrap();
-        assert_eq!((ids[0], scores[0]), (0, 1.0));
+        top_k(&queries, &items, k, None, &none, 1, &mut ids, &mut scores).unwrap();
+        assert!(ids
+            .iter()
+            .zip(&scores)
+            .all(|(&id, &score)| (id, score) == (0, 1.0)));
+    }
+
+    /// A query alone (item rows read in place) gets bit for bit the scores and ranking it gets
+    /// in a batch (items packed in strips), with factor counts around the kernels' block of 8.
+    #[test]
+    fn a_query_alone_ranks_as_in_a_batch() {
+        let noise = |i: usize| ((i * 2654435761) % 10007) as f32 / 1000.0 - 5.0;
+        for k in [3, 8, 13, 64] {
+            let n_queries = PACK_FROM + 2;
+            let queries: Vec<f32> = (0..n_queries * k).map(|i| noise(i + 7)).collect();
+            let items: Vec<f32> = (0..777 * k).map(noise).collect();
+            let none = Exclusions::default();
+            let n = 20;
+            let mut ids = vec![0; n_queries * n];
+            let mut scores = vec![0.0f32; n_queries * n];
+            top_k(&queries, &items, k, None, &none, n, &mut ids, &mut scores).unwrap();
+            for q in 0..n_queries {
+                let mut alone_ids = vec![0; n];
+                let mut alone_scores = vec![0.0f32; n];
+                let query = &queries[q * k..(q + 1) * k];
+                top_k(
+                    query,
+                    &items,
+                    k,
+                    None,
+                    &none,
+                    n,
+                    &mut alone_ids,
+                    &mut alone_scores,
+                )
+                .unwrap();
+                assert_eq!(alone_ids, ids[q * n..(q + 1) * n], "k={k} query {q}");
+                let bits = |v: &[f32]| v.iter().map(|s| s.to_bits()).collect::<Vec<_>>();
+                assert_eq!(bits(&alone_scores), bits(&scores[q * n..(q + 1) * n]));
+            }
+        }
     }
 
     #[test]
