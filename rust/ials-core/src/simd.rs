@@ -64,10 +64,11 @@ pub trait Arith: Copy {
         crate::topk::compare_strip_generic(scores, x)
     }
 
-    /// Scores of one query against item rows where they lie (see `topk::score_rows_generic`).
+    /// Scores of a few queries (`k` long each, `scores.len()` of them) against item rows where
+    /// they lie (see `topk::score_rows_generic`).
     #[inline(always)]
-    fn score_rows<T: crate::Real>(query: &[T], rows: &[&[T]; ROWS]) -> [T; ROWS] {
-        crate::topk::score_rows_generic::<T, Self>(query, rows)
+    fn score_rows<T: crate::Real>(queries: &[T], rows: &[&[T]; ROWS], scores: &mut [[T; ROWS]]) {
+        crate::topk::score_rows_generic::<T, Self>(queries, rows, scores)
     }
 }
 
@@ -191,18 +192,19 @@ impl Arith for Fused {
     }
 
     #[inline(always)]
-    fn score_rows<T: crate::Real>(query: &[T], rows: &[&[T]; ROWS]) -> [T; ROWS] {
+    fn score_rows<T: crate::Real>(queries: &[T], rows: &[&[T]; ROWS], scores: &mut [[T; ROWS]]) {
         #[cfg(target_arch = "x86_64")]
         {
-            if let Some(query) = as_f32(query) {
+            if let (Some(queries), Some(out)) =
+                (as_f32(queries), as_f32_mut(scores.as_flattened_mut()))
+            {
                 let rows: [&[f32]; ROWS] =
                     std::array::from_fn(|j| as_f32(rows[j]).expect("T is f32 here"));
                 // SAFETY: as for `dot`.
-                let scores = unsafe { avx2::score_rows_f32(query, &rows) };
-                return std::array::from_fn(|j| T::from_f32(scores[j]));
+                return unsafe { avx2::score_rows_f32(queries, &rows, out) };
             }
         }
-        crate::topk::score_rows_generic::<T, Self>(query, rows)
+        crate::topk::score_rows_generic::<T, Self>(queries, rows, scores)
     }
 }
 
@@ -355,40 +357,51 @@ mod avx2 {
         ]
     }
 
-    /// One query against `ROWS` item rows where they lie: blocks of 8 x 8 transposed in
-    /// registers so that each lane accumulates one row, two independent halves of eight rows
-    /// interleaved to cover the FMA latency. Each score is one FMA per factor in order (the
-    /// arithmetic of `score_one`), so it equals the strip kernel's bit for bit.
+    /// A few queries against `ROWS` item rows where they lie: blocks of 8 x 8 transposed in
+    /// registers once for all the queries, so that each lane accumulates one row, two halves of
+    /// eight rows interleaved to cover the FMA latency. Each score is one FMA per factor in
+    /// order (the arithmetic of `score_one`), so it equals the strip kernel's bit for bit.
+    /// `out` holds `ROWS` scores per query.
     #[target_feature(enable = "avx2,fma")]
     #[inline]
     pub(super) unsafe fn score_rows_f32(
-        query: &[f32],
+        queries: &[f32],
         rows: &[&[f32]; crate::topk::ROWS],
-    ) -> [f32; crate::topk::ROWS] {
-        const { assert!(crate::topk::ROWS == 16) };
-        let k = query.len();
-        assert!(rows.iter().all(|row| row.len() >= k));
+        out: &mut [f32],
+    ) {
+        use crate::topk::{PACK_FROM, ROWS};
+        const { assert!(ROWS == 16) };
+        let n_queries = out.len() / ROWS;
+        assert!(n_queries < PACK_FROM && out.len() == n_queries * ROWS);
+        let k = queries.len() / n_queries.max(1);
+        assert!(queries.len() == n_queries * k && rows.iter().all(|row| row.len() >= k));
+        let pq = queries.as_ptr();
         let (low, high) = rows.split_at(8);
-        let (mut acc_low, mut acc_high) = (_mm256_setzero_ps(), _mm256_setzero_ps());
+        let mut acc = [_mm256_setzero_ps(); 2 * PACK_FROM];
         let mut d = 0;
         while d + 8 <= k {
             let (columns_low, columns_high) = (transpose8(low, d), transpose8(high, d));
-            for dd in 0..8 {
-                let q = _mm256_broadcast_ss(&query[d + dd]);
-                acc_low = _mm256_fmadd_ps(q, columns_low[dd], acc_low);
-                acc_high = _mm256_fmadd_ps(q, columns_high[dd], acc_high);
+            for m in 0..n_queries {
+                let (mut acc_low, mut acc_high) = (acc[2 * m], acc[2 * m + 1]);
+                for dd in 0..8 {
+                    let q = _mm256_broadcast_ss(&*pq.add(m * k + d + dd));
+                    acc_low = _mm256_fmadd_ps(q, columns_low[dd], acc_low);
+                    acc_high = _mm256_fmadd_ps(q, columns_high[dd], acc_high);
+                }
+                (acc[2 * m], acc[2 * m + 1]) = (acc_low, acc_high);
             }
             d += 8;
         }
-        let mut scores = [0.0f32; crate::topk::ROWS];
-        _mm256_storeu_ps(scores.as_mut_ptr(), acc_low);
-        _mm256_storeu_ps(scores.as_mut_ptr().add(8), acc_high);
-        for (score, row) in scores.iter_mut().zip(rows) {
-            for dd in d..k {
-                *score = query[dd].mul_add(row[dd], *score);
+        for (m, scores) in out.chunks_exact_mut(ROWS).enumerate() {
+            _mm256_storeu_ps(scores.as_mut_ptr(), acc[2 * m]);
+            _mm256_storeu_ps(scores.as_mut_ptr().add(8), acc[2 * m + 1]);
+            let query = &queries[m * k..(m + 1) * k];
+            for (score, row) in scores.iter_mut().zip(rows) {
+                for dd in d..k {
+                    *score = query[dd].mul_add(row[dd], *score);
+                }
             }
         }
-        scores
     }
 
     /// Bit masks of a strip's scores above and equal to `x`: a compare and a move-mask per
