@@ -336,6 +336,13 @@ def test_recommend_across_item_strips_and_buffer_compaction(case: RecommendCase)
 
 
 @settings(max_examples=30)
+@given(recommend_cases(max_users=100, max_items=300, batch=(16, 60)))
+def test_recommend_batches_of_packed_strips(case: RecommendCase) -> None:
+    """16 users or more: the items are packed into strips (fewer read the rows in place)."""
+    recommend_and_check(case)
+
+
+@settings(max_examples=30)
 @given(recommend_cases(max_users=400, max_items=300, batch=(256, 320)))
 def test_recommend_large_batches_that_stop_early_by_norm(case: RecommendCase) -> None:
     """256 users or more: the items are ordered by norm and each user stops scanning once no
