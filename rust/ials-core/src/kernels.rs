@@ -145,6 +145,13 @@ mod tests {
             .collect()
     }
 
+    /// `B + B^T` for a `k x k` row-major `B`: a symmetric test matrix.
+    fn symmetrised<T: crate::Real>(b: &[T], k: usize) -> Vec<T> {
+        (0..k * k)
+            .map(|ij| b[ij] + b[(ij % k) * k + ij / k])
+            .collect()
+    }
+
     fn close(a: f64, b: f64, scale: f64) -> bool {
         (a - b).abs() <= 1e-5 * scale.max(1.0)
     }
@@ -180,12 +187,7 @@ mod tests {
             let b: Vec<f32> = (0..k * k)
                 .map(|i| ((i * 31 % 17) as f32) / 17.0 - 0.4)
                 .collect();
-            let mut m = vec![0.0f32; k * k];
-            for i in 0..k {
-                for j in 0..k {
-                    m[i * k + j] = b[i * k + j] + b[j * k + i];
-                }
-            }
+            let m = symmetrised(&b, k);
             let v: Vec<f32> = (0..k).map(|i| (i % 7) as f32 / 7.0 - 0.3).collect();
             let naive: Vec<f64> = (0..k)
                 .map(|i| (0..k).map(|j| m[i * k + j] as f64 * v[j] as f64).sum())
@@ -222,12 +224,7 @@ mod tests {
             assert!(y.iter().zip(&expected).all(|(a, b)| close(*a, *b, 1.0)));
 
             let b = vector(k * k, 5);
-            let mut m = vec![0.0; k * k];
-            for i in 0..k {
-                for j in 0..k {
-                    m[i * k + j] = b[i * k + j] + b[j * k + i];
-                }
-            }
+            let m = symmetrised(&b, k);
             let mut out = vec![f64::NAN; k];
             symv::<f64, Unfused>(&m, &x, &mut out);
             for i in 0..k {
@@ -243,12 +240,7 @@ mod tests {
             let b: Vec<f32> = (0..k * k)
                 .map(|i| ((i * 37 % 23) as f32) / 23.0 - 0.45)
                 .collect();
-            let mut m = vec![0.0f32; k * k];
-            for i in 0..k {
-                for j in 0..k {
-                    m[i * k + j] = b[i * k + j] + b[j * k + i];
-                }
-            }
+            let m = symmetrised(&b, k);
             let vs: Vec<f32> = (0..rows * k)
                 .map(|i| (i % 11) as f32 / 11.0 - 0.3)
                 .collect();

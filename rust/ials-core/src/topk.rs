@@ -415,20 +415,19 @@ impl<T: Real> Kernel for ScoreBlock<'_, T> {
         let mut scores = StripScores::default();
         let mut bars = [T::NEG_INFINITY; MICRO];
         for s in self.strips.clone() {
-            let done = |&q: &usize| {
-                self.bounds.is_some_and(|bounds| {
-                    bounds.exhausted(self.first_query + q, s, best[q].threshold)
-                })
-            };
-            let n_done = live.iter().filter(|q| done(q)).count();
-            if n_done == live.len() {
-                break;
-            }
-            // Repacking costs about one query's scores against one strip: worth it once a
-            // whole group's worth of queries is done.
-            if n_done >= MICRO {
-                live.retain(|q| !done(q));
-                groups = self.pack(&live);
+            if let Some(bounds) = self.bounds {
+                let done =
+                    |&q: &usize| bounds.exhausted(self.first_query + q, s, best[q].threshold);
+                let n_done = live.iter().filter(|q| done(q)).count();
+                if n_done == live.len() {
+                    break;
+                }
+                // Repacking costs about one query's scores against one strip: worth it once a
+                // whole group's worth of queries is done.
+                if n_done >= MICRO {
+                    live.retain(|q| !done(q));
+                    groups = self.pack(&live);
+                }
             }
             let strip = self.packed.strip(s);
             let ids = &self.candidate_ids[s * STRIP..self.candidate_ids.len().min((s + 1) * STRIP)];
