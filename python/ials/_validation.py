@@ -75,9 +75,83 @@ def check_sparse(name: str, matrix: Any) -> None:
             f"{name} must be a scipy.sparse matrix or array, got {type(matrix).__name__}"
         )
     if matrix.ndim != 2:
-        raise ValueError(f"{name} must be 2-D, got {matrix.ndim} dimensions")
+        raise ValueError(f"{name} must be 2-dimensional, got shape {matrix.shape}")
     if matrix.dtype.kind not in "biuf":
         raise TypeError(f"{name} must hold real numbers, got dtype {matrix.dtype}")
+    _check_structure(name, matrix)
+
+
+def _check_structure(name: str, matrix: Any) -> None:
+    """The index arrays of a CSR, CSC, BSR or COO ``matrix`` are consistent and in range.
+
+    scipy trusts them once constructed (its attributes can be reassigned), and its C++ routines
+    (conversion, transpose, sorting) read and write out of bounds when they are not; this check
+    runs before any of them touches the data.
+    """
+    fmt = matrix.format
+    if fmt == "coo":
+        row, col = (_index_array(name, what, getattr(matrix, what)) for what in ("row", "col"))
+        data = _data_array(name, matrix.data, 1)
+        if not len(row) == len(col) == len(data):
+            raise ValueError(
+                f"{name} has {len(row)} row indices, {len(col)} column indices and {len(data)} "
+                "values; they must be equally many"
+            )
+        _check_range(name, "row", row, matrix.shape[0])
+        _check_range(name, "column", col, matrix.shape[1])
+        return
+    if fmt not in ("csr", "csc", "bsr"):
+        return  # dia, lil and dok are converted by scipy's pure-Python code, which checks them
+    block = matrix.blocksize if fmt == "bsr" else (1, 1)
+    rows, cols = matrix.shape[0] // block[0], matrix.shape[1] // block[1]
+    major, minor = (cols, rows) if fmt == "csc" else (rows, cols)
+    indptr = _index_array(name, "indptr", matrix.indptr)
+    indices = _index_array(name, "indices", matrix.indices)
+    data = _data_array(name, matrix.data, 3 if fmt == "bsr" else 1)
+    if len(indptr) != major + 1:
+        raise ValueError(
+            f"{name}.indptr must have {major + 1} entries for {major} "
+            f"{'columns' if fmt == 'csc' else 'rows'}, got {len(indptr)}"
+        )
+    if len(indices) != len(data):
+        raise ValueError(
+            f"{name} has {len(indices)} indices but {len(data)} values; they must be equally many"
+        )
+    if indptr[0] != 0:
+        raise ValueError(f"{name}.indptr must start at 0, got {indptr[0]}")
+    steps = np.diff(indptr)
+    if len(steps) and steps.min() < 0:
+        at = int(np.argmax(steps < 0))
+        raise ValueError(
+            f"{name}.indptr must be non-decreasing, got {indptr[at]} then {indptr[at + 1]} "
+            f"at positions {at} and {at + 1}"
+        )
+    if indptr[-1] > len(indices):
+        raise ValueError(
+            f"{name}.indptr ends at {indptr[-1]} but there are only {len(indices)} indices"
+        )
+    _check_range(name, "row" if fmt == "csc" else "column", indices[: indptr[-1]], minor)
+
+
+def _index_array(name: str, what: str, value: Any) -> np.ndarray:
+    if not isinstance(value, np.ndarray) or value.ndim != 1 or value.dtype.kind not in "iu":
+        raise ValueError(f"{name}.{what} must be a 1-D integer array, got {value!r:.80}")
+    return value
+
+
+def _data_array(name: str, value: Any, ndim: int) -> np.ndarray:
+    if not isinstance(value, np.ndarray) or value.ndim != ndim:
+        raise ValueError(f"{name}.data must be a {ndim}-D numpy array, got {value!r:.80}")
+    return value
+
+
+def _check_range(name: str, what: str, indices: np.ndarray, size: int) -> None:
+    if not len(indices):
+        return
+    low, high = indices.min(), indices.max()
+    if low < 0 or high >= size:
+        bad = low if low < 0 else high
+        raise ValueError(f"{name} has {what} index {bad}, outside 0..{size - 1}")
 
 
 def as_csr(matrix: Any, name: str, *, warn: bool = True) -> sp.csr_matrix:

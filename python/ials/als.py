@@ -17,6 +17,7 @@ from ._validation import (
     check_float,
     check_int,
     check_random_state,
+    check_sparse,
     core_rows,
     transpose,
 )
@@ -432,6 +433,8 @@ class AlternatingLeastSquares:
         items score matrix is never formed."""
         users, _ = self._fitted()
         offset = check_int("users_items_offset", users_items_offset, 0)
+        if user_items is not None:
+            check_sparse("user_items", user_items)
         n_rows = users.shape[0] - offset if user_items is None else user_items.shape[0]
         return self.recommend(
             np.arange(offset, offset + max(n_rows, 0)),

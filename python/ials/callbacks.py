@@ -14,6 +14,8 @@ from typing import Any
 import numpy as np
 import scipy.sparse as sp
 
+from ._validation import as_csr
+
 __all__ = ["METRICS", "EarlyStopping", "StopFitting"]
 
 log = logging.getLogger(__name__)
@@ -143,8 +145,8 @@ class EarlyStopping:
         if not np.isfinite(min_delta) or min_delta < 0:
             raise ValueError(f"min_delta must be a finite number >= 0, got {min_delta!r}")
         self.model: Any = model
-        self.train: sp.csr_matrix = sp.csr_matrix(train)
-        self.validation: sp.csr_matrix = sp.csr_matrix(validation)
+        self.train: sp.csr_matrix = as_csr(train, "train", warn=False)
+        self.validation: sp.csr_matrix = as_csr(validation, "validation", warn=False)
         self.metric: str = metric.lower()
         self.k: int = int(k)
         self.patience: int = int(patience)

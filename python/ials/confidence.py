@@ -51,6 +51,8 @@ import numpy as np
 import scipy.sparse as sp
 from numpy.typing import NDArray
 
+from ._validation import check_sparse
+
 __all__ = ["linear", "log"]
 
 _S = TypeVar("_S")
@@ -113,13 +115,8 @@ def _check_scalar(name: str, value: object, *, allow_zero: bool) -> float:
 
 
 def _transform(R: _S, f: Callable[[NDArray[np.float64]], NDArray[np.float64]]) -> _S:
-    if not sp.issparse(R):
-        raise TypeError(f"R must be a scipy.sparse matrix or array, got {type(R).__name__}")
+    check_sparse("R", R)
     mat: Any = R
-    if mat.ndim != 2:
-        raise ValueError(f"R must be 2-dimensional, got shape {mat.shape}")
-    if mat.dtype.kind not in "biuf":
-        raise TypeError(f"R must hold real numbers, got dtype {mat.dtype}")
     out_dtype = np.float64 if mat.dtype == np.float64 else np.float32
     fmt = mat.format
 

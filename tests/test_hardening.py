@@ -1,0 +1,247 @@
+"""Hardening: malformed input, impossible sizes, threads and interrupted saves end in a clear
+Python exception (or the right answer), never in a crash, a hang or corrupted state.
+
+Cases that could kill the interpreter (scipy's and the core's native code reading out of bounds)
+run in a child process (tests/isolated.py), so a crash fails the test instead of the run.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from typing import Any
+
+import ials
+import numpy as np
+import pytest
+import scipy.sparse as sp
+from ials import confidence, evaluation, solver, splits
+from ials.callbacks import EarlyStopping
+from isolated import assert_clean_exit, run_isolated
+
+N_USERS, N_ITEMS = 6, 5
+
+
+def _valid(shape: tuple[int, int]) -> sp.csr_matrix:
+    """Every cell stored, values 1..n (so every row has entries to corrupt)."""
+    dense = np.arange(1, shape[0] * shape[1] + 1, dtype=np.float32).reshape(shape)
+    return sp.csr_matrix(dense)
+
+
+def _set(array: np.ndarray, position: int, value: int) -> np.ndarray:
+    array = array.astype(np.int64)
+    array[position] = value
+    return array
+
+
+# Each builds, from scratch, a matrix of the given shape whose arrays scipy accepted at
+# construction and that was then corrupted by reassigning an attribute (as a buggy caller can).
+def _malformed(kind: str, shape: tuple[int, int]) -> Any:
+    m = _valid(shape)
+    n_rows, n_cols = shape
+    if kind == "negative column":
+        m.indices = _set(m.indices, 0, -1)
+    elif kind == "column == n_cols":
+        m.indices = _set(m.indices, 1, n_cols)
+    elif kind == "int64 column past 2**32":
+        m.indices = _set(m.indices, 0, 2**32 + 1)
+    elif kind == "indptr decreasing":
+        m.indptr = _set(m.indptr, 1, int(m.indptr[2]) + 1 if n_rows > 1 else -1)
+    elif kind == "indptr too short":
+        m.indptr = m.indptr[:-1].copy()
+    elif kind == "indptr not from 0":
+        m.indptr = _set(m.indptr, 0, 1)
+    elif kind == "indptr past the indices":
+        m.indptr = _set(m.indptr, n_rows, len(m.indices) + 3)
+    elif kind == "fewer values than indices":
+        m.data = m.data[:-1].copy()
+    elif kind == "coo row out of range":
+        coo = m.tocoo()
+        coo.row = _set(coo.row, 0, n_rows + 7)
+        return coo
+    elif kind == "coo negative column":
+        coo = m.tocoo()
+        coo.col = _set(coo.col, 2, -3)
+        return coo
+    elif kind == "csc row out of range":
+        csc = m.tocsc()
+        csc.indices = _set(csc.indices, 0, n_rows)
+        return csc
+    elif kind == "nan value":
+        m.data[0] = np.nan
+    elif kind == "inf value":
+        m.data[1] = np.inf
+    else:
+        raise AssertionError(kind)
+    return m
+
+
+STRUCTURAL = [
+    "negative column",
+    "column == n_cols",
+    "int64 column past 2**32",
+    "indptr decreasing",
+    "indptr too short",
+    "indptr not from 0",
+    "indptr past the indices",
+    "fewer values than indices",
+    "coo row out of range",
+    "coo negative column",
+    "csc row out of range",
+]
+NON_FINITE = ["nan value", "inf value"]
+
+
+def _model() -> ials.AlternatingLeastSquares:
+    model = ials.AlternatingLeastSquares(factors=2, iterations=1, random_state=0)
+    model.fit(_valid((N_USERS, N_ITEMS)), show_progress=False)
+    return model
+
+
+def _entry_points() -> dict[str, tuple[str, Callable[[Callable[..., Any]], Any], bool]]:
+    """name -> (argument named in the error, call given a malformed-matrix maker, whether the
+    entry point must also refuse non-finite values)."""
+    model = _model()
+    good = _valid((N_USERS, N_ITEMS))
+    x = np.zeros((N_USERS, 2), dtype=np.float32)
+    y = np.full((N_ITEMS, 2), 0.1, dtype=np.float32)
+    users_items, user_row, item_row = (N_USERS, N_ITEMS), (1, N_ITEMS), (1, N_USERS)
+    return {
+        "fit": (
+            "user_items",
+            lambda bad: _model().fit(bad(users_items), show_progress=False),
+            True,
+        ),
+        "recommend": ("user_items", lambda bad: model.recommend(0, bad(user_row)), True),
+        "recommend batch": (
+            "user_items",
+            lambda bad: model.recommend(np.arange(N_USERS), bad(users_items)),
+            True,
+        ),
+        "recommend recalculate": (
+            "user_items",
+            lambda bad: model.recommend(0, bad(user_row), recalculate_user=True),
+            True,
+        ),
+        "recommend_all": ("user_items", lambda bad: model.recommend_all(bad(users_items)), True),
+        "recalculate_user": (
+            "user_items",
+            lambda bad: model.recalculate_user(0, bad(user_row)),
+            True,
+        ),
+        "recalculate_item": (
+            "item_users",
+            lambda bad: model.recalculate_item(0, bad(item_row)),
+            True,
+        ),
+        "partial_fit_users": (
+            "user_items",
+            lambda bad: model.partial_fit_users([0], bad(user_row)),
+            True,
+        ),
+        "partial_fit_items": (
+            "item_users",
+            lambda bad: model.partial_fit_items([0], bad(item_row)),
+            True,
+        ),
+        "explain": ("user_items", lambda bad: model.explain(0, bad(users_items), 1), True),
+        "similar_items recalculate": (
+            "item_users",
+            lambda bad: model.similar_items(0, recalculate_item=True, item_users=bad(item_row)),
+            True,
+        ),
+        "ranking_metrics_at_k train": (
+            "train_user_items",
+            lambda bad: evaluation.ranking_metrics_at_k(
+                model, bad(users_items), good, show_progress=False
+            ),
+            True,
+        ),
+        "ndcg_at_k test": (
+            "test_user_items",
+            lambda bad: evaluation.ndcg_at_k(model, good, bad(users_items), show_progress=False),
+            True,
+        ),
+        "EarlyStopping": (
+            "validation",
+            lambda bad: EarlyStopping(model, good, bad(users_items)),
+            True,
+        ),
+        "solve_rows": (
+            "user_items",
+            lambda bad: solver.solve_rows(bad(users_items), x, y, 0.1),
+            True,
+        ),
+        "calculate_loss": (
+            "user_items",
+            lambda bad: solver.calculate_loss(bad(users_items), x, y, 0.1),
+            True,
+        ),
+        "train_test_split": (
+            "ratings",
+            lambda bad: splits.train_test_split(bad(users_items)),
+            False,
+        ),
+        "leave_k_out_split": (
+            "ratings",
+            lambda bad: splits.leave_k_out_split(bad(users_items)),
+            False,
+        ),
+        "per_user_split": ("ratings", lambda bad: splits.per_user_split(bad(users_items)), False),
+        "Interactions": ("matrix", lambda bad: ials.Interactions(bad(users_items)), True),
+        "confidence.linear": ("R", lambda bad: confidence.linear(bad(users_items), 2.0), True),
+        "confidence.log": ("R", lambda bad: confidence.log(bad(users_items), 2.0), True),
+    }
+
+
+def malformed_child(kind: str) -> None:
+    """Every entry point on one kind of malformed matrix; prints name -> [exception type,
+    message] (None when the call returned) as JSON."""
+    import warnings
+
+    warnings.simplefilter("ignore")  # conversions from coo/csc warn, irrelevant here
+    outcomes: dict[str, Any] = {}
+    for name, (_, call, _) in _entry_points().items():
+        try:
+            call(lambda shape: _malformed(kind, shape))
+            outcomes[name] = None
+        except Exception as err:  # every outcome is recorded and judged by the parent
+            outcomes[name] = [type(err).__name__, str(err)]
+    print(json.dumps(outcomes))
+
+
+@pytest.mark.parametrize("kind", STRUCTURAL + NON_FINITE)
+def test_malformed_sparse_input_is_a_value_error_naming_the_argument(kind: str) -> None:
+    outcomes = json.loads(
+        assert_clean_exit(run_isolated("test_hardening", "malformed_child", kind))
+    )
+    failures = []
+    for name, (argument, _, finite_only) in _entry_points().items():
+        if kind in NON_FINITE and not finite_only:
+            continue
+        outcome = outcomes[name]
+        if outcome is None or outcome[0] != "ValueError" or argument not in outcome[1]:
+            failures.append(f"{name}: {outcome}")
+    assert not failures, "\n".join(failures)
+
+
+def test_malformed_matrix_is_refused_before_scipy_touches_it() -> None:
+    """The check runs on the caller's arrays as given; the caller's matrix is left unchanged."""
+    bad = _malformed("indptr decreasing", (N_USERS, N_ITEMS))
+    before = [a.copy() for a in (bad.indptr, bad.indices, bad.data)]
+    with pytest.raises(ValueError, match=r"user_items\.indptr must be non-decreasing"):
+        _model().fit(bad, show_progress=False)
+    for old, new in zip(before, (bad.indptr, bad.indices, bad.data), strict=True):
+        np.testing.assert_array_equal(old, new)
+
+
+def test_well_formed_matrices_with_spare_capacity_are_accepted() -> None:
+    """scipy allows index and value arrays longer than indptr[-1]; only the used part counts."""
+    m = _valid((N_USERS, N_ITEMS))
+    m.indices = np.concatenate([m.indices, np.array([-9, 99], dtype=m.indices.dtype)])
+    m.data = np.concatenate([m.data, np.array([np.nan, 1.0], dtype=m.data.dtype)])
+    model = ials.AlternatingLeastSquares(factors=2, iterations=2, random_state=0)
+    model.fit(m, show_progress=False)
+    reference = ials.AlternatingLeastSquares(factors=2, iterations=2, random_state=0)
+    reference.fit(_valid((N_USERS, N_ITEMS)), show_progress=False)
+    np.testing.assert_array_equal(model.user_factors, reference.user_factors)
