@@ -245,3 +245,67 @@ def test_well_formed_matrices_with_spare_capacity_are_accepted() -> None:
     reference = ials.AlternatingLeastSquares(factors=2, iterations=2, random_state=0)
     reference.fit(_valid((N_USERS, N_ITEMS)), show_progress=False)
     np.testing.assert_array_equal(model.user_factors, reference.user_factors)
+
+
+# --- sizes ------------------------------------------------------------------------------------
+
+HUGE_K = 10**7  # a k x k float64 Gram matrix of 800 TB: more than any machine's memory
+
+
+def huge_child(case: str) -> None:
+    """One call that would allocate a huge k x k matrix; prints the exception it raised."""
+    small = _valid((N_USERS, N_ITEMS))
+    wide = np.zeros((N_ITEMS, HUGE_K), dtype=np.float32)
+    try:
+        if case == "fit":
+            ials.AlternatingLeastSquares(factors=HUGE_K).fit(small, show_progress=False)
+        elif case == "gram":
+            solver.gram(wide[:1])
+        elif case == "solve_rows":
+            x = np.zeros((N_USERS, HUGE_K), dtype=np.float32)
+            solver.solve_rows(small, x, wide, 0.1)
+        elif case == "recalculate_user":
+            model = _model()
+            model.user_factors = np.zeros((N_USERS, HUGE_K), dtype=np.float32)
+            model.item_factors = wide
+            model.recalculate_user(0, small[:1])
+        else:
+            raise AssertionError(case)
+    except Exception as err:
+        print(f"{type(err).__name__}: {err}")
+
+
+@pytest.mark.parametrize(
+    ("case", "subject"),
+    [
+        ("fit", f"factors={HUGE_K}"),
+        ("gram", f"y with {HUGE_K} columns"),
+        ("solve_rows", f"x and y with {HUGE_K} columns"),
+        ("recalculate_user", f"factors={HUGE_K}"),
+    ],
+)
+def test_impossible_allocation_is_a_memory_error_naming_the_argument(
+    case: str, subject: str
+) -> None:
+    out = assert_clean_exit(run_isolated("test_hardening", "huge_child", case))
+    assert out.startswith(f"MemoryError: {subject} needs at least "), out
+    assert "of physical memory" in out
+
+
+def test_memory_check_uses_the_machine_size(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A size that fits trains as before; the same call on a (pretended) smaller machine is
+    refused before any factor is drawn."""
+    from ials import _validation
+
+    model = ials.AlternatingLeastSquares(factors=64, iterations=1, random_state=0)
+    model.fit(_valid((N_USERS, N_ITEMS)), show_progress=False)
+    assert model.user_factors is not None
+    # 11 rows x 64 x 4 bytes + 2 x 64 x 64 x 8 bytes = 68,352 bytes
+    monkeypatch.setattr(_validation, "physical_memory", lambda: 68_351)
+    fresh = ials.AlternatingLeastSquares(factors=64, iterations=1, random_state=0)
+    with pytest.raises(MemoryError, match=r"factors=64 needs at least 66\.8 KiB .* 66\.7 KiB"):
+        fresh.fit(_valid((N_USERS, N_ITEMS)), show_progress=False)
+    assert fresh.user_factors is None
+    monkeypatch.setattr(_validation, "physical_memory", lambda: 68_352)
+    fresh.fit(_valid((N_USERS, N_ITEMS)), show_progress=False)
+    np.testing.assert_array_equal(fresh.user_factors, model.user_factors)

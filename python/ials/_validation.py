@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 import numbers
+import os
 import warnings
 from typing import Any, NamedTuple
 
@@ -38,6 +39,35 @@ def check_float(name: str, value: Any, minimum: float = 0.0) -> float:
     if not math.isfinite(number) or number < minimum:
         raise ValueError(f"{name} must be a finite number >= {minimum}, got {value!r}")
     return number
+
+
+def physical_memory() -> int | None:
+    """Bytes of physical memory of this machine, None where the platform does not say."""
+    try:
+        return int(os.sysconf("SC_PAGE_SIZE")) * int(os.sysconf("SC_PHYS_PAGES"))
+    except (AttributeError, ValueError, OSError):  # no sysconf (Windows) or no such name
+        return None
+
+
+def _bytes(n: int) -> str:
+    if n < 1024:
+        return f"{n} bytes"
+    units = ("KiB", "MiB", "GiB", "TiB", "PiB")
+    power = min(int(math.log(n, 1024)), len(units))
+    return f"{n / 1024**power:.1f} {units[power - 1]}"
+
+
+def check_memory(subject: str, nbytes: int, purpose: str) -> None:
+    """Raises ``MemoryError`` naming ``subject`` (the argument and its value) before a call
+    allocates ``nbytes`` (at least) when that is more than the machine's physical memory: such an
+    allocation either fails inside native code, which aborts the process, or swaps the machine
+    to a halt."""
+    limit = physical_memory()
+    if limit is not None and nbytes > limit:
+        raise MemoryError(
+            f"{subject} needs at least {_bytes(nbytes)} for {purpose}, more than the "
+            f"{_bytes(limit)} of physical memory"
+        )
 
 
 def check_random_state(value: Any) -> np.random.Generator | np.random.RandomState:

@@ -16,13 +16,14 @@ from ._validation import (
     check_dtype,
     check_float,
     check_int,
+    check_memory,
     check_random_state,
     check_sparse,
     core_rows,
     transpose,
 )
 from .callbacks import run_callback
-from .solver import Objective, gram, half_sweep, loss
+from .solver import Objective, check_gram_memory, gram, half_sweep, loss
 
 log = logging.getLogger(__name__)
 
@@ -192,6 +193,12 @@ class AlternatingLeastSquares:
         threads = int(self.num_threads)
         csr = as_csr(user_items, "user_items")
         n_users, n_items = csr.shape
+        k = int(self.factors)
+        check_memory(
+            f"factors={k}",
+            (n_users + n_items) * k * dtype.itemsize + 2 * k * k * 8,
+            f"{n_users} user and {n_items} item factor rows and the {k} x {k} Gram matrix",
+        )
         user_rows, item_rows = core_rows(csr), core_rows(transpose(csr))
         self._initialise(n_users, n_items, dtype)
         x, y = self.user_factors, self.item_factors
@@ -267,6 +274,7 @@ class AlternatingLeastSquares:
     ) -> np.ndarray:
         """Exact solve of each row of ``rows`` against ``fixed`` (fold-in), with the training
         objective."""
+        check_gram_memory(f"factors={fixed.shape[1]}", fixed.shape[1])
         csr = as_csr(rows, name, warn=False)
         solved = np.zeros((csr.shape[0], fixed.shape[1]), dtype=fixed.dtype)
         half_sweep(
@@ -277,6 +285,7 @@ class AlternatingLeastSquares:
     def _item_side_gram(self) -> np.ndarray:
         _, items = self._fitted()
         if self._item_gram is None:  # cached: every fold-in and explanation of a user needs it
+            check_gram_memory(f"factors={items.shape[1]}", items.shape[1])
             self._item_gram = gram(items, self._threads())
         return self._item_gram
 

@@ -12,7 +12,15 @@ from typing import Any
 import numpy as np
 
 from . import _core
-from ._validation import CoreRows, as_csr, check_factor_matrix, check_float, check_int, core_rows
+from ._validation import (
+    CoreRows,
+    as_csr,
+    check_factor_matrix,
+    check_float,
+    check_int,
+    check_memory,
+    core_rows,
+)
 
 _SOLVE: dict[np.dtype[Any], Callable[..., Any]] = {
     np.dtype(np.float32): _core.solve_rows_f32,
@@ -31,10 +39,17 @@ _LOSS: dict[np.dtype[Any], Callable[..., Any]] = {
 }
 
 
+def check_gram_memory(subject: str, k: int) -> None:
+    """``MemoryError`` naming ``subject`` when a ``k x k`` float64 Gram matrix and one row system
+    of that size (what every solve holds at least) cannot fit in memory."""
+    check_memory(subject, 2 * k * k * 8, f"the {k} x {k} Gram matrix and row system")
+
+
 def gram(y: np.ndarray, num_threads: int = 0) -> np.ndarray:
     """``y.T @ y`` as a float64 ``k x k`` array, summed in a fixed order (same bytes for any
     ``num_threads``)."""
     y = check_factor_matrix("y", y)
+    check_gram_memory(f"y with {y.shape[1]} columns", y.shape[1])
     num_threads = check_int("num_threads", num_threads, 0)
     return _GRAM[y.dtype](y, num_threads)
 
@@ -94,6 +109,7 @@ def solve_rows(
         raise ValueError(f"x has {x.shape[1]} factors but y has {y.shape[1]}")
     if not x.flags.writeable:
         raise ValueError("x must be writeable: it is solved in place")
+    check_gram_memory(f"x and y with {x.shape[1]} columns", x.shape[1])
     objective = check_objective(regularization, alpha, regularization_exponent, unobserved_weight)
     cg_steps = check_int("cg_steps", cg_steps, 1)
     num_threads = check_int("num_threads", num_threads, 0)
@@ -162,6 +178,7 @@ def calculate_loss(
     y = check_factor_matrix("item_factors", item_factors, rows=csr.shape[1], dtype=x.dtype)
     if x.shape[1] != y.shape[1]:
         raise ValueError(f"user_factors has {x.shape[1]} factors but item_factors has {y.shape[1]}")
+    check_gram_memory(f"user_factors and item_factors with {x.shape[1]} columns", x.shape[1])
     objective = check_objective(regularization, alpha, regularization_exponent, unobserved_weight)
     num_threads = check_int("num_threads", num_threads, 0)
     return loss(core_rows(csr), x, y, objective, num_threads)
