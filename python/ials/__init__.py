@@ -13,6 +13,7 @@ from ._validation import ParameterWarning
 from .als import AlternatingLeastSquares
 from .callbacks import EarlyStopping
 from .interactions import Interactions
+from .recommender import Confidence, Recommender
 from .solver import calculate_loss, gram, solve_rows
 
 try:
@@ -22,9 +23,11 @@ except PackageNotFoundError:  # running from a source tree that was never instal
 
 __all__ = [
     "AlternatingLeastSquares",
+    "Confidence",
     "EarlyStopping",
     "Interactions",
     "ParameterWarning",
+    "Recommender",
     "__version__",
     "calculate_loss",
     "callbacks",

@@ -13,7 +13,10 @@ member per entry, every one a plain (never an object) array:
 * ``user_factors``, ``item_factors`` (absent for an unfitted model);
 * optionally the training interactions with their raw ids (``interactions_user_ids``,
   ``interactions_item_ids``, and the CSR arrays ``interactions_indptr``,
-  ``interactions_indices``, ``interactions_data``).
+  ``interactions_indices``, ``interactions_data``);
+* optionally the confidence transform the model was trained with (``confidence`` (str, a name
+  of :class:`ials.Confidence`), ``confidence_alpha``, ``confidence_eps``), written by
+  :meth:`ials.Recommender.save`.
 
 Because the parameter names are implicit's, implicit's ``load`` reads these files too. Files
 written by implicit 0.7.3's ``save`` (no ``ials_*`` entries, no checksum) are loaded after the
@@ -73,6 +76,8 @@ _INTERACTIONS = (
     "interactions_indices",
     "interactions_data",
 )
+_CONFIDENCE = {"confidence": "str", "confidence_alpha": "float", "confidence_eps": "float"}
+Transform = tuple[str, float, float]  # a confidence transform: name, alpha, eps
 _META = ("ials_format", "ials_format_version", "ials_note", "ials_checksum")
 _IMPLICIT_KEYS = {
     "user_factors",
@@ -190,9 +195,15 @@ def _parameter_entries(model: Any) -> tuple[dict[str, np.ndarray], str]:
     return entries, "; ".join(notes)
 
 
-def save_model(model: Any, fileobj_or_path: Any, interactions: Any = None) -> None:
+def save_model(
+    model: Any,
+    fileobj_or_path: Any,
+    interactions: Any = None,
+    confidence: Transform | None = None,
+) -> None:
     """Writes ``model`` (and, optionally, the interactions it was trained on with their raw
-    ids) to a checksummed ``.npz``; atomically when given a path."""
+    ids, and its confidence transform as (name, alpha, eps)) to a checksummed ``.npz``;
+    atomically when given a path."""
     model._check_parameters()
     parameters, note = _parameter_entries(model)
     # The format entries come first in the archive: a damaged central directory that lists only
@@ -220,6 +231,11 @@ def save_model(model: Any, fileobj_or_path: Any, interactions: Any = None) -> No
         entries["interactions_indptr"] = np.asarray(matrix.indptr, dtype=np.int64)
         entries["interactions_indices"] = np.asarray(matrix.indices, dtype=np.int32)
         entries["interactions_data"] = np.asarray(matrix.data, dtype=np.float32)
+    if confidence is not None:
+        name, alpha, eps = confidence
+        entries["confidence"] = np.array(str(name))
+        entries["confidence_alpha"] = np.array(float(alpha), dtype=np.float64)
+        entries["confidence_eps"] = np.array(float(eps), dtype=np.float64)
     entries["ials_checksum"] = np.array(_checksum(entries))
     _parse("the model", entries)  # never write a file that would not load
     target = model_path(fileobj_or_path)
@@ -321,6 +337,7 @@ class _Parsed:
     item_factors: np.ndarray | None
     interactions: tuple[sp.csr_matrix, np.ndarray, np.ndarray] | None
     note: str
+    confidence: Transform | None = None
 
 
 def _check_ials_header(where: str, entries: dict[str, np.ndarray]) -> str:
@@ -342,7 +359,7 @@ def _check_ials_header(where: str, entries: dict[str, np.ndarray]) -> str:
         raise ValueError(
             f"{where} fails its checksum: the file was modified or corrupted after it was written"
         )
-    allowed = set(_META) | set(_PARAMETERS) | set(_FACTORS) | set(_INTERACTIONS)
+    allowed = set(_META) | set(_PARAMETERS) | set(_FACTORS) | set(_INTERACTIONS) | set(_CONFIDENCE)
     unknown = sorted(set(entries) - allowed)
     if unknown:
         raise ValueError(f"{where} holds unexpected entries: {', '.join(unknown)}")
@@ -441,7 +458,19 @@ def _parse(where: str, entries: dict[str, np.ndarray]) -> _Parsed:
         except (TypeError, ValueError) as err:
             raise ValueError(f"{where}: {err}") from err
     users, items = _factors(where, entries, parameters)
-    return _Parsed(parameters, users, items, _interactions(where, entries, users, items), note)
+    interactions = _interactions(where, entries, users, items)
+    return _Parsed(parameters, users, items, interactions, note, _confidence(where, entries))
+
+
+def _confidence(where: str, entries: dict[str, np.ndarray]) -> Transform | None:
+    """(name, alpha, eps) of the saved transform; its values are checked by ials.Confidence."""
+    present = [name in entries for name in _CONFIDENCE]
+    if not any(present):
+        return None
+    if not all(present):
+        raise ValueError(f"{where}: the saved confidence transform is incomplete")
+    name, alpha, eps = (_scalar(where, entries, key, kind) for key, kind in _CONFIDENCE.items())
+    return str(name), float(alpha), float(eps)
 
 
 def _load(fileobj_or_path: Any) -> _Parsed:
@@ -472,6 +501,14 @@ def load_with_interactions(
     """The model and, when the file holds them, its (matrix, user ids, item ids), read once."""
     parsed = _load(fileobj_or_path)
     return _model(cls, parsed), parsed.interactions
+
+
+def load_bundle(
+    cls: Any, fileobj_or_path: Any
+) -> tuple[Any, tuple[sp.csr_matrix, np.ndarray, np.ndarray] | None, Transform | None]:
+    """The model, its saved interactions and its confidence transform (None when absent)."""
+    parsed = _load(fileobj_or_path)
+    return _model(cls, parsed), parsed.interactions, parsed.confidence
 
 
 def load_interactions(fileobj_or_path: Any) -> tuple[sp.csr_matrix, np.ndarray, np.ndarray]:

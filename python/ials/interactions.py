@@ -137,6 +137,9 @@ def _ids_from_text(name: str, values: list[str], lines: list[int], path: Path) -
 def _coerce_query(values: np.ndarray, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Queries in the type of ``ids`` (ints written as text match int ids and vice versa), and a
     mask of the queries that could be converted."""
+    if ids.dtype.kind == "U" and values.dtype.kind == "U":
+        # A cast to the ids' width would cut a longer query, which could then match another id.
+        return values, np.ones(values.shape, dtype=bool)
     if ids.dtype.kind == values.dtype.kind or values.size == 0:
         return values.astype(ids.dtype, copy=False), np.ones(values.shape, dtype=bool)
     if ids.dtype.kind == "U":  # int queries against string ids
