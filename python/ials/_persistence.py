@@ -204,7 +204,7 @@ def save_model(
     """Writes ``model`` (and, optionally, the interactions it was trained on with their raw
     ids, and its confidence transform as (name, alpha, eps)) to a checksummed ``.npz``;
     atomically when given a path."""
-    model._check_parameters()
+    model.fit_settings()  # checks every parameter
     parameters, note = _parameter_entries(model)
     # The format entries come first in the archive: a damaged central directory that lists only
     # the first members still shows an ials file (whose checksum then fails), never a file that

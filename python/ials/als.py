@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import logging
-import time
 from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 
 from . import _core, _ranking
-from ._progress import Progress
+from ._training import Callback, FitSettings, LocalHalfSweeps, train
 from ._validation import (
     as_csr,
     check_dtype,
@@ -22,13 +21,11 @@ from ._validation import (
     core_rows,
     transpose,
 )
-from .callbacks import run_callback
-from .solver import Objective, check_gram_memory, gram, half_sweep, loss
+from .solver import Objective, check_gram_memory, gram, half_sweep
 
 log = logging.getLogger(__name__)
 
 RandomState = None | int | np.random.Generator | np.random.RandomState
-Callback = Callable[[int, float, "float | None"], Any]
 
 
 def _random_factors(
@@ -133,7 +130,7 @@ class AlternatingLeastSquares:
         self.unobserved_weight = unobserved_weight
         self.user_factors = None
         self.item_factors = None
-        self._check_parameters()
+        self.fit_settings()  # checks every parameter
 
     # The factor matrices are plain numpy arrays; assigning one drops what was derived from it.
     @property
@@ -155,16 +152,27 @@ class AlternatingLeastSquares:
         self._item_norms: np.ndarray | None = None
         self._item_gram: np.ndarray | None = None
 
-    def _check_parameters(self) -> None:
-        """Checks every parameter (they are plain attributes and may be changed after __init__)."""
+    def fit_settings(self) -> FitSettings:
+        """Every parameter a fit uses, checked (they are plain attributes and may be changed after
+        ``__init__``): with :meth:`starting_factors`, what a driver that trains this model by
+        other means (:func:`ials.distributed.fit`) takes from it."""
         check_int("factors", self.factors, 1)
-        check_dtype(self.dtype)
-        check_int("iterations", self.iterations, 0)
-        check_int("cg_steps", self.cg_steps, 1)
-        check_int("num_threads", self.num_threads, 0)
-        self._objective()
+        dtype = check_dtype(self.dtype)
+        iterations = check_int("iterations", self.iterations, 0)
+        cg_steps = check_int("cg_steps", self.cg_steps, 1)
+        num_threads = check_int("num_threads", self.num_threads, 0)
+        objective = self._objective()
         if not isinstance(self.random_state, np.random.Generator | np.random.RandomState):
             check_random_state(self.random_state)  # raises for an unsupported type
+        return FitSettings(
+            objective=objective,
+            dtype=dtype,
+            use_cg=bool(self.use_cg),
+            cg_steps=cg_steps,
+            num_threads=num_threads,
+            iterations=iterations,
+            calculate_training_loss=bool(self.calculate_training_loss),
+        )
 
     def _objective(self) -> Objective:
         return (
@@ -186,51 +194,39 @@ class AlternatingLeastSquares:
         ``ials.callbacks.StopFitting`` ends training after that sweep (``ials.EarlyStopping``
         does).
         """
-        self._check_parameters()
-        objective = self._objective()
-        dtype = check_dtype(self.dtype)
-        cg_steps = int(self.cg_steps)
-        threads = int(self.num_threads)
+        settings = self.fit_settings()
         csr = as_csr(user_items, "user_items")
         n_users, n_items = csr.shape
         k = int(self.factors)
         check_memory(
             f"factors={k}",
-            (n_users + n_items) * k * dtype.itemsize + 2 * k * k * 8,
+            (n_users + n_items) * k * settings.dtype.itemsize + 2 * k * k * 8,
             f"{n_users} user and {n_items} item factor rows and the {k} x {k} Gram matrix",
         )
         user_rows, item_rows = core_rows(csr), core_rows(transpose(csr))
-        self._initialise(n_users, n_items, dtype)
-        x, y = self.user_factors, self.item_factors
-        assert x is not None and y is not None
+        x, y = self.starting_factors(n_users, n_items)
+        train(
+            self,
+            LocalHalfSweeps(user_rows, item_rows, x, y, settings),
+            settings,
+            show_progress,
+            callback,
+        )
 
-        current_loss: float | None = None
-        self.user_factors, self.item_factors = x, y  # drops caches even if a callback raises
-        with Progress(self.iterations, show_progress) as progress:
-            for iteration in range(self.iterations):
-                start = time.perf_counter()
-                half_sweep(user_rows, x, y, None, objective, bool(self.use_cg), cg_steps, threads)
-                half_sweep(item_rows, y, x, None, objective, bool(self.use_cg), cg_steps, threads)
-                if self.calculate_training_loss:
-                    current_loss = loss(user_rows, x, y, objective, threads)
-                    if not show_progress:
-                        log.info("iteration %d: loss %.6g", iteration, current_loss)
-                progress.update(current_loss)
-                if not run_callback(callback, iteration, time.perf_counter() - start, current_loss):
-                    break
-        # Solved in place: whatever was derived from the previous factors is stale.
-        self.user_factors, self.item_factors = x, y
-
-    def _initialise(self, n_users: int, n_items: int, dtype: np.dtype[Any]) -> None:
-        """Keeps factors that fit (cast to ``dtype`` if needed); draws new ones otherwise."""
-        k = int(self.factors)
+    def starting_factors(self, n_users: int, n_items: int) -> tuple[np.ndarray, np.ndarray]:
+        """The user and item factors a fit on ``n_users x n_items`` data starts from, now held by
+        the model: the current ones when their shapes fit (cast to ``dtype`` if needed),
+        otherwise new ones drawn from ``random_state``."""
+        dtype = check_dtype(self.dtype)
+        k = check_int("factors", self.factors, 1)
         current = (self.user_factors, self.item_factors)
         if all(
             isinstance(f, np.ndarray) and f.ndim == 2 and f.shape == (rows, k)
             for f, rows in zip(current, (n_users, n_items), strict=True)
         ):
-            self.user_factors, self.item_factors = (self._usable(f, dtype) for f in current)
-            return
+            users, items = (self._usable(f, dtype) for f in current)
+            self.user_factors, self.item_factors = users, items
+            return users, items
         if any(f is not None for f in current):
             log.info(
                 "factor shapes do not fit %d x %d data with %d factors: re-initialising",
@@ -239,8 +235,10 @@ class AlternatingLeastSquares:
                 k,
             )
         rng = check_random_state(self.random_state)
-        self.user_factors = _random_factors(rng, n_users, k, dtype)
-        self.item_factors = _random_factors(rng, n_items, k, dtype)
+        users = _random_factors(rng, n_users, k, dtype)
+        items = _random_factors(rng, n_items, k, dtype)
+        self.user_factors, self.item_factors = users, items
+        return users, items
 
     @staticmethod
     def _usable(factors: Any, dtype: np.dtype[Any]) -> np.ndarray:
@@ -255,9 +253,9 @@ class AlternatingLeastSquares:
     # ----------------------------------------------------------------------------------------
     # Ranking
 
-    def _fitted(self) -> tuple[np.ndarray, np.ndarray]:
-        """The factors as C-contiguous arrays of the same dtype (assigned factors may be views
-        or Fortran-ordered; the Rust core reads rows)."""
+    def fitted_factors(self) -> tuple[np.ndarray, np.ndarray]:
+        """The user and item factors as C-contiguous arrays of the same dtype (assigned factors may
+        be views or Fortran-ordered; the Rust core reads rows); ValueError before a fit."""
         if self.user_factors is None or self.item_factors is None:
             raise ValueError("the model is not fitted: call fit() first")
         users, items = self.user_factors, self.item_factors
@@ -283,7 +281,7 @@ class AlternatingLeastSquares:
         return solved
 
     def _item_side_gram(self) -> np.ndarray:
-        _, items = self._fitted()
+        _, items = self.fitted_factors()
         if self._item_gram is None:  # cached: every fold-in and explanation of a user needs it
             check_gram_memory(f"factors={items.shape[1]}", items.shape[1])
             self._item_gram = gram(items, self._threads())
@@ -292,7 +290,7 @@ class AlternatingLeastSquares:
     def recalculate_user(self, userid: Any, user_items: Any) -> np.ndarray:
         """The user vectors an exact solve of ``user_items`` (one row per id) gives against the
         current item factors, without storing them; works for users never seen in training."""
-        _, items = self._fitted()
+        _, items = self.fitted_factors()
         ids, single = _ranking.as_ids("userid", userid, np.iinfo(np.int32).max)
         rows = _ranking.rows_for("user_items", user_items, len(ids), items.shape[0])
         solved = self._solve_exact(rows, "user_items", items, self._item_side_gram())
@@ -301,7 +299,7 @@ class AlternatingLeastSquares:
     def recalculate_item(self, itemid: Any, item_users: Any) -> np.ndarray:
         """The item vectors an exact solve of ``item_users`` (one row per id, users as columns)
         gives against the current user factors, without storing them."""
-        users, _ = self._fitted()
+        users, _ = self.fitted_factors()
         ids, single = _ranking.as_ids("itemid", itemid, np.iinfo(np.int32).max)
         rows = _ranking.rows_for("item_users", item_users, len(ids), users.shape[0])
         solved = self._solve_exact(rows, "item_users", users, None)
@@ -311,7 +309,7 @@ class AlternatingLeastSquares:
         """Solve these users exactly against the current item factors and store them (row j of
         ``user_items`` for ``userids[j]``); ids beyond the current range grow ``user_factors`` with
         zero rows. Item factors do not change."""
-        users, items = self._fitted()
+        users, items = self.fitted_factors()
         ids, _ = _ranking.as_ids("userids", userids, np.iinfo(np.int32).max)
         rows = _ranking.rows_for("user_items", user_items, len(ids), items.shape[0])
         solved = self._solve_exact(rows, "user_items", items, self._item_side_gram())
@@ -321,7 +319,7 @@ class AlternatingLeastSquares:
         """Solve these items exactly against the current user factors and store them (row j of
         ``item_users``, items x users, for ``itemids[j]``); ids beyond the current range grow
         ``item_factors``. User factors do not change."""
-        users, items = self._fitted()
+        users, items = self.fitted_factors()
         ids, _ = _ranking.as_ids("itemids", itemids, np.iinfo(np.int32).max)
         rows = _ranking.rows_for("item_users", item_users, len(ids), users.shape[0])
         solved = self._solve_exact(rows, "item_users", users, None)
@@ -347,7 +345,7 @@ class AlternatingLeastSquares:
         """
         from scipy.linalg import cho_factor, cho_solve
 
-        _, items = self._fitted()
+        _, items = self.fitted_factors()
         (item,), _ = _ranking.as_ids("itemid", itemid, items.shape[0])
         n = _ranking.check_n(N)
         row = self._user_row(userid, user_items, items.shape[0])
@@ -404,7 +402,7 @@ class AlternatingLeastSquares:
         returns fewer, the batch form pads each row with id -1 and score -inf. Filtered items are
         never returned (implicit returns them with score -3.4e38).
         """
-        users, item_factors = self._fitted()
+        users, item_factors = self.fitted_factors()
         n = _ranking.check_n(N)
         upper = np.iinfo(np.int32).max if recalculate_user else users.shape[0]
         ids, single = _ranking.as_ids("userid", userid, upper)
@@ -440,7 +438,7 @@ class AlternatingLeastSquares:
         -inf (implicit returns the ids only). Users are scored in blocks against strips of items
         in parallel, each user only until no remaining item can enter its top N; the full users x
         items score matrix is never formed."""
-        users, _ = self._fitted()
+        users, _ = self.fitted_factors()
         offset = check_int("users_items_offset", users_items_offset, 0)
         if user_items is not None:
             check_sparse("user_items", user_items)
@@ -467,7 +465,7 @@ class AlternatingLeastSquares:
         """The ``N`` items most similar to ``itemid`` (int or array) by cosine of their factors,
         the query item itself included (as implicit). With ``recalculate_item=True`` the query
         vectors are solved from ``item_users`` (one row per id, users as columns)."""
-        users, item_factors = self._fitted()
+        users, item_factors = self.fitted_factors()
         if self._item_norms is None:
             self._item_norms = _ranking.normalized(item_factors)
         if recalculate_item:
@@ -486,7 +484,7 @@ class AlternatingLeastSquares:
     ) -> tuple[np.ndarray, np.ndarray]:
         """The ``N`` users most similar to ``userid`` (int or array) by cosine of their factors,
         the query user included."""
-        user_factors, _ = self._fitted()
+        user_factors, _ = self.fitted_factors()
         if self._user_norms is None:
             self._user_norms = _ranking.normalized(user_factors)
         ids, single = _ranking.as_ids("userid", userid, user_factors.shape[0])
@@ -524,7 +522,7 @@ class AlternatingLeastSquares:
     def score(self, userids: Any, itemids: Any) -> np.ndarray:
         """Predicted preference ``x_u . y_i`` for each (user, item) pair; ``userids`` and
         ``itemids`` broadcast against each other (a scalar pair gives a numpy scalar)."""
-        users, items = self._fitted()
+        users, items = self.fitted_factors()
         u = np.asarray(userids)
         i = np.asarray(itemids)
         u_ids, _ = _ranking.as_ids("userids", u.reshape(-1), users.shape[0])

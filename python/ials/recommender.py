@@ -186,7 +186,7 @@ class Recommender:
     ) -> None:
         if not isinstance(model, AlternatingLeastSquares):
             raise TypeError(f"model must be an AlternatingLeastSquares, got {type(model).__name__}")
-        users, items = model._fitted()
+        users, items = model.fitted_factors()
         if interactions is None:
             interactions = Interactions(sp.csr_matrix((users.shape[0], items.shape[0])))
         elif not isinstance(interactions, Interactions):

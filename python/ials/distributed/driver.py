@@ -4,17 +4,15 @@ it lives and gathers the new rows and their Gram pieces in block order."""
 from __future__ import annotations
 
 import logging
-import time
 from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 
 from .._core import simd_level
-from .._progress import Progress
-from .._validation import check_dtype, check_int
-from ..als import AlternatingLeastSquares, Callback
-from ..callbacks import run_callback
+from .._training import Callback, train
+from .._validation import check_int
+from ..als import AlternatingLeastSquares
 from ..solver import gram
 from .blocks import DistributedInteractions
 from .retries import Broadcast, Client, Future, Runner, Source, scatter_near
@@ -172,10 +170,10 @@ def fit(
     max_retries : int
         How many times one step may resubmit blocks lost with a worker before giving up.
     """
-    model._check_parameters()
-    objective = model._objective()
-    dtype = check_dtype(model.dtype)
-    threads = check_int("num_threads", model.num_threads if num_threads is None else num_threads, 0)
+    settings = model.fit_settings()
+    threads = check_int(
+        "num_threads", settings.num_threads if num_threads is None else num_threads, 0
+    )
     max_retries = check_int("max_retries", max_retries, 0)
     data = user_items
     if not isinstance(user_items, DistributedInteractions):
@@ -187,62 +185,67 @@ def fit(
             raise ValueError("user_items was built with items_side=False: fit needs item blocks")
         _check_kernels(client)
         spec = Spec(
-            *objective,
-            use_cg=bool(model.use_cg),
-            cg_steps=int(model.cg_steps),
+            *settings.objective,
+            use_cg=settings.use_cg,
+            cg_steps=settings.cg_steps,
             num_threads=threads,
-            penalties=bool(model.calculate_training_loss),
+            penalties=settings.calculate_training_loss,
         )
-        _fit(client, data, model, dtype, spec, show_progress, callback, max_retries)
+        x, y = model.starting_factors(*data.shape)
+        sweeps = _ClusterHalfSweeps(
+            Runner(client, max_retries),
+            _Side("users", data._user_blocks, data.user_bounds, x),
+            _Side("items", data._item_blocks, data.item_bounds, y),
+            spec,
+        )
+        try:
+            train(model, sweeps, settings, show_progress, callback)
+        finally:
+            sweeps.release()
     finally:
         if data is not user_items:
             data.close()
 
 
-def _fit(
-    client: Client,
-    data: DistributedInteractions,
-    model: AlternatingLeastSquares,
-    dtype: np.dtype[Any],
-    spec: Spec,
-    show_progress: bool,
-    callback: Callback | None,
-    max_retries: int,
-) -> None:
-    assert data.item_bounds is not None
-    n_users, n_items = data.shape
-    model._initialise(n_users, n_items, dtype)
-    x, y = model.user_factors, model.item_factors
-    assert x is not None and y is not None
-    model.user_factors, model.item_factors = x, y  # drops caches even if a callback raises
-    runner = Runner(client, max_retries)
-    users = _Side("users", data._user_blocks, data.user_bounds, x)
-    items = _Side("items", data._item_blocks, data.item_bounds, y)
-    gram_y = gram(y)
-    fixed_y: Broadcast | None = None
-    current_loss: float | None = None
-    try:
-        with Progress(model.iterations, show_progress) as progress:
-            for iteration in range(model.iterations):
-                start = time.perf_counter()
-                fixed_y = fixed_y or Broadcast(client, y.copy(), gram_y)
-                gram_x, _ = _half_sweep(runner, users, fixed_y, spec)
-                fixed_y.release()
-                fixed_x = Broadcast(client, x.copy(), gram_x)
-                gram_y, item_penalty = _half_sweep(runner, items, fixed_x, spec)
-                fixed_x.release()
-                fixed_y = None
-                if spec.penalties:
-                    fixed_y = Broadcast(client, y.copy(), gram_y)  # reused by the next sweep
-                    current_loss = _loss(runner, users, fixed_y, spec, item_penalty)
-                    if not show_progress:
-                        log.info("iteration %d: loss %.6g", iteration, current_loss)
-                progress.update(current_loss)
-                if not run_callback(callback, iteration, time.perf_counter() - start, current_loss):
-                    break
-    finally:
-        if fixed_y is not None:
-            fixed_y.release()
-        users.release()
-        items.release()
-        model.user_factors, model.item_factors = x, y
+class _ClusterHalfSweeps:
+    """The half-sweeps of a fit on the cluster (:class:`ials._training.HalfSweeps`): the fixed
+    side and its Gram matrix are broadcast, each block is solved where it lives, and the client's
+    copy of the factors receives the new rows."""
+
+    def __init__(self, runner: Runner, users: _Side, items: _Side, spec: Spec) -> None:
+        self._runner = runner
+        self._users = users
+        self._items = items
+        self._spec = spec
+        self._gram_x: np.ndarray | None = None
+        self._gram_y = gram(items.factors)
+        self._item_penalty = 0.0
+        self._fixed_y: Broadcast | None = None
+
+    def _broadcast(self, side: _Side, gram_matrix: np.ndarray) -> Broadcast:
+        return Broadcast(self._runner.client, side.factors.copy(), gram_matrix)
+
+    def solve_users(self) -> None:
+        self._fixed_y = self._fixed_y or self._broadcast(self._items, self._gram_y)
+        self._gram_x, _ = _half_sweep(self._runner, self._users, self._fixed_y, self._spec)
+        self._fixed_y.release()
+
+    def solve_items(self) -> None:
+        assert self._gram_x is not None, "the users are solved first"
+        fixed_x = self._broadcast(self._users, self._gram_x)
+        self._gram_y, self._item_penalty = _half_sweep(
+            self._runner, self._items, fixed_x, self._spec
+        )
+        fixed_x.release()
+        self._fixed_y = None
+
+    def loss(self) -> float:
+        # The broadcast of the new item factors is kept for the next sweep's users.
+        self._fixed_y = self._broadcast(self._items, self._gram_y)
+        return _loss(self._runner, self._users, self._fixed_y, self._spec, self._item_penalty)
+
+    def release(self) -> None:
+        if self._fixed_y is not None:
+            self._fixed_y.release()
+        self._users.release()
+        self._items.release()

@@ -46,7 +46,7 @@ def write_recommendations(
     the client can see; an existing non-empty directory is refused unless ``overwrite=True``,
     which removes the ``part-*.parquet`` files in it first. Returns the paths, in user order.
     """
-    users, item_factors = model._fitted()
+    users, item_factors = model.fitted_factors()
     n = check_int("N", N, 1)
     threads = check_int("num_threads", model.num_threads if num_threads is None else num_threads, 0)
     max_retries = check_int("max_retries", max_retries, 0)
