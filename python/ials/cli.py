@@ -249,6 +249,27 @@ def _similar(args: argparse.Namespace) -> int:
 
 
 # ---------------------------------------------------------------------------------------------
+# serve
+
+
+def _serve(args: argparse.Namespace) -> int:
+    try:
+        from .serve import run
+    except ImportError as err:
+        raise ImportError(
+            f"ials serve needs FastAPI and uvicorn: pip install 'ials[serve]' ({err})"
+        ) from err
+    run(
+        args.model,
+        host=args.host,
+        port=args.port,
+        max_body_bytes=args.max_body_bytes,
+        log_level="warning" if args.quiet else "info",
+    )
+    return 0
+
+
+# ---------------------------------------------------------------------------------------------
 # evaluate
 
 
@@ -536,6 +557,23 @@ def _parser() -> argparse.ArgumentParser:
         lookup.add_argument("-n", type=_positive, default=10, help="how many items")
         _output_arguments(lookup)
         lookup.set_defaults(run=run)
+
+    serve = commands.add_parser(
+        "serve",
+        help="HTTP JSON API for a model bundle (needs the serve extra)",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        description="Serves recommendations, similar items and users, explanations and scores "
+        "by raw id; the OpenAPI schema is at /openapi.json and /docs. POST /admin/reload or "
+        "SIGHUP loads the model file again and swaps it in without failing a request.",
+    )
+    serve.add_argument("model", help="model bundle (or model file) written by ials fit")
+    serve.add_argument("--host", default="127.0.0.1", help="address to listen on")
+    serve.add_argument("--port", type=_integer(0), default=8000, help="TCP port")
+    serve.add_argument(
+        "--max-body-bytes", type=_positive, default=1 << 20, help="larger request bodies get 413"
+    )
+    serve.add_argument("--quiet", action="store_true", help="log warnings only")
+    serve.set_defaults(run=_serve)
 
     evaluate = commands.add_parser(
         "evaluate", help="hold out part of each user's interactions, fit, measure the ranking"
