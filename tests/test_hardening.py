@@ -309,3 +309,38 @@ def test_memory_check_uses_the_machine_size(monkeypatch: pytest.MonkeyPatch) -> 
     monkeypatch.setattr(_validation, "physical_memory", lambda: 68_352)
     fresh.fit(_valid((N_USERS, N_ITEMS)), show_progress=False)
     np.testing.assert_array_equal(fresh.user_factors, model.user_factors)
+
+
+# --- N larger than the number of items ----------------------------------------------------------
+
+HUGE_N = 10**12  # padded to N, one row of ids alone would be 4 TB
+
+
+def test_huge_n_is_clamped_to_the_items_before_allocating() -> None:
+    model = _model()
+    rows = _valid((N_USERS, N_ITEMS))
+    ids, _ = model.recommend(0, rows[0], N=HUGE_N, filter_already_liked_items=False)
+    expected = np.argsort(-(model.item_factors @ model.user_factors[0]), kind="stable")
+    np.testing.assert_array_equal(ids, expected)
+    batch_ids, batch_scores = model.recommend(np.arange(3), rows[:3], N=HUGE_N)
+    assert batch_ids.shape == batch_scores.shape == (3, N_ITEMS)  # every item liked: all padding
+    assert (batch_ids == -1).all() and np.isneginf(batch_scores).all()
+    all_ids, _ = model.recommend_all(rows, N=HUGE_N, filter_already_liked_items=False)
+    assert all_ids.shape == (N_USERS, N_ITEMS)
+    np.testing.assert_array_equal(all_ids[0], expected)
+    similar, _ = model.similar_items(np.arange(2), N=HUGE_N, filter_items=[4])
+    assert similar.shape == (2, N_ITEMS)  # 4 ranked items, then one -1 slot
+    np.testing.assert_array_equal(similar[:, -1], -1)
+    assert len(model.similar_users(1, N=HUGE_N)[0]) == N_USERS
+
+
+def test_cli_recommend_with_huge_n_lists_every_item(
+    tmp_path: Any, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from ials.cli import main
+
+    path = str(tmp_path / "model.npz")
+    _model().save(path)
+    assert main(["recommend", path, "--user", "1", "-n", str(HUGE_N), "--quiet", "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert sorted(r["item"] for r in out["results"]) == list(range(N_ITEMS))

@@ -81,7 +81,10 @@ def top_k(
     eligible: int,
     num_threads: int,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Best ``n`` targets per query row: int32 ids and scores, padded with -1 / -inf."""
+    """Best ``n`` targets per query row: int32 ids and scores, padded with -1 / -inf to
+    ``min(n, len(targets))`` columns."""
+    # Slots past the number of targets could only hold padding: N = 10**9 must not allocate them.
+    n = min(n, len(targets))
     width = min(n, eligible) if len(queries) else 0
     if width == 0:
         ids = np.empty((len(queries), 0), dtype=np.int32)

@@ -399,8 +399,9 @@ class AlternatingLeastSquares:
         the stored one (so users who are new or changed since ``fit`` are served correctly).
         ``filter_items`` are never returned; with ``items`` only those ids are ranked. Results are
         sorted by score, ties by lower item id. Fewer than ``N`` eligible items: the single form
-        returns fewer, the batch form pads each row with id -1 and score -inf. Filtered items are
-        never returned (implicit returns them with score -3.4e38).
+        returns fewer, the batch form pads each row with id -1 and score -inf up to
+        ``min(N, number of items)`` columns. Filtered items are never returned (implicit returns
+        them with score -3.4e38).
         """
         users, item_factors = self.fitted_factors()
         n = _ranking.check_n(N)
@@ -434,10 +435,10 @@ class AlternatingLeastSquares:
     ) -> tuple[np.ndarray, np.ndarray]:
         """``recommend`` for many users at once, with implicit's positional arguments: row j of
         ``user_items`` belongs to user ``users_items_offset + j`` (every user when
-        ``user_items`` is None). Returns ``(ids, scores)`` of shape ``(n, N)``, padded with -1 /
-        -inf (implicit returns the ids only). Users are scored in blocks against strips of items
-        in parallel, each user only until no remaining item can enter its top N; the full users x
-        items score matrix is never formed."""
+        ``user_items`` is None). Returns ``(ids, scores)`` of shape ``(n, min(N, n_items))``,
+        padded with -1 / -inf (implicit returns the ids only). Users are scored in blocks against
+        strips of items in parallel, each user only until no remaining item can enter its top N;
+        the full users x items score matrix is never formed."""
         users, _ = self.fitted_factors()
         offset = check_int("users_items_offset", users_items_offset, 0)
         if user_items is not None:
