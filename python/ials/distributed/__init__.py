@@ -21,10 +21,10 @@ the client gathers the new blocks and sums their Gram pieces in block order.
 ``random_state`` exactly as :meth:`AlternatingLeastSquares.fit` does), the factors are bitwise
 identical to a single-machine fit for any number of workers and blocks. Every row is solved
 independently by the same code; the one reduction, the Gram matrix of the side just solved, is a
-float64 sum of partial sums over fixed blocks of :data:`GRAM_BLOCK_ROWS` rows added in order (see
-``rust/ials-core/src/gram.rs``). Block boundaries are therefore multiples of
-:data:`GRAM_BLOCK_ROWS`, each worker returns the partial Gram matrix of every such chunk of its
-block, and the client adds them in chunk order, the same additions in the same order. This needs
+float64 sum of partial sums over fixed blocks of :data:`GRAM_BLOCK_ROWS` rows added in order.
+Block boundaries are therefore multiples of :data:`GRAM_BLOCK_ROWS`, each worker returns the
+core's partial Gram matrix of every such chunk of its block, and the client adds them in chunk
+order with the core's own summation: the same additions in the same order. This needs
 every worker and the client to run the same ials build with the same kernels
 (:func:`ials.simd_level`); :func:`fit` logs a warning when they differ.
 

@@ -9,15 +9,16 @@ import numpy as np
 import scipy.sparse as sp
 from dask.delayed import delayed as dask_delayed
 
+from .. import _native
 from .._validation import as_csr, check_int, transpose
 from .frames import add_counts, assemble_block, count_partition, is_dask_dataframe, split_partition
 from .retries import Client, Computed, Scattered, Source
 
 _delayed: Any = dask_delayed
 
-GRAM_BLOCK_ROWS = 4096
-"""Rows per partial sum of the core's Gram matrix (``BLOCK_ROWS`` in ``gram.rs``): block
-boundaries are multiples of it so that per-block pieces add up to the single-machine bytes."""
+GRAM_BLOCK_ROWS: int = _native.GRAM_BLOCK_ROWS
+"""Rows per partial sum of the core's Gram matrix: block boundaries are multiples of it so that
+the per-block pieces add up to the single-machine bytes."""
 
 
 def block_bounds(row_interactions: np.ndarray, n_blocks: int) -> np.ndarray:
@@ -55,7 +56,8 @@ class DistributedInteractions:
     Users ``[user_bounds[b], user_bounds[b + 1])`` form user block ``b`` (a CSR matrix of those
     rows with every item as a column); item blocks likewise hold rows of the transpose. Blocks are
     contiguous, balanced by number of interactions, and their boundaries are multiples of
-    :data:`GRAM_BLOCK_ROWS` (so there are at most ``ceil(n_users / 4096)`` user blocks).
+    :data:`GRAM_BLOCK_ROWS` (so there are at most ``ceil(n_users / GRAM_BLOCK_ROWS)`` user
+    blocks).
     Build it once and pass it to :func:`fit` and :func:`write_recommendations` to ship the
     interactions to the cluster only once; :meth:`close` (or a ``with`` block) releases them.
 
@@ -68,8 +70,8 @@ class DistributedInteractions:
         interaction: integer ``user`` and ``item`` ids from 0 and a ``weight`` (the stored value;
         ``weight=None`` for 1). Duplicate (user, item) pairs are summed, as scipy does.
     n_blocks : int, optional
-        Blocks per side (default: the number of workers), capped by the number of 4096-row
-        chunks.
+        Blocks per side (default: the number of workers), capped by the number of
+        :data:`GRAM_BLOCK_ROWS`-row chunks.
     shape : (n_users, n_items), optional
         For a DataFrame: the matrix shape (default: one more than the largest ids).
     user, item, weight : str

@@ -9,7 +9,7 @@ from typing import Any
 
 import numpy as np
 
-from .._core import simd_level
+from .._native import gram_sum, simd_level
 from .._training import Callback, train
 from .._validation import check_int
 from ..als import AlternatingLeastSquares
@@ -91,15 +91,11 @@ def _half_sweep(
 
     results, futures = runner.run(side.name, len(side.blocks), submit)
     side.keep(futures)
-    k = side.factors.shape[1]
-    total = np.zeros((k, k))
-    penalty = 0.0
-    for b, (rows, pieces, block_penalty) in enumerate(results):
+    for b, (rows, _, _) in enumerate(results):
         side.rows(b)[:] = rows
-        for piece in pieces:  # chunk order: the additions of the core's own gram()
-            total += piece
-        penalty += block_penalty
-    return total, penalty
+    # Every block's Gram pieces, in block order: the additions of the core's own gram().
+    total = gram_sum(np.concatenate([pieces for _, pieces, _ in results]))
+    return total, sum(penalty for _, _, penalty in results)
 
 
 def _loss(runner: Runner, users: _Side, fixed: Broadcast, spec: Spec, item_penalty: float) -> float:
@@ -185,7 +181,7 @@ def fit(
             raise ValueError("user_items was built with items_side=False: fit needs item blocks")
         _check_kernels(client)
         spec = Spec(
-            *settings.objective,
+            settings.objective,
             use_cg=settings.use_cg,
             cg_steps=settings.cg_steps,
             num_threads=threads,

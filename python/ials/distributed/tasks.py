@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import os
 import uuid
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -13,19 +12,17 @@ from typing import Any
 import numpy as np
 import scipy.sparse as sp
 
+from .. import _native
+from .._validation import core_rows
 from ..als import AlternatingLeastSquares
-from ..solver import calculate_loss, gram, solve_rows
-from .blocks import GRAM_BLOCK_ROWS
+from ..solver import Objective, half_sweep
 
 
 @dataclass(frozen=True)
 class Spec:
     """What a block's solve and loss need besides their data: the model's checked parameters."""
 
-    regularization: float
-    alpha: float
-    regularization_exponent: float
-    unobserved_weight: float
+    objective: Objective
     use_cg: bool
     cg_steps: int
     num_threads: int
@@ -49,33 +46,6 @@ def aligned_rows(rows: sp.csr_matrix) -> sp.csr_matrix:
     return aligned
 
 
-def _gram_pieces(x: np.ndarray, num_threads: int) -> np.ndarray:
-    """The Gram matrix of each :data:`GRAM_BLOCK_ROWS`-row chunk of ``x``, stacked."""
-    starts = range(0, x.shape[0], GRAM_BLOCK_ROWS)
-    if not starts:
-        return np.zeros((0, x.shape[1], x.shape[1]))
-
-    def piece(start: int) -> np.ndarray:
-        return gram(x[start : start + GRAM_BLOCK_ROWS], 1)
-
-    workers = min(len(starts), num_threads or os.cpu_count() or 1)
-    if workers <= 1:
-        return np.stack([piece(s) for s in starts])
-    with ThreadPoolExecutor(workers) as pool:  # the core releases the GIL
-        return np.stack(list(pool.map(piece, starts)))
-
-
-def _penalty(rows: sp.csr_matrix, x: np.ndarray, spec: Spec) -> float:
-    """``sum_u lambda_u |x_u|^2`` over the block's rows (the objective's regularization term)."""
-    if spec.regularization_exponent == 0.0:
-        lam: Any = spec.regularization
-    else:
-        support = np.diff(rows.indptr) + spec.unobserved_weight * rows.shape[1]
-        lam = spec.regularization * support**spec.regularization_exponent
-    squares = np.einsum("ij,ij->i", x, x, dtype=np.float64)
-    return float(np.sum(lam * squares))
-
-
 def _block_rows(value: np.ndarray | tuple[Any, ...]) -> np.ndarray:
     """A block's rows: scattered from the client, or the result of its previous solve."""
     return value[0] if isinstance(value, tuple) else value
@@ -88,47 +58,24 @@ def solve_task(
     gram_y: np.ndarray,
     spec: Spec,
 ) -> tuple[np.ndarray, np.ndarray, float]:
-    """One block's half-sweep: new rows, their Gram pieces and (optionally) their penalty."""
+    """One block's half-sweep: new rows, the Gram matrices of their blocks of
+    ``GRAM_BLOCK_ROWS`` rows and (optionally) their penalty."""
     x = np.array(_block_rows(x), copy=True, order="C")  # solved in place: never shared memory
-    rows, y, gram_y = aligned_rows(rows), aligned_array(y), aligned_array(gram_y)
-    solve_rows(
-        rows,
-        x,
-        y,
-        spec.regularization,
-        alpha=spec.alpha,
-        use_cg=spec.use_cg,
-        cg_steps=spec.cg_steps,
-        regularization_exponent=spec.regularization_exponent,
-        unobserved_weight=spec.unobserved_weight,
-        gram=gram_y,
-        num_threads=spec.num_threads,
-    )
-    penalty = _penalty(rows, x, spec) if spec.penalties else 0.0
-    return x, _gram_pieces(x, spec.num_threads), penalty
+    block = core_rows(aligned_rows(rows))
+    y, gram_y = aligned_array(y), aligned_array(gram_y)
+    half_sweep(block, x, y, gram_y, spec.objective, spec.use_cg, spec.cg_steps, spec.num_threads)
+    penalty = _native.penalty(block, x, spec.objective) if spec.penalties else 0.0
+    return x, _native.gram_blocks(x, spec.num_threads), penalty
 
 
 def loss_task(
     rows: sp.csr_matrix, x: np.ndarray | tuple[Any, ...], y: np.ndarray, spec: Spec
 ) -> tuple[float, float, float]:
     """(weighted squared error, total confidence weight, penalty of ``x``) of one user block."""
-    rows, x, y = aligned_rows(rows), aligned_array(_block_rows(x)), aligned_array(y)
-    normalised = calculate_loss(
-        rows,
-        x,
-        y,
-        0.0,
-        alpha=spec.alpha,
-        regularization_exponent=spec.regularization_exponent,
-        unobserved_weight=spec.unobserved_weight,
-        num_threads=spec.num_threads,
-    )
-    confidence = np.abs(rows.data) * np.float32(spec.alpha)  # in float32, as the core does
-    weight = float(confidence.sum(dtype=np.float64)) + spec.unobserved_weight * float(
-        rows.shape[0] * rows.shape[1] - rows.nnz
-    )
-    error = normalised * weight if weight > 0 else normalised
-    return error, weight, _penalty(rows, x, spec)
+    block = core_rows(aligned_rows(rows))
+    x, y = aligned_array(_block_rows(x)), aligned_array(y)
+    terms = _native.loss_terms(block, x, y, spec.objective, spec.num_threads)
+    return terms.error, terms.weight, terms.row_penalty
 
 
 @dataclass(frozen=True)
