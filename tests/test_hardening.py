@@ -344,3 +344,42 @@ def test_cli_recommend_with_huge_n_lists_every_item(
     assert main(["recommend", path, "--user", "1", "-n", str(HUGE_N), "--quiet", "--json"]) == 0
     out = json.loads(capsys.readouterr().out)
     assert sorted(r["item"] for r in out["results"]) == list(range(N_ITEMS))
+
+
+# --- partial_fit ids ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("method", "name"), [("users", "userids"), ("items", "itemids")])
+def test_partial_fit_refuses_duplicate_ids(method: str, name: str) -> None:
+    model = _model()
+    before = model.user_factors.copy(), model.item_factors.copy()
+    width = N_ITEMS if method == "users" else N_USERS
+    rows = sp.csr_matrix(np.eye(2, width, dtype=np.float32))
+    with pytest.raises(ValueError, match=rf"{name} holds duplicate ids \(3 is repeated\)"):
+        getattr(model, f"partial_fit_{method}")([3, 3], rows)
+    np.testing.assert_array_equal(model.user_factors, before[0])
+    np.testing.assert_array_equal(model.item_factors, before[1])
+
+
+@pytest.mark.parametrize(("method", "name"), [("users", "userids"), ("items", "itemids")])
+def test_partial_fit_growth_is_bounded(method: str, name: str) -> None:
+    """A model of n rows grows by at most len(ids) + max(n, 1024) rows per call."""
+    model = _model()
+    attribute = f"{method[:-1]}_factors"
+    n = getattr(model, attribute).shape[0]
+    width = N_ITEMS if method == "users" else N_USERS
+    one = sp.csr_matrix(np.ones((1, width), dtype=np.float32))
+    fit = getattr(model, f"partial_fit_{method}")
+    limit = n + 1 + 1024
+    with pytest.raises(ValueError, match=rf"{name} {10**7} would grow .* at most {limit} rows"):
+        fit([10**7], one)
+    with pytest.raises(ValueError, match=rf"{name} {limit} would grow"):
+        fit([limit], one)
+    assert getattr(model, attribute).shape[0] == n
+    fit([limit - 1], one)  # the largest id allowed: zero rows in between
+    grown = getattr(model, attribute)
+    assert grown.shape[0] == limit
+    assert not grown[n : limit - 1].any() and grown[limit - 1].any()
+    # the bound follows the size: a matrix of `limit` rows may now double (plus the one id)
+    fit([2 * limit], one)
+    assert getattr(model, attribute).shape[0] == 2 * limit + 1

@@ -38,10 +38,34 @@ def _random_factors(
     return rng.random_sample((rows, k)).astype(dtype) * dtype.type(0.01)
 
 
-_NORMAL_EQUATIONS: dict[np.dtype[Any], Callable[..., Any]] = {
-    np.dtype(np.float32): _core.normal_equations_f32,
-    np.dtype(np.float64): _core.normal_equations_f64,
-}
+# partial_fit_* may grow a factor matrix of n rows by at most len(ids) + max(n, this) rows per
+# call: new ids may leave gaps, but a stray id (10**7 for a 50-row model) must not silently
+# allocate millions of zero rows.
+GROWTH_SLACK = 1024
+
+
+def _partial_fit_ids(name: str, value: Any, factors: np.ndarray) -> np.ndarray:
+    """The ids of a partial fit: unique, and within the growth bound of ``factors``."""
+    ids, _ = _ranking.as_ids(name, value, np.iinfo(np.int32).max)
+    unique, counts = np.unique(ids, return_counts=True)
+    if (counts > 1).any():
+        raise ValueError(f"{name} holds duplicate ids ({unique[counts > 1][0]} is repeated)")
+    rows = factors.shape[0]
+    limit = rows + len(ids) + max(rows, GROWTH_SLACK)
+    if len(ids) and ids.max() >= limit:
+        raise ValueError(
+            f"{name} {ids.max()} would grow the factors from {rows} to {ids.max() + 1} rows; one "
+            f"call may grow them to at most {limit} rows (current rows + number of ids + "
+            f"max(current rows, {GROWTH_SLACK})): call again to grow further, or assign larger "
+            "factor matrices"
+        )
+    if len(ids) and ids.max() >= rows:
+        check_memory(
+            f"{name} {ids.max()}",
+            (int(ids.max()) + 1) * factors.shape[1] * factors.dtype.itemsize,
+            "the grown factor matrix",
+        )
+    return ids
 
 
 def _store_rows(factors: np.ndarray, ids: np.ndarray, rows: np.ndarray) -> np.ndarray:
@@ -310,7 +334,7 @@ class AlternatingLeastSquares:
         ``user_items`` for ``userids[j]``); ids beyond the current range grow ``user_factors`` with
         zero rows. Item factors do not change."""
         users, items = self.fitted_factors()
-        ids, _ = _ranking.as_ids("userids", userids, np.iinfo(np.int32).max)
+        ids = _partial_fit_ids("userids", userids, users)
         rows = _ranking.rows_for("user_items", user_items, len(ids), items.shape[0])
         solved = self._solve_exact(rows, "user_items", items, self._item_side_gram())
         self.user_factors = _store_rows(users, ids, solved)
@@ -320,7 +344,7 @@ class AlternatingLeastSquares:
         ``item_users``, items x users, for ``itemids[j]``); ids beyond the current range grow
         ``item_factors``. User factors do not change."""
         users, items = self.fitted_factors()
-        ids, _ = _ranking.as_ids("itemids", itemids, np.iinfo(np.int32).max)
+        ids = _partial_fit_ids("itemids", itemids, items)
         rows = _ranking.rows_for("item_users", item_users, len(ids), users.shape[0])
         solved = self._solve_exact(rows, "item_users", users, None)
         self.item_factors = _store_rows(items, ids, solved)
