@@ -16,7 +16,6 @@ normalised vectors are identical, where the lower id must come first).
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -37,14 +36,20 @@ from strategies import DTYPES, problems, random_factors
 # NumPy reference of the ranking (kept apart from tests/reference.py on purpose: plain and short)
 
 
-def reference_ranking(scores: np.ndarray, eligible: np.ndarray, n: int) -> list[np.ndarray]:
-    """Per query row: the ids of its best ``n`` eligible items, best first, ties to lower ids."""
+def reference_ranking(
+    scores: np.ndarray, eligible: np.ndarray, n: int, last: np.ndarray | None = None
+) -> list[np.ndarray]:
+    """Per query row: the ids of its best ``n`` eligible items, best first, ties to lower ids,
+    followed by the ids of ``last`` (liked items among ``items=``) by increasing id."""
     result = []
-    for row_scores, row_eligible in zip(
-        np.asarray(scores, dtype=np.float64), eligible, strict=True
+    for q, (row_scores, row_eligible) in enumerate(
+        zip(np.asarray(scores, dtype=np.float64), eligible, strict=True)
     ):
         ids = np.flatnonzero(row_eligible)
-        result.append(ids[np.argsort(-row_scores[ids], kind="stable")][:n])
+        ranked = ids[np.argsort(-row_scores[ids], kind="stable")]
+        if last is not None:
+            ranked = np.concatenate([ranked, np.flatnonzero(last[q])])
+        result.append(ranked[:n])
     return result
 
 
@@ -81,6 +86,22 @@ def eligibility(
     return mask
 
 
+def liked_among_items(
+    n_queries: int,
+    n_items: int,
+    liked: sp.csr_matrix | None,
+    filter_items: Any = None,
+    items: Any = None,
+) -> np.ndarray | None:
+    """Boolean (n_queries, n_items): the stored entries of ``liked`` among ``items`` and not in
+    ``filter_items``, which recommend ranks after every eligible item (as implicit), or None when
+    there is no ``items`` list or no liked filter."""
+    if items is None or liked is None:
+        return None
+    among = eligibility(n_queries, n_items, None, filter_items, items)
+    return among & ~eligibility(n_queries, n_items, liked)
+
+
 # --------------------------------------------------------------------------------------------
 # Checks
 
@@ -99,10 +120,11 @@ def as_rows(result: tuple[np.ndarray, np.ndarray], single: bool, n: int, n_queri
     rows = []
     for row_ids, row_scores in zip(ids, scores, strict=True):
         count = int((row_ids >= 0).sum())
-        # real entries first, then -1 / -inf padding only
+        # real entries first (their scores are checked by the caller: liked items ranked last
+        # among items= score -inf), then -1 / -inf padding only
         np.testing.assert_array_equal(row_ids[count:], -1)
         assert np.isneginf(row_scores[count:]).all()
-        assert (row_ids[:count] >= 0).all() and np.isfinite(row_scores[:count]).all()
+        assert (row_ids[:count] >= 0).all()
         rows.append((row_ids[:count], row_scores[:count]))
     return rows
 
@@ -114,15 +136,18 @@ def check_exact(
     n: int,
     single: bool,
     dtype: Any,
+    last: np.ndarray | None = None,
 ) -> None:
-    """ids equal to the reference ranking and scores equal to the exact reference scores."""
+    """ids equal to the reference ranking and scores equal to the exact reference scores (-inf
+    for the ``last`` ids)."""
     assert result[1].dtype == np.dtype(dtype)
-    expected = reference_ranking(scores, eligible, n)
+    expected = reference_ranking(scores, eligible, n, last)
     rows = as_rows(result, single, n, len(expected))
     assert len(rows) == len(expected)
     for q, ((ids, got), want) in enumerate(zip(rows, expected, strict=True)):
         np.testing.assert_array_equal(ids, want, err_msg=f"query row {q}")
-        np.testing.assert_array_equal(got, scores[q, want].astype(dtype), err_msg=f"query row {q}")
+        want_scores = np.where(eligible[q, want], scores[q, want], -np.inf).astype(dtype)
+        np.testing.assert_array_equal(got, want_scores, err_msg=f"query row {q}")
 
 
 def check_close_row(
@@ -295,16 +320,12 @@ def recommend_cases(
     )
 
 
-def expected_for(case: RecommendCase) -> tuple[np.ndarray, np.ndarray]:
+def expected_for(case: RecommendCase) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
     scores = case.X[case.user_rows] @ case.Y.T
-    eligible = eligibility(
-        len(case.user_rows),
-        len(case.Y),
-        case.liked if case.filter_liked else None,
-        case.filter_items,
-        case.items,
-    )
-    return scores, eligible
+    shape = (len(case.user_rows), len(case.Y))
+    liked = case.liked if case.filter_liked else None
+    eligible = eligibility(*shape, liked, case.filter_items, case.items)
+    return scores, eligible, liked_among_items(*shape, liked, case.filter_items, case.items)
 
 
 # --------------------------------------------------------------------------------------------
@@ -321,8 +342,8 @@ def recommend_and_check(case: RecommendCase) -> None:
         filter_items=case.filter_items,
         items=case.items,
     )
-    scores, eligible = expected_for(case)
-    check_exact(result, scores, eligible, case.N, case.single, case.dtype)
+    scores, eligible, last = expected_for(case)
+    check_exact(result, scores, eligible, case.N, case.single, case.dtype, last)
 
 
 @given(recommend_cases())
@@ -367,10 +388,10 @@ def test_recommend_all_matches_reference(case: RecommendCase, use_liked: bool) -
         items=case.items,
     )
     scores = case.X @ case.Y.T
-    eligible = eligibility(
-        n_users, n_items, liked if filter_liked else None, case.filter_items, case.items
-    )
-    check_exact(result, scores, eligible, case.N, False, case.dtype)
+    filtered = liked if filter_liked else None
+    eligible = eligibility(n_users, n_items, filtered, case.filter_items, case.items)
+    last = liked_among_items(n_users, n_items, filtered, case.filter_items, case.items)
+    check_exact(result, scores, eligible, case.N, False, case.dtype, last)
     # the same as a batch recommend of every user (which the reference pins down as well)
     batch = model.recommend(
         np.arange(n_users),
@@ -380,7 +401,7 @@ def test_recommend_all_matches_reference(case: RecommendCase, use_liked: bool) -
         filter_items=case.filter_items,
         items=case.items,
     )
-    check_exact(batch, scores, eligible, case.N, False, case.dtype)
+    check_exact(batch, scores, eligible, case.N, False, case.dtype, last)
 
 
 @given(
@@ -454,9 +475,7 @@ def test_n_one_and_n_beyond_the_number_of_items(dtype: Any) -> None:
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
-@pytest.mark.parametrize(
-    "how", ["filter_items", "items_empty", "liked", "items_and_filter", "items_all_liked"]
-)
+@pytest.mark.parametrize("how", ["filter_items", "items_empty", "liked", "items_and_filter"])
 def test_everything_filtered(dtype: Any, how: str) -> None:
     model = make_model(np.ones((3, 2)), np.arange(10.0).reshape(5, 2), dtype)
     all_liked = sp.csr_matrix(np.ones((1, 5), dtype=np.float32))
@@ -466,9 +485,8 @@ def test_everything_filtered(dtype: Any, how: str) -> None:
         "items_empty": {"items": []},
         "liked": {},
         "items_and_filter": {"items": [1, 3], "filter_items": [3, 1]},
-        "items_all_liked": {"items": np.array([2, 0])},
     }[how]
-    liked = all_liked if how in ("liked", "items_all_liked") else none
+    liked = all_liked if how == "liked" else none
     ids, scores = model.recommend(1, liked, N=3, **kwargs)
     assert ids.shape == scores.shape == (0,)
     assert ids.dtype == np.int32 and scores.dtype == np.dtype(dtype)
@@ -480,6 +498,30 @@ def test_everything_filtered(dtype: Any, how: str) -> None:
     ids, scores = model.recommend_all(sp.vstack([liked] * 3).tocsr(), N=2, **kwargs)
     np.testing.assert_array_equal(ids, np.full((3, 2), -1))
     assert np.isneginf(scores).all()
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_liked_items_among_items_come_last(dtype: Any) -> None:
+    """With ``items=``, every listed id is ranked (as implicit): the liked ones after the others,
+    by increasing id, with score -inf; filter_items still removes ids; N still cuts."""
+    model = make_model(np.array([[1.0], [2.0]]), np.arange(6.0).reshape(6, 1), dtype)
+    liked = sp.csr_matrix(np.array([[0, 1, 0, 1, 0, 1], [1, 1, 1, 1, 1, 1]], dtype=np.float32))
+    items = np.array([5, 4, 3, 1, 0])
+    inf = -np.inf
+    ids, scores = model.recommend(0, liked[0], N=10, items=items)
+    np.testing.assert_array_equal(ids, [4, 0, 1, 3, 5])
+    np.testing.assert_array_equal(scores, np.array([4, 0, inf, inf, inf], dtype=dtype))
+    ids, scores = model.recommend(0, liked[0], N=3, items=items, filter_items=[3])
+    np.testing.assert_array_equal(ids, [4, 0, 1])
+    ids, scores = model.recommend([0, 1], liked, N=6, items=items)
+    np.testing.assert_array_equal(ids, [[4, 0, 1, 3, 5, -1], [0, 1, 3, 4, 5, -1]])
+    np.testing.assert_array_equal(
+        scores, np.array([[4, 0, inf, inf, inf, inf], [inf] * 6], dtype=dtype)
+    )
+    assert ids.dtype == np.int32 and scores.dtype == np.dtype(dtype)
+    # without items= the liked items are never returned
+    ids, _ = model.recommend([0, 1], liked, N=6)
+    np.testing.assert_array_equal(ids, [[4, 2, 0, -1, -1, -1], [-1] * 6])
 
 
 def test_some_users_run_out_of_items() -> None:
@@ -734,16 +776,28 @@ def check_same_as_implicit(
     single: bool,
     n: int,
     tol: float,
+    last: np.ndarray | None = None,
 ) -> None:
     """implicit's first ``count`` slots are its real results (the rest are filtered items at
     -3.4e38 or id 0 with score 0). Scores must agree everywhere, ids wherever the float64
-    reference ``scores`` show no tie within 2 tol (implicit breaks ties its own way)."""
+    reference ``scores`` show no tie within 2 tol (implicit breaks ties its own way). With
+    ``last`` (liked items among ``items=``) both rank those next, in their own order: implicit
+    with score -3.4e38, ials by id with score -inf."""
     rows = as_rows(ours, single, n, len(scores))
     their_ids = np.atleast_2d(np.asarray(theirs[0]))
     their_scores = np.atleast_2d(np.asarray(theirs[1], dtype=np.float64))
     order = reference_ranking(scores, eligible, scores.shape[1])
     for q, ((ids, got), ranked) in enumerate(zip(rows, order, strict=True)):
         count = min(n, len(ranked))
+        if last is not None:
+            tail = min(n, len(ranked) + int(last[q].sum())) - count
+            assert len(ids) == count + tail
+            np.testing.assert_array_equal(ids[count:], np.flatnonzero(last[q])[:tail])
+            assert np.isneginf(got[count:]).all()
+            assert set(ids[count:]) == set(their_ids[q, count : count + tail])
+            filtered = -np.finfo(np.asarray(theirs[1]).dtype).max
+            assert (their_scores[q, count : count + tail] == filtered).all()
+            ids, got = ids[:count], got[:count]
         assert len(ids) == count
         want_ids, want = their_ids[q, :count], their_scores[q, :count]
         np.testing.assert_allclose(got, want, rtol=0, atol=2 * tol, err_msg=f"row {q}")
@@ -780,11 +834,12 @@ def test_recommend_same_as_implicit(case: RecommendCase, selection: str) -> None
     ours = make_model(X, Y, case.dtype, case.num_threads).recommend(case.userid, liked, **kwargs)
     userid = case.userid if case.single else np.asarray(case.userid, dtype=np.int64)
     theirs = implicit_model(X, Y, case.dtype).recommend(userid, liked, **kwargs)
-    eligible = eligibility(
-        len(case.user_rows), len(Y), liked if case.filter_liked else None, filter_items, items
-    )
+    shape = (len(case.user_rows), len(Y))
+    filtered = liked if case.filter_liked else None
+    eligible = eligibility(*shape, filtered, filter_items, items)
+    last = liked_among_items(*shape, filtered, filter_items, items)
     scores = X[case.user_rows] @ Y.T
-    check_same_as_implicit(ours, theirs, scores, eligible, case.single, case.N, 1e-5)
+    check_same_as_implicit(ours, theirs, scores, eligible, case.single, case.N, 1e-5, last)
 
 
 @given(similar_cases(), st.sampled_from(["none", "filter_items", "items"]))
@@ -910,18 +965,18 @@ def test_similar_users_rejects_bad_user_selections(model: Any) -> None:
 @pytest.mark.parametrize(
     ("userid", "shape", "expected"),
     [
-        (0, (2, 6), "(1, 6)"),
-        (0, (1, 5), "(1, 6)"),
-        (np.array([0, 1]), (1, 6), "(2, 6)"),
-        (np.array([0, 1]), (4, 6), "(2, 6)"),
-        (np.array([0, 1, 2]), (3, 7), "(3, 6)"),
+        (0, (2, 6), "1 rows"),
+        (np.array([0, 1]), (1, 6), "2 rows"),
+        (np.array([0, 1]), (4, 5), "2 rows"),
+        (np.array([0, 1, 2]), (3, 7), "at most 6 columns"),
     ],
 )
 def test_recommend_rejects_user_items_of_the_wrong_shape(
     model: Any, userid: Any, shape: tuple[int, int], expected: str
 ) -> None:
+    # Fewer columns than items are accepted (tests/test_implicit_dropin.py): not an error here.
     wrong = sp.csr_matrix(shape, dtype=np.float32)
-    message = re.escape(f"user_items must have shape {expected}")
+    message = f"user_items must have .*{expected}"
     with pytest.raises(ValueError, match=message) as info:
         model.recommend(userid, wrong)
     assert str(shape) in str(info.value)  # and says what it got

@@ -18,6 +18,11 @@ _TOP_K: dict[np.dtype[Any], Callable[..., Any]] = {
 }
 
 
+class IdOutOfRangeError(ValueError, IndexError):
+    """An id outside the model's range: a ValueError like every bad argument here, and an
+    IndexError, which is what implicit raises (its tests expect it)."""
+
+
 def as_ids(name: str, value: Any, upper: int) -> tuple[np.ndarray, bool]:
     """``value`` (an int or a 1-D array-like of ints) as int64 ids in ``0..upper``, and whether
     it was a single id."""
@@ -30,7 +35,9 @@ def as_ids(name: str, value: Any, upper: int) -> tuple[np.ndarray, bool]:
         raise ValueError(f"{name} must be an int or a 1-D array of ints, got shape {ids.shape}")
     out_of_range = (ids < 0) | (ids >= upper)
     if out_of_range.any():
-        raise ValueError(f"{name} {ids[out_of_range].flat[0]} is out of range 0..{upper - 1}")
+        raise IdOutOfRangeError(
+            f"{name} {ids[out_of_range].flat[0]} is out of range 0..{upper - 1}"
+        )
     return ids.reshape(-1), single
 
 
@@ -58,16 +65,27 @@ def selection(
     return blocked, candidates, eligible
 
 
+_COLUMNS = {"user_items": "items", "item_users": "users"}
+
+
 def rows_for(name: str, matrix: Any, n_rows: int, n_cols: int) -> sp.csr_matrix:
-    """``matrix`` as canonical CSR with exactly one row per requested id and ``n_cols`` columns."""
+    """``matrix`` as canonical CSR with exactly one row per requested id and ``n_cols`` columns.
+
+    A matrix with fewer columns is widened with empty ones, as implicit reads it: the columns
+    are the model's items (or users) from 0, so data built before ``partial_fit_*`` added some
+    has no interactions with those.
+    """
     if matrix is None:
         raise ValueError(f"{name} is required here (one row per requested id)")
     csr = as_csr(matrix, name, warn=False)
-    if csr.shape != (n_rows, n_cols):
+    if csr.shape[0] != n_rows or csr.shape[1] > n_cols:
         raise ValueError(
-            f"{name} must have shape ({n_rows}, {n_cols}): one row per requested id and one "
-            f"column per item of the model, got {csr.shape}"
+            f"{name} must have {n_rows} rows (one per requested id) and at most {n_cols} columns "
+            f"(one per {_COLUMNS[name][:-1]} of the model, which has {n_cols} {_COLUMNS[name]}), "
+            f"got shape {csr.shape}"
         )
+    if csr.shape[1] < n_cols:
+        csr = sp.csr_matrix((csr.data, csr.indices, csr.indptr), shape=(n_rows, n_cols))
     return csr
 
 
@@ -104,6 +122,35 @@ def top_k(
         ids = np.pad(ids, ((0, 0), (0, n - width)), constant_values=-1)
         scores = np.pad(scores, ((0, 0), (0, n - width)), constant_values=-np.inf)
     return ids, scores
+
+
+def liked_last(
+    ids: np.ndarray,
+    scores: np.ndarray,
+    liked: sp.csr_matrix,
+    candidates: np.ndarray,
+    blocked: np.ndarray | None,
+) -> None:
+    """Fills the padding of each row of a ``top_k`` result ranked among ``candidates`` with the
+    row's liked candidates (not ``blocked``), by increasing id, with score -inf, in place.
+
+    implicit ranks every id of ``items=`` and puts the liked ones last (score -3.4e38), so a call
+    for a given list returns all of it; -inf keeps them below every real score, as ials's padding.
+    """
+    pool = np.zeros(liked.shape[1], dtype=bool)
+    pool[candidates] = True
+    if blocked is not None:
+        pool &= ~blocked
+    row_of = np.repeat(np.arange(liked.shape[0]), np.diff(liked.indptr))
+    keep = pool[liked.indices]
+    rows, cols = row_of[keep], liked.indices[keep]  # canonical CSR: ids ascend within a row
+    if not len(rows):
+        return
+    first = np.searchsorted(rows, np.arange(liked.shape[0]))  # each row's first kept entry
+    slot = (ids >= 0).sum(axis=1)[rows] + np.arange(len(rows)) - first[rows]
+    fits = slot < ids.shape[1]
+    ids[rows[fits], slot[fits]] = cols[fits]
+    scores[rows[fits], slot[fits]] = -np.inf
 
 
 def single(ids: np.ndarray, scores: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

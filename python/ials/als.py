@@ -342,7 +342,9 @@ class AlternatingLeastSquares:
     def partial_fit_items(self, itemids: Any, item_users: Any) -> None:
         """Solve these items exactly against the current user factors and store them (row j of
         ``item_users``, items x users, for ``itemids[j]``); ids beyond the current range grow
-        ``item_factors``. User factors do not change."""
+        ``item_factors``. User factors do not change. ``item_users`` may have fewer columns than
+        the model has users (users added since): the missing columns are read as empty, as
+        implicit does."""
         users, items = self.fitted_factors()
         ids = _partial_fit_ids("itemids", itemids, items)
         rows = _ranking.rows_for("item_users", item_users, len(ids), users.shape[0])
@@ -421,11 +423,14 @@ class AlternatingLeastSquares:
         the items the user already has (``filter_already_liked_items``) and, with
         ``recalculate_user=True``, to compute the user's vector by an exact solve instead of using
         the stored one (so users who are new or changed since ``fit`` are served correctly).
-        ``filter_items`` are never returned; with ``items`` only those ids are ranked. Results are
-        sorted by score, ties by lower item id. Fewer than ``N`` eligible items: the single form
-        returns fewer, the batch form pads each row with id -1 and score -inf up to
-        ``min(N, number of items)`` columns. Filtered items are never returned (implicit returns
-        them with score -3.4e38).
+        ``filter_items`` are never returned; with ``items`` only those ids are ranked, and all of
+        them are (as implicit): the ones the user already has come after the others, by
+        increasing id, with score -inf. Results are sorted by score, ties by lower item id. Fewer
+        than ``N`` eligible items: the single form returns fewer, the batch form pads each row
+        with id -1 and score -inf up to ``min(N, number of items)`` columns. Otherwise filtered
+        items are never returned (implicit returns them with score -3.4e38). ``user_items`` with
+        fewer columns than the model has items (items added by :meth:`partial_fit_items` since)
+        is read as if the missing columns were empty.
         """
         users, item_factors = self.fitted_factors()
         n = _ranking.check_n(N)
@@ -445,6 +450,8 @@ class AlternatingLeastSquares:
         result = _ranking.top_k(
             queries, item_factors, n, liked, blocked, candidates, eligible, self._threads()
         )
+        if liked is not None and candidates is not None:
+            _ranking.liked_last(*result, liked, candidates, blocked)
         return _ranking.single(*result) if single else result
 
     def recommend_all(
