@@ -8,7 +8,7 @@ from __future__ import annotations
 from importlib.metadata import PackageNotFoundError, version
 
 from . import callbacks, confidence, datasets, evaluation, splits, tune
-from ._core import simd_level
+from ._native import simd_level
 from ._validation import ParameterWarning
 from .als import AlternatingLeastSquares
 from .callbacks import EarlyStopping

@@ -1,140 +1,126 @@
-"""Type stub of the Rust extension (rust/ials-py). Arguments are checked by the Python callers."""
+"""Type stub of the Rust extension (rust/ials-py). Only :mod:`ials._native` imports it.
+
+Callers pass values Python has already validated and normalised: canonical CSR matrices with
+int64 ``indptr``, int32 ``indices`` and float32 ``data``; C-contiguous factor matrices, all
+float32 or all float64 within one call. Errors: ``ValueError`` for bad values (shapes, CSR
+invariants, non-finite numbers, parameters out of range, a singular system),
+``TypeError`` for wrong types or mixed factor dtypes, ``RuntimeError`` when a thread pool cannot
+start, ``KeyboardInterrupt`` when Ctrl-C stops a call (checked between blocks of rows).
+"""
+
+from typing import Protocol, TypeVar, final
 
 import numpy as np
 import numpy.typing as npt
 
+_F = TypeVar("_F", np.float32, np.float64)
+
 __all__ = [
-    "gram_f32",
-    "gram_f64",
-    "loss_f32",
-    "loss_f64",
-    "normal_equations_f32",
-    "normal_equations_f64",
-    "ranking_metrics_f32",
-    "ranking_metrics_f64",
-    "resolve_threads",
+    "GRAM_BLOCK_ROWS",
+    "MAX_THREADS",
+    "LossTerms",
+    "Objective",
+    "gram",
+    "gram_blocks",
+    "gram_sum",
+    "loss_terms",
+    "normal_equations",
+    "penalty",
+    "ranking_metrics",
     "simd_level",
-    "solve_rows_f32",
-    "solve_rows_f64",
-    "top_k_f32",
-    "top_k_f64",
+    "solve_rows",
+    "top_k",
 ]
 
-def solve_rows_f32(
-    indptr: npt.NDArray[np.int64],
-    indices: npt.NDArray[np.int32],
-    data: npt.NDArray[np.float32],
-    n_cols: int,
-    x: npt.NDArray[np.float32],
-    y: npt.NDArray[np.float32],
+GRAM_BLOCK_ROWS: int
+MAX_THREADS: int
+
+class _Csr(Protocol):
+    """What the core reads of a scipy CSR matrix."""
+
+    @property
+    def indptr(self) -> npt.NDArray[np.int64]: ...
+    @property
+    def indices(self) -> npt.NDArray[np.int32]: ...
+    @property
+    def data(self) -> npt.NDArray[np.float32]: ...
+    @property
+    def shape(self) -> tuple[int, int]: ...
+
+@final
+class Objective:
+    def __new__(
+        cls,
+        regularization: float,
+        alpha: float,
+        regularization_exponent: float,
+        unobserved_weight: float,
+    ) -> Objective: ...
+    @property
+    def regularization(self) -> float: ...
+    @property
+    def alpha(self) -> float: ...
+    @property
+    def regularization_exponent(self) -> float: ...
+    @property
+    def unobserved_weight(self) -> float: ...
+    def __reduce__(self) -> tuple[type[Objective], tuple[float, float, float, float]]: ...
+
+@final
+class LossTerms:
+    @property
+    def error(self) -> float: ...
+    @property
+    def weight(self) -> float: ...
+    @property
+    def row_penalty(self) -> float: ...
+    @property
+    def column_penalty(self) -> float: ...
+    def normalised(self) -> float: ...
+
+def solve_rows(
+    rows: _Csr,
+    x: npt.NDArray[_F],
+    y: npt.NDArray[_F],
     gram: npt.NDArray[np.float64],
-    regularization: float,
-    alpha: float,
-    regularization_exponent: float,
-    unobserved_weight: float,
-    use_cg: bool,
-    cg_steps: int,
+    objective: Objective,
+    cg_steps: int | None,
     num_threads: int,
 ) -> None: ...
-def solve_rows_f64(
-    indptr: npt.NDArray[np.int64],
+def normal_equations(
     indices: npt.NDArray[np.int32],
     data: npt.NDArray[np.float32],
-    n_cols: int,
-    x: npt.NDArray[np.float64],
-    y: npt.NDArray[np.float64],
+    y: npt.NDArray[_F],
     gram: npt.NDArray[np.float64],
-    regularization: float,
-    alpha: float,
-    regularization_exponent: float,
-    unobserved_weight: float,
-    use_cg: bool,
-    cg_steps: int,
+    objective: Objective,
+) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]]: ...
+def gram(y: npt.NDArray[_F], num_threads: int) -> npt.NDArray[np.float64]: ...
+def gram_blocks(y: npt.NDArray[_F], num_threads: int) -> npt.NDArray[np.float64]: ...
+def gram_sum(blocks: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]: ...
+def loss_terms(
+    rows: _Csr,
+    x: npt.NDArray[_F],
+    y: npt.NDArray[_F],
+    objective: Objective,
     num_threads: int,
-) -> None: ...
-def gram_f32(y: npt.NDArray[np.float32], num_threads: int) -> npt.NDArray[np.float64]: ...
-def gram_f64(y: npt.NDArray[np.float64], num_threads: int) -> npt.NDArray[np.float64]: ...
-def loss_f32(
-    indptr: npt.NDArray[np.int64],
-    indices: npt.NDArray[np.int32],
-    data: npt.NDArray[np.float32],
-    n_cols: int,
-    x: npt.NDArray[np.float32],
-    y: npt.NDArray[np.float32],
-    regularization: float,
-    alpha: float,
-    regularization_exponent: float,
-    unobserved_weight: float,
+) -> LossTerms: ...
+def penalty(rows: _Csr, x: npt.NDArray[_F], objective: Objective) -> float: ...
+def top_k(
+    queries: npt.NDArray[_F],
+    items: npt.NDArray[_F],
+    n: int,
+    liked: _Csr | None,
+    blocked: npt.NDArray[np.bool_] | None,
+    candidates: npt.NDArray[np.int32] | None,
     num_threads: int,
-) -> float: ...
-def loss_f64(
-    indptr: npt.NDArray[np.int64],
-    indices: npt.NDArray[np.int32],
-    data: npt.NDArray[np.float32],
-    n_cols: int,
-    x: npt.NDArray[np.float64],
-    y: npt.NDArray[np.float64],
-    regularization: float,
-    alpha: float,
-    regularization_exponent: float,
-    unobserved_weight: float,
+) -> tuple[npt.NDArray[np.int32], npt.NDArray[_F]]: ...
+def ranking_metrics(
+    users: npt.NDArray[_F],
+    items: npt.NDArray[_F],
+    train: _Csr,
+    test: _Csr,
+    cutoff: int,
+    full_ranking: bool,
     num_threads: int,
-) -> float: ...
+) -> npt.NDArray[np.float64]: ...
 def simd_level() -> str: ...
-def resolve_threads(num_threads: int) -> int: ...
-def normal_equations_f32(
-    indices: npt.NDArray[np.int32],
-    data: npt.NDArray[np.float32],
-    y: npt.NDArray[np.float32],
-    gram: npt.NDArray[np.float64],
-    regularization: float,
-    alpha: float,
-    regularization_exponent: float,
-    unobserved_weight: float,
-) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]]: ...
-def normal_equations_f64(
-    indices: npt.NDArray[np.int32],
-    data: npt.NDArray[np.float32],
-    y: npt.NDArray[np.float64],
-    gram: npt.NDArray[np.float64],
-    regularization: float,
-    alpha: float,
-    regularization_exponent: float,
-    unobserved_weight: float,
-) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]]: ...
-def top_k_f32(
-    queries: npt.NDArray[np.float32],
-    items: npt.NDArray[np.float32],
-    n: int,
-    liked: tuple[npt.NDArray[np.int64], npt.NDArray[np.int32], npt.NDArray[np.float32]] | None,
-    blocked: npt.NDArray[np.bool_] | None,
-    candidates: npt.NDArray[np.int32] | None,
-    num_threads: int,
-) -> tuple[npt.NDArray[np.int32], npt.NDArray[np.float32]]: ...
-def top_k_f64(
-    queries: npt.NDArray[np.float64],
-    items: npt.NDArray[np.float64],
-    n: int,
-    liked: tuple[npt.NDArray[np.int64], npt.NDArray[np.int32], npt.NDArray[np.float32]] | None,
-    blocked: npt.NDArray[np.bool_] | None,
-    candidates: npt.NDArray[np.int32] | None,
-    num_threads: int,
-) -> tuple[npt.NDArray[np.int32], npt.NDArray[np.float64]]: ...
-def ranking_metrics_f32(
-    users: npt.NDArray[np.float32],
-    items: npt.NDArray[np.float32],
-    train: tuple[npt.NDArray[np.int64], npt.NDArray[np.int32], npt.NDArray[np.float32]],
-    test: tuple[npt.NDArray[np.int64], npt.NDArray[np.int32], npt.NDArray[np.float32]],
-    cutoff: int,
-    full_ranking: bool,
-    num_threads: int,
-) -> npt.NDArray[np.float64]: ...
-def ranking_metrics_f64(
-    users: npt.NDArray[np.float64],
-    items: npt.NDArray[np.float64],
-    train: tuple[npt.NDArray[np.int64], npt.NDArray[np.int32], npt.NDArray[np.float32]],
-    test: tuple[npt.NDArray[np.int64], npt.NDArray[np.int32], npt.NDArray[np.float32]],
-    cutoff: int,
-    full_ranking: bool,
-    num_threads: int,
-) -> npt.NDArray[np.float64]: ...

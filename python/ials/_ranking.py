@@ -3,19 +3,13 @@
 from __future__ import annotations
 
 import numbers
-from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 import scipy.sparse as sp
 
-from . import _core
+from . import _native
 from ._validation import as_csr, check_int, core_rows
-
-_TOP_K: dict[np.dtype[Any], Callable[..., Any]] = {
-    np.dtype(np.float32): _core.top_k_f32,
-    np.dtype(np.float64): _core.top_k_f64,
-}
 
 
 class IdOutOfRangeError(ValueError, IndexError):
@@ -108,12 +102,11 @@ def top_k(
         ids = np.empty((len(queries), 0), dtype=np.int32)
         scores = np.empty((len(queries), 0), dtype=targets.dtype)
     else:
-        liked_arrays = None if liked is None else tuple(core_rows(liked))[:3]
-        ids, scores = _TOP_K[targets.dtype](
+        ids, scores = _native.top_k(
             np.ascontiguousarray(queries, dtype=targets.dtype),
             targets,
             width,
-            liked_arrays,
+            None if liked is None else core_rows(liked),
             blocked,
             candidates,
             num_threads,

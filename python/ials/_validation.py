@@ -220,16 +220,12 @@ def as_csr(matrix: Any, name: str, *, warn: bool = True) -> sp.csr_matrix:
 
 
 class CoreRows(NamedTuple):
-    """The arrays of a canonical CSR matrix in the exact types the Rust core takes."""
+    """A canonical CSR matrix in the exact types the Rust core reads (``_core.Csr``)."""
 
     indptr: np.ndarray
     indices: np.ndarray
     data: np.ndarray
-    n_cols: int
-
-    @property
-    def n_rows(self) -> int:
-        return len(self.indptr) - 1
+    shape: tuple[int, int]
 
 
 def core_rows(csr: sp.csr_matrix) -> CoreRows:
@@ -239,7 +235,7 @@ def core_rows(csr: sp.csr_matrix) -> CoreRows:
         np.asarray(csr.indptr).astype(np.int64, copy=False),
         np.asarray(csr.indices).astype(np.int32, copy=False),
         np.asarray(csr.data).astype(np.float32, copy=False),
-        int(csr.shape[1]),
+        (int(csr.shape[0]), int(csr.shape[1])),
     )
 
 

@@ -3,17 +3,15 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 
-from . import _core, _ranking
+from . import _native, _ranking
 from ._training import Callback, FitSettings, LocalHalfSweeps, train
 from ._validation import (
     as_csr,
     check_dtype,
-    check_float,
     check_int,
     check_memory,
     check_random_state,
@@ -21,7 +19,7 @@ from ._validation import (
     core_rows,
     transpose,
 )
-from .solver import Objective, check_gram_memory, gram, half_sweep
+from .solver import Objective, check_gram_memory, check_objective, gram, half_sweep
 
 log = logging.getLogger(__name__)
 
@@ -199,11 +197,8 @@ class AlternatingLeastSquares:
         )
 
     def _objective(self) -> Objective:
-        return (
-            check_float("regularization", self.regularization),
-            check_float("alpha", self.alpha),
-            check_float("regularization_exponent", self.regularization_exponent),
-            check_float("unobserved_weight", self.unobserved_weight),
+        return check_objective(
+            self.regularization, self.alpha, self.regularization_exponent, self.unobserved_weight
         )
 
     def fit(
@@ -332,7 +327,8 @@ class AlternatingLeastSquares:
     def partial_fit_users(self, userids: Any, user_items: Any) -> None:
         """Solve these users exactly against the current item factors and store them (row j of
         ``user_items`` for ``userids[j]``); ids beyond the current range grow ``user_factors`` with
-        zero rows. Item factors do not change."""
+        zero rows. Item factors do not change. Ids must be unique, and one call grows a matrix of
+        n rows by at most ``len(userids) + max(n, 1024)`` rows (``ValueError`` otherwise)."""
         users, items = self.fitted_factors()
         ids = _partial_fit_ids("userids", userids, users)
         rows = _ranking.rows_for("user_items", user_items, len(ids), items.shape[0])
@@ -342,9 +338,9 @@ class AlternatingLeastSquares:
     def partial_fit_items(self, itemids: Any, item_users: Any) -> None:
         """Solve these items exactly against the current user factors and store them (row j of
         ``item_users``, items x users, for ``itemids[j]``); ids beyond the current range grow
-        ``item_factors``. User factors do not change. ``item_users`` may have fewer columns than
-        the model has users (users added since): the missing columns are read as empty, as
-        implicit does."""
+        ``item_factors``. User factors do not change. Ids are bounded as in
+        :meth:`partial_fit_users`. ``item_users`` may have fewer columns than the model has users
+        (users added since): the missing columns are read as empty, as implicit does."""
         users, items = self.fitted_factors()
         ids = _partial_fit_ids("itemids", itemids, items)
         rows = _ranking.rows_for("item_users", item_users, len(ids), users.shape[0])
@@ -376,8 +372,8 @@ class AlternatingLeastSquares:
         n = _ranking.check_n(N)
         row = self._user_row(userid, user_items, items.shape[0])
         indices, data = row.indices.astype(np.int32), row.data.astype(np.float32)
-        a, b = _NORMAL_EQUATIONS[items.dtype](
-            indices, data, items, self._item_side_gram(), *self._objective()
+        a, b = _native.normal_equations(
+            indices, data, items, self._item_side_gram(), self._objective()
         )
         if user_weights is None:
             user_weights = cho_factor(a, lower=True)

@@ -35,13 +35,14 @@ from typing import Any
 
 import numpy as np
 
-from . import _core
+from . import _native
 from ._progress import Progress
 from ._ranking import check_n
 from ._validation import as_csr, check_int, core_rows
 from .splits import leave_k_out_split, per_user_split, train_test_split
 
 __all__ = [
+    "METRICS",
     "AUC_at_k",
     "leave_k_out_split",
     "mean_average_precision_at_k",
@@ -53,10 +54,25 @@ __all__ = [
     "train_test_split",
 ]
 
-_METRICS: dict[np.dtype[Any], Callable[..., Any]] = {
-    np.dtype(np.float32): _core.ranking_metrics_f32,
-    np.dtype(np.float64): _core.ranking_metrics_f64,
+METRICS = {
+    "precision": True,
+    "recall": True,
+    "map": True,
+    "ndcg": True,
+    "auc": True,
+    "epr": False,
 }
+"""The metrics of :func:`ranking_metrics_at_k`, each with whether higher is better (expected
+percentile ranking is better when lower)."""
+
+FULL_RANKING = ("auc", "epr")
+"""The metrics that need each user's full ranking; the others need only the top K."""
+
+
+def metric_label(metric: str, K: int) -> str:
+    """How reports name a metric: ``"ndcg@10"``, or ``"auc"`` for one of the full ranking."""
+    return metric if metric in FULL_RANKING else f"{metric}@{K}"
+
 
 # Users per call into Rust: bounds the time between progress updates, not the memory.
 _USERS_PER_CALL = 8192
@@ -99,11 +115,11 @@ def ranking_metrics_at_k(
         for start in blocks:
             stop = min(start + _USERS_PER_CALL, users.shape[0])
             tables.append(
-                _METRICS[items.dtype](
+                _native.ranking_metrics(
                     users[start:stop],
                     items,
-                    tuple(core_rows(train[start:stop]))[:3],
-                    tuple(core_rows(test[start:stop]))[:3],
+                    core_rows(train[start:stop]),
+                    core_rows(test[start:stop]),
                     cutoff,
                     bool(full_ranking),
                     num_threads,
@@ -134,14 +150,14 @@ def _factors(model: Any) -> tuple[np.ndarray, np.ndarray]:
     items = getattr(model, "item_factors", None)
     if not isinstance(users, np.ndarray) or not isinstance(items, np.ndarray):
         raise ValueError("the model is not fitted: it has no user_factors / item_factors arrays")
-    if users.dtype != items.dtype or users.dtype not in _METRICS:
+    if users.dtype != items.dtype or users.dtype not in (np.float32, np.float64):
         raise TypeError(
             f"the factors must both be float32 or float64, got {users.dtype} and {items.dtype}"
         )
     return np.ascontiguousarray(users), np.ascontiguousarray(items)
 
 
-def _one(metric: str, full_ranking: bool) -> Callable[..., float]:
+def _one(metric: str) -> Callable[..., float]:
     def compute(
         model: Any,
         train_user_items: Any,
@@ -157,7 +173,7 @@ def _one(metric: str, full_ranking: bool) -> Callable[..., float]:
             K,
             show_progress,
             num_threads,
-            full_ranking=full_ranking,
+            full_ranking=metric in FULL_RANKING,
         )
         return metrics[metric]
 
@@ -166,8 +182,8 @@ def _one(metric: str, full_ranking: bool) -> Callable[..., float]:
     return compute
 
 
-precision_at_k = _one("precision", full_ranking=False)
-recall_at_k = _one("recall", full_ranking=False)
-mean_average_precision_at_k = _one("map", full_ranking=False)
-ndcg_at_k = _one("ndcg", full_ranking=False)
-AUC_at_k = _one("auc", full_ranking=True)
+precision_at_k = _one("precision")
+recall_at_k = _one("recall")
+mean_average_precision_at_k = _one("map")
+ndcg_at_k = _one("ndcg")
+AUC_at_k = _one("auc")

@@ -6,12 +6,11 @@ other tools (and a distributed driver working on blocks of rows) can use the sam
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 
-from . import _core
+from . import _native
 from ._validation import (
     CoreRows,
     as_csr,
@@ -22,21 +21,8 @@ from ._validation import (
     core_rows,
 )
 
-_SOLVE: dict[np.dtype[Any], Callable[..., Any]] = {
-    np.dtype(np.float32): _core.solve_rows_f32,
-    np.dtype(np.float64): _core.solve_rows_f64,
-}
-_GRAM: dict[np.dtype[Any], Callable[..., Any]] = {
-    np.dtype(np.float32): _core.gram_f32,
-    np.dtype(np.float64): _core.gram_f64,
-}
-Objective = tuple[float, float, float, float]
-"""(regularization, alpha, regularization_exponent, unobserved_weight), already checked."""
-
-_LOSS: dict[np.dtype[Any], Callable[..., Any]] = {
-    np.dtype(np.float32): _core.loss_f32,
-    np.dtype(np.float64): _core.loss_f64,
-}
+Objective = _native.Objective
+"""The training objective's parameters, checked by the core when built."""
 
 
 def check_gram_memory(subject: str, k: int) -> None:
@@ -51,13 +37,13 @@ def gram(y: np.ndarray, num_threads: int = 0) -> np.ndarray:
     y = check_factor_matrix("y", y)
     check_gram_memory(f"y with {y.shape[1]} columns", y.shape[1])
     num_threads = check_int("num_threads", num_threads, 0)
-    return _GRAM[y.dtype](y, num_threads)
+    return _native.gram(y, num_threads)
 
 
 def check_objective(
     regularization: Any, alpha: Any, regularization_exponent: Any, unobserved_weight: Any
 ) -> Objective:
-    return (
+    return Objective(
         check_float("regularization", regularization),
         check_float("alpha", alpha),
         check_float("regularization_exponent", regularization_exponent),
@@ -134,24 +120,16 @@ def half_sweep(
 ) -> None:
     """:func:`solve_rows` on arguments that were already checked and normalised."""
     if gram_matrix is None:
-        gram_matrix = _GRAM[y.dtype](y, num_threads)
-    _SOLVE[x.dtype](
-        *rows,
-        x,
-        y,
-        gram_matrix,
-        *objective,
-        use_cg,
-        cg_steps,
-        num_threads,
-    )
+        gram_matrix = _native.gram(y, num_threads)
+    steps = cg_steps if use_cg else None
+    _native.solve_rows(rows, x, y, gram_matrix, objective, steps, num_threads)
 
 
 def loss(
     rows: CoreRows, x: np.ndarray, y: np.ndarray, objective: Objective, num_threads: int
 ) -> float:
     """:func:`calculate_loss` on arguments that were already checked and normalised."""
-    return float(_LOSS[x.dtype](*rows, x, y, *objective, num_threads))
+    return _native.loss_terms(rows, x, y, objective, num_threads).normalised()
 
 
 def calculate_loss(

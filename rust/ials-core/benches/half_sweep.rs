@@ -1,7 +1,7 @@
 //! Criterion bench of one conjugate-gradient half-sweep (the inner loop of training).
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion};
-use ials_core::{gram, solve_rows, with_threads, CsrView, Objective, Solver};
+use ials_core::{gram, solve_rows, with_threads, CsrView, Interrupt, Objective, Solver};
 
 /// A deterministic sparse matrix with about `per_row` entries per row and skewed column use.
 fn synthetic(n_rows: usize, n_cols: usize, per_row: usize) -> (Vec<i64>, Vec<i32>, Vec<f32>) {
@@ -46,7 +46,7 @@ fn half_sweep(c: &mut Criterion) {
         group.bench_with_input(BenchmarkId::from_parameter(k), &k, |b, &k| {
             b.iter(|| {
                 with_threads(0, || {
-                    let g = gram(&y, k);
+                    let g = gram(&y, k, &Interrupt::new()).unwrap();
                     solve_rows(
                         &rows,
                         &mut x,
@@ -55,6 +55,7 @@ fn half_sweep(c: &mut Criterion) {
                         &g,
                         &objective,
                         Solver::ConjugateGradient { steps: 3 },
+                        &Interrupt::new(),
                     )
                 })
                 .unwrap()

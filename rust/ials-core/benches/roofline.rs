@@ -26,7 +26,7 @@
 
 use std::time::Instant;
 
-use ials_core::{gram, solve_rows, with_threads, CsrView, Objective, Solver};
+use ials_core::{gram, solve_rows, with_threads, CsrView, Interrupt, Objective, Solver};
 
 const CG_STEPS: usize = 3;
 /// Independent accumulator chains per FMA loop: more than FMA latency x issue width.
@@ -314,9 +314,18 @@ fn main() {
             let time_once = |solved: &mut [f32], fixed: &[f32]| {
                 let start = Instant::now();
                 with_threads(args.threads, || {
-                    let g = gram(fixed, k);
+                    let g = gram(fixed, k, &Interrupt::new()).unwrap();
                     let solver = Solver::ConjugateGradient { steps: CG_STEPS };
-                    solve_rows(&view, solved, fixed, k, &g, &objective, solver)
+                    solve_rows(
+                        &view,
+                        solved,
+                        fixed,
+                        k,
+                        &g,
+                        &objective,
+                        solver,
+                        &Interrupt::new(),
+                    )
                 })
                 .unwrap()
                 .unwrap();

@@ -98,6 +98,14 @@ impl<'a> CsrView<'a> {
         (0..self.n_rows()).all(|r| self.row(r).0.windows(2).all(|w| w[0] < w[1]))
     }
 
+    /// Number of stored entries in each row.
+    pub fn row_counts(&self) -> Vec<usize> {
+        self.indptr
+            .windows(2)
+            .map(|w| (w[1] - w[0]) as usize)
+            .collect()
+    }
+
     /// Number of stored entries in each column.
     pub fn column_counts(&self) -> Vec<usize> {
         let mut counts = vec![0usize; self.n_cols];

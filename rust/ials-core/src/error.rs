@@ -17,6 +17,8 @@ pub enum Error {
     Singular { row: usize },
     /// A thread pool could not be built.
     ThreadPool(String),
+    /// The call was stopped through its [`Interrupt`](crate::Interrupt) before it finished.
+    Interrupted,
 }
 
 impl fmt::Display for Error {
@@ -32,6 +34,7 @@ impl fmt::Display for Error {
                  use regularization > 0"
             ),
             Error::ThreadPool(m) => write!(f, "could not start the thread pool: {m}"),
+            Error::Interrupted => write!(f, "interrupted"),
         }
     }
 }

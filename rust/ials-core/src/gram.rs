@@ -2,39 +2,61 @@
 
 use rayon::prelude::*;
 
+use crate::error::Result;
 use crate::kernels::LANES;
+use crate::parallel::Interrupt;
 use crate::simd::{dispatch, Arith, Kernel};
 use crate::Real;
 
 /// Rows per block whose partial sum is formed independently. Blocks are fixed by the data, not by
 /// the thread count, and their partials are added in block order, so the result is bitwise the same
-/// for any number of threads.
-const BLOCK_ROWS: usize = 4096;
+/// for any number of threads. A caller splitting `Y` across machines keeps its splits at multiples
+/// of this, so that [`gram_blocks`] of the pieces, concatenated, are the blocks of the whole.
+pub const GRAM_BLOCK_ROWS: usize = 4096;
 /// Rows summed in the factor type before the partial is added into the f64 block sum.
 const INNER_ROWS: usize = 64;
 
-/// `Y^T Y` (k x k, row-major, full symmetric) of a row-major `n x k` matrix, accumulated in f64.
-pub fn gram<T: Real>(y: &[T], k: usize) -> Vec<f64> {
+/// `Y^T Y` (k x k, row-major, full symmetric) of a row-major `n x k` matrix, accumulated in f64:
+/// the sum of its [`gram_blocks`] in order.
+pub fn gram<T: Real>(y: &[T], k: usize, interrupt: &Interrupt) -> Result<Vec<f64>> {
+    Ok(gram_sum(&gram_blocks(y, k, interrupt)?, k))
+}
+
+/// The Gram matrix of each [`GRAM_BLOCK_ROWS`]-row block of `y` (k x k, full symmetric), in
+/// block order.
+pub fn gram_blocks<T: Real>(y: &[T], k: usize, interrupt: &Interrupt) -> Result<Vec<Vec<f64>>> {
     if k == 0 {
-        return Vec::new();
+        return Ok(Vec::new());
     }
-    let partials: Vec<Vec<f64>> = y
-        .par_chunks(BLOCK_ROWS * k)
-        .map(|block| dispatch(BlockGram { block, k }))
-        .collect();
-    let mut upper = vec![0.0f64; k * k];
-    for partial in &partials {
-        for (total, &p) in upper.iter_mut().zip(partial) {
-            *total += p;
+    y.par_chunks(GRAM_BLOCK_ROWS * k)
+        .map(|block| {
+            interrupt.check()?;
+            let mut upper = dispatch(BlockGram { block, k });
+            mirror_upper(&mut upper, k);
+            Ok(upper)
+        })
+        .collect()
+}
+
+/// The sum of Gram blocks in the order given (k x k; zeros when there are none).
+pub fn gram_sum(blocks: &[Vec<f64>], k: usize) -> Vec<f64> {
+    let mut total = vec![0.0f64; k * k];
+    for block in blocks {
+        for (t, &b) in total.iter_mut().zip(block) {
+            *t += b;
         }
     }
-    // Blocks were computed right of each diagonal entry's block; mirror the strict upper triangle.
+    total
+}
+
+/// Blocks are computed right of each diagonal entry's block; this copies the strict upper
+/// triangle down.
+fn mirror_upper(m: &mut [f64], k: usize) {
     for i in 0..k {
         for j in 0..i {
-            upper[i * k + j] = upper[j * k + i];
+            m[i * k + j] = m[j * k + i];
         }
     }
-    upper
 }
 
 /// The upper triangle (by column blocks) of one block's `Y_b^T Y_b`.
@@ -98,7 +120,7 @@ mod tests {
             let y: Vec<f32> = (0..n * k)
                 .map(|i| ((i * 37 % 101) as f32) / 101.0 - 0.5)
                 .collect();
-            let g = gram(&y, k);
+            let g = gram(&y, k, &Interrupt::new()).unwrap();
             for a in 0..k {
                 for b in 0..k {
                     let naive: f64 = (0..n)
@@ -124,8 +146,37 @@ mod tests {
                 .num_threads(threads)
                 .build()
                 .unwrap()
-                .install(|| gram(&y, k))
+                .install(|| gram(&y, k, &Interrupt::new()).unwrap())
         };
         assert_eq!(run(1), run(3));
+    }
+
+    #[test]
+    fn blocks_of_aligned_pieces_sum_to_the_whole() {
+        let k = 6;
+        let n = 2 * GRAM_BLOCK_ROWS + 100;
+        let y: Vec<f32> = (0..n * k)
+            .map(|i| ((i * 7919 % 1013) as f32) / 1013.0 - 0.5)
+            .collect();
+        let stop = Interrupt::new();
+        let (head, tail) = y.split_at(GRAM_BLOCK_ROWS * k);
+        let mut pieces = gram_blocks(head, k, &stop).unwrap();
+        pieces.extend(gram_blocks(tail, k, &stop).unwrap());
+        assert_eq!(pieces, gram_blocks(&y, k, &stop).unwrap());
+        assert_eq!(gram_sum(&pieces, k), gram(&y, k, &stop).unwrap());
+        for block in &pieces {
+            for a in 0..k {
+                for b in 0..k {
+                    assert_eq!(block[a * k + b], block[b * k + a]);
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn stops_when_interrupted() {
+        let stop = Interrupt::new();
+        stop.request();
+        assert_eq!(gram(&[1.0f32; 8], 2, &stop), Err(crate::Error::Interrupted));
     }
 }

@@ -22,11 +22,11 @@ mod topk;
 
 pub use csr::CsrView;
 pub use error::{Error, Result};
-pub use gram::gram;
-pub use loss::loss;
+pub use gram::{gram, gram_blocks, gram_sum, GRAM_BLOCK_ROWS};
+pub use loss::{loss, loss_terms, penalty, LossTerms};
 pub use metrics::{ranking_metrics, Ranking, UserMetrics};
 pub use objective::Objective;
-pub use parallel::{resolve_threads, with_threads};
+pub use parallel::{resolve_threads, thread_pool, with_threads, Interrupt, MAX_THREADS};
 pub use real::Real;
 pub use simd::{simd_level, SimdLevel};
 pub use solve::{row_normal_equations, solve_rows, Solver};

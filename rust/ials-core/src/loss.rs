@@ -3,10 +3,11 @@
 use rayon::prelude::*;
 
 use crate::csr::CsrView;
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::gram::gram;
 use crate::kernels::{dot, symv};
 use crate::objective::Objective;
+use crate::parallel::Interrupt;
 use crate::simd::{dispatch, Arith, Kernel};
 use crate::solve::check_factors;
 use crate::Real;
@@ -14,29 +15,71 @@ use crate::Real;
 /// Rows per partial sum; fixed so the result does not depend on the thread count.
 const LOSS_ROWS: usize = 1024;
 
+/// The parts of the training objective over a block of rows. Each part is a plain sum, so the
+/// parts of row blocks add up to those of the whole (a distributed caller adds them).
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct LossTerms {
+    /// `sum_{u,i} c_ui (p_ui - x_u . y_i)^2` over every cell of the rows, stored or not.
+    pub error: f64,
+    /// `sum_stored c_ui + alpha0 (cells not stored)`: the total confidence weight.
+    pub weight: f64,
+    /// `sum_u lambda_u |x_u|^2` over the rows.
+    pub row_penalty: f64,
+    /// `sum_i lambda_i |y_i|^2` over the columns, with `lambda_i` from the columns' counts in
+    /// these rows (the whole matrix's when these are all the rows).
+    pub column_penalty: f64,
+}
+
+impl LossTerms {
+    /// The objective normalised by the total weight, as implicit reports it (the plain sum when
+    /// the weight is 0).
+    pub fn normalised(&self) -> f64 {
+        let total = self.error + self.row_penalty + self.column_penalty;
+        if self.weight > 0.0 {
+            total / self.weight
+        } else {
+            total
+        }
+    }
+}
+
 /// `[sum_{u,i} c_ui (p_ui - x_u . y_i)^2 + sum_u lambda_u |x_u|^2 + sum_i lambda_i |y_i|^2] / W`
 /// over all cells, stored or not, with `W = sum_stored c_ui + alpha0 (n_rows n_cols - nnz)` the
-/// total weight (the unnormalised sum when `W` is 0). Unstored cells are summed in closed form
-/// through `x^T (alpha0 Y^T Y) x`, so the cost is `O(nnz k + n k^2)`, never `n_rows x n_cols`.
+/// total weight: [`loss_terms`], normalised.
 pub fn loss<T: Real>(
     rows: &CsrView<'_>,
     x: &[T],
     y: &[T],
     k: usize,
     objective: &Objective,
+    interrupt: &Interrupt,
 ) -> Result<f64> {
+    Ok(loss_terms(rows, x, y, k, objective, interrupt)?.normalised())
+}
+
+/// The parts of the objective. Unstored cells are summed in closed form through
+/// `x^T (alpha0 Y^T Y) x`, so the cost is `O(nnz k + n k^2)`, never `n_rows x n_cols`.
+pub fn loss_terms<T: Real>(
+    rows: &CsrView<'_>,
+    x: &[T],
+    y: &[T],
+    k: usize,
+    objective: &Objective,
+    interrupt: &Interrupt,
+) -> Result<LossTerms> {
     objective.validate()?;
     check_factors(rows, x, y, k)?;
     if k == 0 {
-        return Ok(0.0);
+        return Ok(LossTerms::default());
     }
     let w0 = objective.unobserved_weight;
-    let weighted_gram: Vec<f64> = gram(y, k).iter().map(|g| w0 * g).collect();
+    let weighted_gram: Vec<f64> = gram(y, k, interrupt)?.iter().map(|g| w0 * g).collect();
     let partials: Vec<(f64, f64)> = x
         .par_chunks(LOSS_ROWS * k)
         .enumerate()
         .map(|(chunk, x_rows)| {
-            dispatch(RowLoss {
+            interrupt.check()?;
+            Ok(dispatch(RowLoss {
                 rows,
                 first_row: chunk * LOSS_ROWS,
                 x: x_rows,
@@ -44,32 +87,71 @@ pub fn loss<T: Real>(
                 k,
                 weighted_gram: &weighted_gram,
                 objective,
-            })
+            }))
         })
-        .collect();
-    let (mut total, mut confidence) = (0.0, 0.0);
+        .collect::<Result<_>>()?;
+    let (mut error, mut confidence) = (0.0, 0.0);
     for (l, c) in partials {
-        total += l;
+        error += l;
         confidence += c;
     }
+    let unstored = (rows.n_rows() * rows.n_cols() - rows.nnz()) as f64;
+    Ok(LossTerms {
+        error,
+        weight: confidence + w0 * unstored,
+        row_penalty: penalty_of(x, k, &rows.row_counts(), rows.n_cols(), objective),
+        column_penalty: penalty_of(y, k, &rows.column_counts(), rows.n_rows(), objective),
+    })
+}
 
-    let counts = rows.column_counts();
-    let item_penalties: Vec<f64> = y
+/// `sum_u lambda_u |x_u|^2` over the rows of `x`, `lambda_u` by the length of row u of `rows`:
+/// the penalty part of [`LossTerms`] for one side.
+pub fn penalty<T: Real>(
+    rows: &CsrView<'_>,
+    x: &[T],
+    k: usize,
+    objective: &Objective,
+) -> Result<f64> {
+    objective.validate()?;
+    if x.len() != rows.n_rows() * k {
+        return Err(Error::ShapeMismatch(format!(
+            "the factors have {} entries, expected {} rows x {k} factors",
+            x.len(),
+            rows.n_rows()
+        )));
+    }
+    if k == 0 {
+        return Ok(0.0);
+    }
+    Ok(penalty_of(
+        x,
+        k,
+        &rows.row_counts(),
+        rows.n_cols(),
+        objective,
+    ))
+}
+
+/// `sum_r lambda(counts[r], n_other) |x_r|^2`, in fixed chunks so any thread count gives the
+/// same bits.
+fn penalty_of<T: Real>(
+    x: &[T],
+    k: usize,
+    counts: &[usize],
+    n_other: usize,
+    objective: &Objective,
+) -> f64 {
+    let partials: Vec<f64> = x
         .par_chunks(LOSS_ROWS * k)
         .zip(counts.par_chunks(LOSS_ROWS))
-        .map(|(y_rows, counts)| {
-            y_rows
-                .chunks_exact(k)
+        .map(|(rows, counts)| {
+            rows.chunks_exact(k)
                 .zip(counts)
-                .map(|(yi, &n)| objective.row_regularization(n, rows.n_rows()) * squared_norm(yi))
+                .map(|(xr, &n)| objective.row_regularization(n, n_other) * squared_norm(xr))
                 .sum::<f64>()
         })
         .collect();
-    total += item_penalties.iter().sum::<f64>();
-
-    let unstored = (rows.n_rows() * rows.n_cols() - rows.nnz()) as f64;
-    let weight = confidence + w0 * unstored;
-    Ok(if weight > 0.0 { total / weight } else { total })
+    partials.iter().sum()
 }
 
 fn squared_norm<T: Real>(v: &[T]) -> f64 {
@@ -87,7 +169,7 @@ struct RowLoss<'a, T> {
 }
 
 impl<T: Real> Kernel for RowLoss<'_, T> {
-    /// (loss, confidence of the stored cells) of these rows.
+    /// (error, confidence of the stored cells) of these rows.
     type Output = (f64, f64);
 
     #[inline(always)]
@@ -118,10 +200,6 @@ impl<T: Real> Kernel for RowLoss<'_, T> {
                 total += confidence * (preference - score).powi(2) - w0 * score * score;
                 confidence_sum += confidence;
             }
-            let lambda = self
-                .objective
-                .row_regularization(cols.len(), self.rows.n_cols());
-            total += lambda * dot::<f64, A>(&xf, &xf);
         }
         (total, confidence_sum)
     }

@@ -14,6 +14,7 @@ use rayon::prelude::*;
 
 use crate::csr::CsrView;
 use crate::error::{Error, Result};
+use crate::parallel::Interrupt;
 use crate::real::all_finite;
 use crate::simd::{dispatch, Arith, Kernel};
 use crate::topk::{
@@ -80,6 +81,7 @@ pub enum Ranking {
 }
 
 /// Metrics at cutoff `cutoff` for every user (row of `train` and `test`, both users x items).
+#[allow(clippy::too_many_arguments)]
 pub fn ranking_metrics<T: Real>(
     users: &[T],
     items: &[T],
@@ -88,6 +90,7 @@ pub fn ranking_metrics<T: Real>(
     test: &CsrView<'_>,
     cutoff: usize,
     ranks: Ranking,
+    interrupt: &Interrupt,
 ) -> Result<Vec<UserMetrics>> {
     if cutoff == 0 {
         return Err(Error::InvalidParameter("K must be >= 1, got 0".into()));
@@ -123,13 +126,14 @@ pub fn ranking_metrics<T: Real>(
         return Ok(out);
     }
     if ranks == Ranking::TopK {
-        return top_k_metrics(users, items, k, train, test, cutoff, out);
+        return top_k_metrics(users, items, k, train, test, cutoff, out, interrupt);
     }
     let all_items: Vec<i32> = (0..n_items as i32).collect();
     let packed = PackedStrips::new(items, k, &all_items);
     out.par_chunks_mut(USER_BLOCK)
         .enumerate()
-        .for_each(|(block, out)| {
+        .try_for_each(|(block, out)| {
+            interrupt.check()?;
             let first = block * USER_BLOCK;
             dispatch(MetricsBlock {
                 users: &users[first * k..(first + out.len()) * k],
@@ -142,12 +146,14 @@ pub fn ranking_metrics<T: Real>(
                 test,
                 cutoff,
                 out,
-            })
-        });
+            });
+            Ok(())
+        })?;
     Ok(out)
 }
 
 /// [`Ranking::TopK`]: each user's best `cutoff` eligible items, and which of them are held out.
+#[allow(clippy::too_many_arguments)]
 fn top_k_metrics<T: Real>(
     users: &[T],
     items: &[T],
@@ -156,6 +162,7 @@ fn top_k_metrics<T: Real>(
     test: &CsrView<'_>,
     cutoff: usize,
     mut out: Vec<UserMetrics>,
+    interrupt: &Interrupt,
 ) -> Result<Vec<UserMetrics>> {
     // No rank reaches the number of items, whatever the cutoff.
     let width = cutoff.min(train.n_cols());
@@ -177,6 +184,7 @@ fn top_k_metrics<T: Real>(
         width,
         &mut ids,
         &mut scores,
+        interrupt,
     )?;
     out.par_iter_mut()
         .zip(ids.par_chunks(width))
@@ -497,10 +505,28 @@ mod tests {
         let train = CsrView::new(&tr_ptr, &tr_idx, &tr_val, n_items).unwrap();
         let test = CsrView::new(&te_ptr, &te_idx, &te_val, n_items).unwrap();
         for cutoff in [1, 5, 20, 1000] {
-            let got =
-                ranking_metrics(&users, &items, k, &train, &test, cutoff, Ranking::Full).unwrap();
-            let top =
-                ranking_metrics(&users, &items, k, &train, &test, cutoff, Ranking::TopK).unwrap();
+            let got = ranking_metrics(
+                &users,
+                &items,
+                k,
+                &train,
+                &test,
+                cutoff,
+                Ranking::Full,
+                &Interrupt::new(),
+            )
+            .unwrap();
+            let top = ranking_metrics(
+                &users,
+                &items,
+                k,
+                &train,
+                &test,
+                cutoff,
+                Ranking::TopK,
+                &Interrupt::new(),
+            )
+            .unwrap();
             for u in 0..n_users {
                 let scores: Vec<f32> = (0..n_items)
                     .map(|j| (0..k).map(|d| users[u * k + d] * items[j * k + d]).sum())

@@ -18,6 +18,7 @@ use crate::csr::CsrView;
 use crate::error::{Error, Result};
 use crate::kernels::{axpy, dot, DataTerm, LANES};
 use crate::objective::Objective;
+use crate::parallel::Interrupt;
 use crate::real::all_finite;
 use crate::simd::{dispatch, prefetch, Arith, Kernel};
 use crate::Real;
@@ -48,7 +49,10 @@ pub enum Solver {
 
 /// Solves every row of `x` (`rows.n_rows() x k`, row-major) against the fixed `y`
 /// (`rows.n_cols() x k`) in parallel on the current Rayon pool. `gram` is `Y^T Y` (k x k, f64), as
-/// returned by [`crate::gram`]; passing it in lets a distributed caller sum it from blocks.
+/// returned by [`crate::gram()`]; passing it in lets a distributed caller sum it from blocks.
+/// A stop requested through `interrupt` ends the call between blocks of rows with
+/// [`Error::Interrupted`], the rows solved so far already written.
+#[allow(clippy::too_many_arguments)]
 pub fn solve_rows<T: Real>(
     rows: &CsrView<'_>,
     x: &mut [T],
@@ -57,9 +61,11 @@ pub fn solve_rows<T: Real>(
     gram: &[f64],
     objective: &Objective,
     solver: Solver,
+    interrupt: &Interrupt,
 ) -> Result<()> {
     objective.validate()?;
     check_factors(rows, x, y, k)?;
+    check_penalties::<T>(rows, objective)?;
     if gram.len() != k * k {
         return Err(Error::ShapeMismatch(format!(
             "the Gram matrix has {} entries, expected {k} x {k}",
@@ -85,7 +91,8 @@ pub fn solve_rows<T: Real>(
             let weighted_gram: Vec<T> = gram.iter().map(|&g| T::from_f64(w0 * g)).collect();
             x.par_chunks_mut(ROW_CHUNK * k)
                 .enumerate()
-                .for_each(|(chunk, x_rows)| {
+                .try_for_each(|(chunk, x_rows)| {
+                    interrupt.check()?;
                     dispatch(CgRows {
                         rows,
                         first_row: chunk * ROW_CHUNK,
@@ -95,15 +102,16 @@ pub fn solve_rows<T: Real>(
                         weighted_gram: &weighted_gram,
                         objective,
                         steps,
-                    })
-                });
-            Ok(())
+                    });
+                    Ok(())
+                })
         }
         Solver::Cholesky => {
             let weighted_gram: Vec<f64> = gram.iter().map(|&g| w0 * g).collect();
             x.par_chunks_mut(ROW_CHUNK * k)
                 .enumerate()
                 .try_for_each(|(chunk, x_rows)| {
+                    interrupt.check()?;
                     dispatch(CholeskyRows {
                         rows,
                         first_row: chunk * ROW_CHUNK,
@@ -115,6 +123,24 @@ pub fn solve_rows<T: Real>(
                     })
                 })
         }
+    }
+}
+
+/// Checks that every row's penalty is finite in `T`. It grows with the row's length, so the
+/// longest row decides; an infinite one would leave CG stuck at its start and the exact solver
+/// with a system it cannot factor, so both refuse it up front.
+fn check_penalties<T: Real>(rows: &CsrView<'_>, objective: &Objective) -> Result<()> {
+    let longest = rows.row_counts().into_iter().max().unwrap_or(0);
+    let lambda = objective.row_regularization(longest, rows.n_cols());
+    if lambda.is_finite() && T::from_f64(lambda).is_finite() {
+        Ok(())
+    } else {
+        Err(Error::NonFinite(format!(
+            "the penalty of a row with {longest} interactions, regularization * (n + \
+             unobserved_weight * {}) ** regularization_exponent, is not finite; lower \
+             regularization_exponent or regularization",
+            rows.n_cols()
+        )))
     }
 }
 

@@ -29,6 +29,7 @@ use rayon::prelude::*;
 
 use crate::csr::CsrView;
 use crate::error::{Error, Result};
+use crate::parallel::Interrupt;
 use crate::real::all_finite;
 use crate::simd::{dispatch, Arith, Kernel};
 use crate::Real;
@@ -106,6 +107,7 @@ pub fn top_k<T: Real>(
     n: usize,
     ids: &mut [i32],
     scores: &mut [T],
+    interrupt: &Interrupt,
 ) -> Result<()> {
     if k == 0 && (!queries.is_empty() || !items.is_empty()) {
         return Err(Error::ShapeMismatch(
@@ -174,6 +176,9 @@ pub fn top_k<T: Real>(
     let partial: Vec<Vec<Vec<Candidate<T>>>> = (0..n_blocks * ranges)
         .into_par_iter()
         .map(|unit| {
+            if interrupt.is_requested() {
+                return Vec::new();
+            }
             let (block, range) = (unit / ranges, unit % ranges);
             let first_query = block * QUERY_BLOCK;
             let last_query = (first_query + QUERY_BLOCK).min(n_queries);
@@ -206,6 +211,7 @@ pub fn top_k<T: Real>(
             }
         })
         .collect();
+    interrupt.check()?;
 
     ids.par_chunks_mut(QUERY_BLOCK * n)
         .zip(scores.par_chunks_mut(QUERY_BLOCK * n))
@@ -692,6 +698,7 @@ mod tests {
                 n,
                 &mut ids,
                 &mut scores,
+                &Interrupt::new(),
             )
             .unwrap();
             for q in 0..n_queries {
@@ -739,7 +746,18 @@ mod tests {
             let mut ids = vec![0; n_queries * n];
             let mut scores = vec![0.0; n_queries * n];
             let none = Exclusions::default();
-            top_k(&queries, &items, k, None, &none, n, &mut ids, &mut scores).unwrap();
+            top_k(
+                &queries,
+                &items,
+                k,
+                None,
+                &none,
+                n,
+                &mut ids,
+                &mut scores,
+                &Interrupt::new(),
+            )
+            .unwrap();
             for q in 0..n_queries {
                 let expected = naive(&queries[q * k..(q + 1) * k], &items, k, |_| true, n);
                 let got: Vec<(f32, i32)> = (0..n)
@@ -768,7 +786,18 @@ mod tests {
         let mut ids = vec![0; n_queries];
         let mut scores = vec![0.0f32; n_queries];
         let none = Exclusions::default();
-        top_k(&queries, &items, k, None, &none, 1, &mut ids, &mut scores).unwrap();
+        top_k(
+            &queries,
+            &items,
+            k,
+            None,
+            &none,
+            1,
+            &mut ids,
+            &mut scores,
+            &Interrupt::new(),
+        )
+        .unwrap();
         assert!(ids
             .iter()
             .zip(&scores)
@@ -789,7 +818,18 @@ mod tests {
             let n = 20;
             let mut ids = vec![0; n_queries * n];
             let mut scores = vec![0.0f32; n_queries * n];
-            top_k(&queries, &items, k, None, &none, n, &mut ids, &mut scores).unwrap();
+            top_k(
+                &queries,
+                &items,
+                k,
+                None,
+                &none,
+                n,
+                &mut ids,
+                &mut scores,
+                &Interrupt::new(),
+            )
+            .unwrap();
             // Each query alone, and the first PACK_FROM - 1 together: rows read in place.
             let bits = |v: &[f32]| v.iter().map(|s| s.to_bits()).collect::<Vec<_>>();
             for (first, count) in (0..n_queries).map(|q| (q, 1)).chain([(0, PACK_FROM - 1)]) {
@@ -805,6 +845,7 @@ mod tests {
                     n,
                     &mut few_ids,
                     &mut few_scores,
+                    &Interrupt::new(),
                 )
                 .unwrap();
                 let batch = first * n..(first + count) * n;
@@ -831,6 +872,7 @@ mod tests {
             4,
             &mut ids,
             &mut scores,
+            &Interrupt::new(),
         )
         .unwrap();
         for q in 0..2 {
@@ -870,6 +912,7 @@ mod tests {
                         20,
                         &mut ids,
                         &mut scores,
+                        &Interrupt::new(),
                     )
                     .unwrap()
                 });
@@ -884,7 +927,18 @@ mod tests {
         let mut ids = [0; 1];
         let mut scores = [0.0f32; 1];
         let none = Exclusions::default();
-        assert!(top_k(&[1.0], &items, 1, None, &none, 0, &mut ids, &mut scores).is_err());
+        assert!(top_k(
+            &[1.0],
+            &items,
+            1,
+            None,
+            &none,
+            0,
+            &mut ids,
+            &mut scores,
+            &Interrupt::new()
+        )
+        .is_err());
         assert!(top_k(
             &[1.0],
             &items,
@@ -893,7 +947,8 @@ mod tests {
             &none,
             1,
             &mut ids,
-            &mut scores
+            &mut scores,
+            &Interrupt::new()
         )
         .is_err());
         assert!(top_k(
@@ -904,7 +959,8 @@ mod tests {
             &none,
             1,
             &mut ids,
-            &mut scores
+            &mut scores,
+            &Interrupt::new()
         )
         .is_err());
         assert!(top_k(
@@ -915,7 +971,8 @@ mod tests {
             &none,
             1,
             &mut ids,
-            &mut scores
+            &mut scores,
+            &Interrupt::new()
         )
         .is_err());
         let mask = [true];
@@ -923,6 +980,17 @@ mod tests {
             global: Some(&mask),
             ..Exclusions::default()
         };
-        assert!(top_k(&[1.0], &items, 1, None, &wrong, 1, &mut ids, &mut scores).is_err());
+        assert!(top_k(
+            &[1.0],
+            &items,
+            1,
+            None,
+            &wrong,
+            1,
+            &mut ids,
+            &mut scores,
+            &Interrupt::new()
+        )
+        .is_err());
     }
 }

@@ -1,387 +1,405 @@
 //! `ials._core`: the PyO3 bindings of `ials-core`.
 //!
-//! Bindings only: each function takes numpy arrays as slices (a non-contiguous array is an error,
-//! never a silent copy), releases the GIL, runs the core on a Rayon pool of the requested size and
-//! maps core errors to `ValueError`. Validation with friendly names and dtype normalisation live in
-//! the Python package; the core re-checks every invariant it relies on.
+//! Bindings only: [`convert`] borrows the numpy and scipy values Python has already validated and
+//! normalised, [`detached`] runs the core without the GIL on the requested pool (stoppable by
+//! Ctrl-C), and [`errors`] maps core errors to Python exceptions. Each function accepts float32
+//! or float64 factors and dispatches once to the core's generic code.
 
-use ials_core::{CsrView, Exclusions, Objective, Solver};
-use numpy::ndarray::Array2;
+mod convert;
+mod detached;
+mod errors;
+
+use ials_core::{Exclusions, Real, Solver};
+use numpy::ndarray::{Array2, Array3};
 use numpy::{
-    IntoPyArray, PyArray2, PyReadonlyArray1, PyReadonlyArray2, PyReadwriteArray2,
-    PyUntypedArrayMethods,
+    Element, IntoPyArray, PyArray1, PyArray2, PyArray3, PyReadonlyArray1, PyReadonlyArray2,
+    PyReadonlyArray3, PyReadwriteArray2, PyUntypedArrayMethods,
 };
 use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
 
-fn value_error(e: ials_core::Error) -> PyErr {
-    PyValueError::new_err(e.to_string())
-}
+use convert::{mixed_dtypes, slice, slice_mut, width, Csr, Factors, FactorsMut, Objective};
+use detached::run;
+use errors::CoreError;
 
-fn contiguous<'a, T: numpy::Element, D: numpy::ndarray::Dimension>(
-    array: &'a numpy::PyReadonlyArray<'_, T, D>,
-    name: &str,
-) -> PyResult<&'a [T]> {
-    // `as_slice` also accepts Fortran-ordered arrays, whose memory is not in row order.
-    if !array.is_c_contiguous() {
-        return Err(PyValueError::new_err(format!(
-            "{name} must be a C-contiguous array"
-        )));
+/// The parts of the training objective over a block of rows (see `ials_core::LossTerms`).
+#[pyclass(frozen, module = "ials._core", name = "LossTerms")]
+struct LossTerms(ials_core::LossTerms);
+
+#[pymethods]
+impl LossTerms {
+    #[getter]
+    fn error(&self) -> f64 {
+        self.0.error
     }
-    array
-        .as_slice()
-        .map_err(|_| PyValueError::new_err(format!("{name} must be a C-contiguous array")))
+
+    #[getter]
+    fn weight(&self) -> f64 {
+        self.0.weight
+    }
+
+    #[getter]
+    fn row_penalty(&self) -> f64 {
+        self.0.row_penalty
+    }
+
+    #[getter]
+    fn column_penalty(&self) -> f64 {
+        self.0.column_penalty
+    }
+
+    /// The objective normalised by the total weight, as implicit reports it.
+    fn normalised(&self) -> f64 {
+        self.0.normalised()
+    }
 }
 
-/// A CSR matrix passed as its three arrays.
-struct Csr<'py> {
-    indptr: PyReadonlyArray1<'py, i64>,
+/// One half-sweep: solves every row of `x` against the fixed `y`, in place. `cg_steps=None`
+/// solves each row exactly (Cholesky).
+#[pyfunction]
+#[allow(clippy::too_many_arguments)]
+fn solve_rows(
+    py: Python<'_>,
+    rows: Csr<'_>,
+    x: FactorsMut<'_>,
+    y: Factors<'_>,
+    gram: PyReadonlyArray2<'_, f64>,
+    objective: Objective,
+    cg_steps: Option<usize>,
+    num_threads: usize,
+) -> PyResult<()> {
+    fn typed<T: Real + Element>(
+        py: Python<'_>,
+        rows: &Csr<'_>,
+        mut x: PyReadwriteArray2<'_, T>,
+        y: PyReadonlyArray2<'_, T>,
+        gram: &[f64],
+        objective: &ials_core::Objective,
+        solver: Solver,
+        num_threads: usize,
+    ) -> PyResult<()> {
+        let rows = rows.view()?;
+        let k = width(&y);
+        let y = slice(&y, "y")?;
+        let x = slice_mut(&mut x, "x")?;
+        run(py, num_threads, |stop| {
+            ials_core::solve_rows(&rows, x, y, k, gram, objective, solver, stop)
+        })
+    }
+    let solver = match cg_steps {
+        Some(steps) => Solver::ConjugateGradient { steps },
+        None => Solver::Cholesky,
+    };
+    let gram = slice(&gram, "gram")?;
+    let o = &objective.0;
+    match (x, y) {
+        (FactorsMut::F32(x), Factors::F32(y)) => {
+            typed(py, &rows, x, y, gram, o, solver, num_threads)
+        }
+        (FactorsMut::F64(x), Factors::F64(y)) => {
+            typed(py, &rows, x, y, gram, o, solver, num_threads)
+        }
+        _ => Err(mixed_dtypes()),
+    }
+}
+
+/// A row's normal equations `(A, b)`.
+type System<'py> = (Bound<'py, PyArray2<f64>>, Bound<'py, PyArray1<f64>>);
+
+/// `(A, b)` of one row's normal equations (both float64), the row given by its item `indices`
+/// and `data`.
+#[pyfunction]
+fn normal_equations<'py>(
+    py: Python<'py>,
     indices: PyReadonlyArray1<'py, i32>,
     data: PyReadonlyArray1<'py, f32>,
-    n_cols: usize,
-}
-
-impl<'py> Csr<'py> {
-    fn view(&self) -> PyResult<CsrView<'_>> {
-        CsrView::new(
-            contiguous(&self.indptr, "indptr")?,
-            contiguous(&self.indices, "indices")?,
-            contiguous(&self.data, "data")?,
-            self.n_cols,
-        )
-        .map_err(value_error)
+    y: Factors<'py>,
+    gram: PyReadonlyArray2<'py, f64>,
+    objective: Objective,
+) -> PyResult<System<'py>> {
+    fn typed<T: Real + Element>(
+        indices: &[i32],
+        data: &[f32],
+        y: &PyReadonlyArray2<'_, T>,
+        gram: &[f64],
+        objective: &ials_core::Objective,
+    ) -> PyResult<(Vec<f64>, Vec<f64>, usize)> {
+        let k = width(y);
+        let (a, b) =
+            ials_core::row_normal_equations(indices, data, slice(y, "y")?, k, gram, objective)
+                .map_err(CoreError)?;
+        Ok((a, b, k))
     }
-}
-
-fn objective(
-    regularization: f64,
-    alpha: f32,
-    regularization_exponent: f64,
-    unobserved_weight: f64,
-) -> Objective {
-    Objective {
-        regularization,
-        alpha,
-        regularization_exponent,
-        unobserved_weight,
-    }
-}
-
-fn factors_of<T: numpy::Element>(array: &PyReadonlyArray2<'_, T>) -> usize {
-    array.shape()[1]
-}
-
-/// A score matrix of ids and scores, handed to numpy without a copy.
-type Ranked<'py, T> = (Bound<'py, PyArray2<i32>>, Bound<'py, PyArray2<T>>);
-
-macro_rules! typed_functions {
-    ($t:ty, $solve:ident, $gram:ident, $loss:ident, $top_k:ident, $normal:ident, $metrics:ident) => {
-        /// Per-user ranking metrics at cutoff `k`: an `n_users x 6` float64 array with columns
-        /// n_test, hits, ndcg, average precision, auc, percentile rank. Without `full_ranking`
-        /// only each user's top K is found, and the last two columns are NaN.
-        #[pyfunction]
-        #[allow(clippy::too_many_arguments)]
-        fn $metrics<'py>(
-            py: Python<'py>,
-            users: PyReadonlyArray2<'py, $t>,
-            items: PyReadonlyArray2<'py, $t>,
-            train: (
-                PyReadonlyArray1<'py, i64>,
-                PyReadonlyArray1<'py, i32>,
-                PyReadonlyArray1<'py, f32>,
-            ),
-            test: (
-                PyReadonlyArray1<'py, i64>,
-                PyReadonlyArray1<'py, i32>,
-                PyReadonlyArray1<'py, f32>,
-            ),
-            cutoff: usize,
-            full_ranking: bool,
-            num_threads: usize,
-        ) -> PyResult<Bound<'py, PyArray2<f64>>> {
-            let k = factors_of(&items);
-            let n_items = items.shape()[0];
-            let train = Csr {
-                indptr: train.0,
-                indices: train.1,
-                data: train.2,
-                n_cols: n_items,
-            };
-            let test = Csr {
-                indptr: test.0,
-                indices: test.1,
-                data: test.2,
-                n_cols: n_items,
-            };
-            let (train, test) = (train.view()?, test.view()?);
-            let users = contiguous(&users, "users")?;
-            let items = contiguous(&items, "items")?;
-            let per_user = py
-                .detach(|| {
-                    ials_core::with_threads(num_threads, || {
-                        let ranks = if full_ranking {
-                            ials_core::Ranking::Full
-                        } else {
-                            ials_core::Ranking::TopK
-                        };
-                        ials_core::ranking_metrics(users, items, k, &train, &test, cutoff, ranks)
-                    })
-                    .and_then(|result| result)
-                })
-                .map_err(value_error)?;
-            let table: Vec<f64> = per_user
-                .iter()
-                .flat_map(|m| {
-                    [
-                        m.n_test as f64,
-                        m.hits as f64,
-                        m.ndcg,
-                        m.average_precision,
-                        m.auc,
-                        m.percentile_rank,
-                    ]
-                })
-                .collect();
-            let table = Array2::from_shape_vec((per_user.len(), 6), table).expect("6 columns");
-            Ok(table.into_pyarray(py))
-        }
-
-        /// `(A, b)` of one row's normal equations, both float64.
-        #[pyfunction]
-        #[allow(clippy::too_many_arguments)]
-        fn $normal<'py>(
-            py: Python<'py>,
-            indices: PyReadonlyArray1<'py, i32>,
-            data: PyReadonlyArray1<'py, f32>,
-            y: PyReadonlyArray2<'py, $t>,
-            gram: PyReadonlyArray2<'py, f64>,
-            regularization: f64,
-            alpha: f32,
-            regularization_exponent: f64,
-            unobserved_weight: f64,
-        ) -> PyResult<(Bound<'py, PyArray2<f64>>, Bound<'py, numpy::PyArray1<f64>>)> {
-            let k = factors_of(&y);
-            let objective = objective(
-                regularization,
-                alpha,
-                regularization_exponent,
-                unobserved_weight,
-            );
-            let (a, b) = ials_core::row_normal_equations(
-                contiguous(&indices, "indices")?,
-                contiguous(&data, "data")?,
-                contiguous(&y, "y")?,
-                k,
-                contiguous(&gram, "gram")?,
-                &objective,
-            )
-            .map_err(value_error)?;
-            let a = Array2::from_shape_vec((k, k), a).expect("k x k system");
-            Ok((a.into_pyarray(py), b.into_pyarray(py)))
-        }
-
-        /// One half-sweep: solves every row of `x` against the fixed `y`, in place.
-        #[pyfunction]
-        #[allow(clippy::too_many_arguments)]
-        fn $solve(
-            py: Python<'_>,
-            indptr: PyReadonlyArray1<'_, i64>,
-            indices: PyReadonlyArray1<'_, i32>,
-            data: PyReadonlyArray1<'_, f32>,
-            n_cols: usize,
-            mut x: PyReadwriteArray2<'_, $t>,
-            y: PyReadonlyArray2<'_, $t>,
-            gram: PyReadonlyArray2<'_, f64>,
-            regularization: f64,
-            alpha: f32,
-            regularization_exponent: f64,
-            unobserved_weight: f64,
-            use_cg: bool,
-            cg_steps: usize,
-            num_threads: usize,
-        ) -> PyResult<()> {
-            let csr = Csr {
-                indptr,
-                indices,
-                data,
-                n_cols,
-            };
-            let rows = csr.view()?;
-            let k = factors_of(&y);
-            let y = contiguous(&y, "y")?;
-            let gram = contiguous(&gram, "gram")?;
-            if !x.is_c_contiguous() {
-                return Err(PyValueError::new_err("x must be a C-contiguous array"));
-            }
-            let x = x
-                .as_slice_mut()
-                .map_err(|_| PyValueError::new_err("x must be a C-contiguous array"))?;
-            let objective = objective(
-                regularization,
-                alpha,
-                regularization_exponent,
-                unobserved_weight,
-            );
-            let solver = if use_cg {
-                Solver::ConjugateGradient { steps: cg_steps }
-            } else {
-                Solver::Cholesky
-            };
-            py.detach(|| {
-                ials_core::with_threads(num_threads, || {
-                    ials_core::solve_rows(&rows, x, y, k, gram, &objective, solver)
-                })
-                .and_then(|result| result)
-            })
-            .map_err(value_error)
-        }
-
-        /// `y.T @ y` accumulated in float64.
-        #[pyfunction]
-        fn $gram<'py>(
-            py: Python<'py>,
-            y: PyReadonlyArray2<'py, $t>,
-            num_threads: usize,
-        ) -> PyResult<Bound<'py, PyArray2<f64>>> {
-            let k = factors_of(&y);
-            let slice = contiguous(&y, "y")?;
-            let g = py
-                .detach(|| ials_core::with_threads(num_threads, || ials_core::gram(slice, k)))
-                .map_err(value_error)?;
-            let g = Array2::from_shape_vec((k, k), g).expect("gram returns k x k entries");
-            Ok(g.into_pyarray(py))
-        }
-
-        /// The normalised training objective.
-        #[pyfunction]
-        #[allow(clippy::too_many_arguments)]
-        fn $loss(
-            py: Python<'_>,
-            indptr: PyReadonlyArray1<'_, i64>,
-            indices: PyReadonlyArray1<'_, i32>,
-            data: PyReadonlyArray1<'_, f32>,
-            n_cols: usize,
-            x: PyReadonlyArray2<'_, $t>,
-            y: PyReadonlyArray2<'_, $t>,
-            regularization: f64,
-            alpha: f32,
-            regularization_exponent: f64,
-            unobserved_weight: f64,
-            num_threads: usize,
-        ) -> PyResult<f64> {
-            let csr = Csr {
-                indptr,
-                indices,
-                data,
-                n_cols,
-            };
-            let rows = csr.view()?;
-            let k = factors_of(&y);
-            let x = contiguous(&x, "x")?;
-            let y = contiguous(&y, "y")?;
-            let objective = objective(
-                regularization,
-                alpha,
-                regularization_exponent,
-                unobserved_weight,
-            );
-            py.detach(|| {
-                ials_core::with_threads(num_threads, || ials_core::loss(&rows, x, y, k, &objective))
-                    .and_then(|result| result)
-            })
-            .map_err(value_error)
-        }
-
-        /// The best `n` items per query row; rows of `liked` (a CSR) and items marked in
-        /// `blocked` are never returned, and only `candidates` (ascending ids) are ranked if given.
-        #[pyfunction]
-        #[allow(clippy::too_many_arguments)]
-        fn $top_k<'py>(
-            py: Python<'py>,
-            queries: PyReadonlyArray2<'py, $t>,
-            items: PyReadonlyArray2<'py, $t>,
-            n: usize,
-            liked: Option<(
-                PyReadonlyArray1<'py, i64>,
-                PyReadonlyArray1<'py, i32>,
-                PyReadonlyArray1<'py, f32>,
-            )>,
-            blocked: Option<PyReadonlyArray1<'py, bool>>,
-            candidates: Option<PyReadonlyArray1<'py, i32>>,
-            num_threads: usize,
-        ) -> PyResult<Ranked<'py, $t>> {
-            let k = factors_of(&items);
-            if factors_of(&queries) != k {
-                return Err(PyValueError::new_err(format!(
-                    "the query factors have {} columns but the item factors have {k}",
-                    factors_of(&queries)
-                )));
-            }
-            let n_queries = queries.shape()[0];
-            let n_items = items.shape()[0];
-            let liked = liked.map(|(indptr, indices, data)| Csr {
-                indptr,
-                indices,
-                data,
-                n_cols: n_items,
-            });
-            let exclusions = Exclusions {
-                per_query: liked.as_ref().map(Csr::view).transpose()?,
-                global: blocked
-                    .as_ref()
-                    .map(|b| contiguous(b, "blocked"))
-                    .transpose()?,
-            };
-            let candidates = candidates
-                .as_ref()
-                .map(|c| contiguous(c, "candidates"))
-                .transpose()?;
-            let queries = contiguous(&queries, "queries")?;
-            let items = contiguous(&items, "items")?;
-            let mut ids = vec![0i32; n_queries * n];
-            let mut scores = vec![<$t>::default(); n_queries * n];
-            py.detach(|| {
-                ials_core::with_threads(num_threads, || {
-                    ials_core::top_k(
-                        queries,
-                        items,
-                        k,
-                        candidates,
-                        &exclusions,
-                        n,
-                        &mut ids,
-                        &mut scores,
-                    )
-                })
-                .and_then(|result| result)
-            })
-            .map_err(value_error)?;
-            let ids = Array2::from_shape_vec((n_queries, n), ids).expect("n_queries x n ids");
-            let scores =
-                Array2::from_shape_vec((n_queries, n), scores).expect("n_queries x n scores");
-            Ok((ids.into_pyarray(py), scores.into_pyarray(py)))
-        }
+    let (indices, data) = (slice(&indices, "indices")?, slice(&data, "data")?);
+    let gram = slice(&gram, "gram")?;
+    let (a, b, k) = match &y {
+        Factors::F32(y) => typed(indices, data, y, gram, &objective.0)?,
+        Factors::F64(y) => typed(indices, data, y, gram, &objective.0)?,
     };
+    let a = Array2::from_shape_vec((k, k), a).expect("k x k system");
+    Ok((a.into_pyarray(py), b.into_pyarray(py)))
 }
 
-typed_functions!(
-    f32,
-    solve_rows_f32,
-    gram_f32,
-    loss_f32,
-    top_k_f32,
-    normal_equations_f32,
-    ranking_metrics_f32
-);
-typed_functions!(
-    f64,
-    solve_rows_f64,
-    gram_f64,
-    loss_f64,
-    top_k_f64,
-    normal_equations_f64,
-    ranking_metrics_f64
-);
+/// `y.T @ y` accumulated in float64 (the sum of [`gram_blocks`] in order).
+#[pyfunction]
+fn gram<'py>(
+    py: Python<'py>,
+    y: Factors<'py>,
+    num_threads: usize,
+) -> PyResult<Bound<'py, PyArray2<f64>>> {
+    fn typed<T: Real + Element>(
+        py: Python<'_>,
+        y: &PyReadonlyArray2<'_, T>,
+        num_threads: usize,
+    ) -> PyResult<(Vec<f64>, usize)> {
+        let k = width(y);
+        let y = slice(y, "y")?;
+        Ok((run(py, num_threads, |stop| ials_core::gram(y, k, stop))?, k))
+    }
+    let (g, k) = match &y {
+        Factors::F32(y) => typed(py, y, num_threads)?,
+        Factors::F64(y) => typed(py, y, num_threads)?,
+    };
+    let g = Array2::from_shape_vec((k, k), g).expect("k x k entries");
+    Ok(g.into_pyarray(py))
+}
+
+/// The Gram matrix of each `GRAM_BLOCK_ROWS`-row block of `y`, stacked in block order.
+#[pyfunction]
+fn gram_blocks<'py>(
+    py: Python<'py>,
+    y: Factors<'py>,
+    num_threads: usize,
+) -> PyResult<Bound<'py, PyArray3<f64>>> {
+    fn typed<T: Real + Element>(
+        py: Python<'_>,
+        y: &PyReadonlyArray2<'_, T>,
+        num_threads: usize,
+    ) -> PyResult<(Vec<Vec<f64>>, usize)> {
+        let k = width(y);
+        let y = slice(y, "y")?;
+        Ok((
+            run(py, num_threads, |stop| ials_core::gram_blocks(y, k, stop))?,
+            k,
+        ))
+    }
+    let (blocks, k) = match &y {
+        Factors::F32(y) => typed(py, y, num_threads)?,
+        Factors::F64(y) => typed(py, y, num_threads)?,
+    };
+    let n_blocks = blocks.len();
+    let flat = blocks.concat();
+    let stacked = Array3::from_shape_vec((n_blocks, k, k), flat).expect("blocks of k x k");
+    Ok(stacked.into_pyarray(py))
+}
+
+/// The sum of stacked Gram blocks (`n_blocks x k x k`) in block order.
+#[pyfunction]
+fn gram_sum<'py>(
+    py: Python<'py>,
+    blocks: PyReadonlyArray3<'py, f64>,
+) -> PyResult<Bound<'py, PyArray2<f64>>> {
+    let shape = blocks.shape();
+    let (n_blocks, k) = (shape[0], shape[1]);
+    if shape[2] != k {
+        return Err(PyValueError::new_err(format!(
+            "Gram blocks must be square, got {k} x {}",
+            shape[2]
+        )));
+    }
+    let flat = slice(&blocks, "blocks")?;
+    let blocks: Vec<Vec<f64>> = (0..n_blocks)
+        .map(|b| flat[b * k * k..(b + 1) * k * k].to_vec())
+        .collect();
+    let total = Array2::from_shape_vec((k, k), ials_core::gram_sum(&blocks, k)).expect("k x k");
+    Ok(total.into_pyarray(py))
+}
+
+/// The parts of the training objective of `rows` (see `LossTerms`).
+#[pyfunction]
+fn loss_terms(
+    py: Python<'_>,
+    rows: Csr<'_>,
+    x: Factors<'_>,
+    y: Factors<'_>,
+    objective: Objective,
+    num_threads: usize,
+) -> PyResult<LossTerms> {
+    fn typed<T: Real + Element>(
+        py: Python<'_>,
+        rows: &Csr<'_>,
+        x: &PyReadonlyArray2<'_, T>,
+        y: &PyReadonlyArray2<'_, T>,
+        objective: &ials_core::Objective,
+        num_threads: usize,
+    ) -> PyResult<ials_core::LossTerms> {
+        let rows = rows.view()?;
+        let k = width(y);
+        let (x, y) = (slice(x, "x")?, slice(y, "y")?);
+        run(py, num_threads, |stop| {
+            ials_core::loss_terms(&rows, x, y, k, objective, stop)
+        })
+    }
+    let terms = match (&x, &y) {
+        (Factors::F32(x), Factors::F32(y)) => typed(py, &rows, x, y, &objective.0, num_threads),
+        (Factors::F64(x), Factors::F64(y)) => typed(py, &rows, x, y, &objective.0, num_threads),
+        _ => Err(mixed_dtypes()),
+    }?;
+    Ok(LossTerms(terms))
+}
+
+/// `sum_u lambda_u |x_u|^2` over the rows of `x`, `lambda_u` by the length of row u of `rows`.
+#[pyfunction]
+fn penalty(rows: Csr<'_>, x: Factors<'_>, objective: Objective) -> PyResult<f64> {
+    let view = rows.view()?;
+    let result = match &x {
+        Factors::F32(x) => ials_core::penalty(&view, slice(x, "x")?, width(x), &objective.0),
+        Factors::F64(x) => ials_core::penalty(&view, slice(x, "x")?, width(x), &objective.0),
+    };
+    Ok(result.map_err(CoreError)?)
+}
+
+/// The ids and scores of the best `n` items per query row (`n_queries x n`, padded with -1 and
+/// -inf). Rows of `liked` (a CSR, queries x items) and items marked in `blocked` are never
+/// returned; only `candidates` (ascending ids) are ranked when given.
+#[pyfunction]
+#[allow(clippy::too_many_arguments)]
+fn top_k<'py>(
+    py: Python<'py>,
+    queries: Factors<'py>,
+    items: Factors<'py>,
+    n: usize,
+    liked: Option<Csr<'py>>,
+    blocked: Option<PyReadonlyArray1<'py, bool>>,
+    candidates: Option<PyReadonlyArray1<'py, i32>>,
+    num_threads: usize,
+) -> PyResult<(Bound<'py, PyAny>, Bound<'py, PyAny>)> {
+    #[allow(clippy::too_many_arguments)]
+    fn typed<'py, T: Real + Element>(
+        py: Python<'py>,
+        queries: &PyReadonlyArray2<'py, T>,
+        items: &PyReadonlyArray2<'py, T>,
+        n: usize,
+        liked: Option<&Csr<'py>>,
+        blocked: Option<&[bool]>,
+        candidates: Option<&[i32]>,
+        num_threads: usize,
+    ) -> PyResult<(Bound<'py, PyAny>, Bound<'py, PyAny>)> {
+        let k = width(items);
+        if width(queries) != k {
+            return Err(PyValueError::new_err(format!(
+                "the query factors have {} columns but the item factors have {k}",
+                width(queries)
+            )));
+        }
+        let n_queries = queries.shape()[0];
+        let exclusions = Exclusions {
+            per_query: liked.map(Csr::view).transpose()?,
+            global: blocked,
+        };
+        let (queries, items) = (slice(queries, "queries")?, slice(items, "items")?);
+        let mut ids = vec![0i32; n_queries * n];
+        let mut scores = vec![T::default(); n_queries * n];
+        run(py, num_threads, |stop| {
+            ials_core::top_k(
+                queries,
+                items,
+                k,
+                candidates,
+                &exclusions,
+                n,
+                &mut ids,
+                &mut scores,
+                stop,
+            )
+        })?;
+        let ids = Array2::from_shape_vec((n_queries, n), ids).expect("n_queries x n ids");
+        let scores = Array2::from_shape_vec((n_queries, n), scores).expect("n_queries x n");
+        Ok((
+            ids.into_pyarray(py).into_any(),
+            scores.into_pyarray(py).into_any(),
+        ))
+    }
+    let blocked = blocked.as_ref().map(|b| slice(b, "blocked")).transpose()?;
+    let candidates = candidates
+        .as_ref()
+        .map(|c| slice(c, "candidates"))
+        .transpose()?;
+    let liked = liked.as_ref();
+    match (&queries, &items) {
+        (Factors::F32(q), Factors::F32(i)) => {
+            typed(py, q, i, n, liked, blocked, candidates, num_threads)
+        }
+        (Factors::F64(q), Factors::F64(i)) => {
+            typed(py, q, i, n, liked, blocked, candidates, num_threads)
+        }
+        _ => Err(mixed_dtypes()),
+    }
+}
+
+/// Per-user ranking metrics at cutoff `cutoff`: an `n_users x 6` float64 array with columns
+/// n_test, hits, ndcg, average precision, auc, percentile rank. Without `full_ranking` only each
+/// user's top K is found, and the last two columns are NaN.
+#[pyfunction]
+#[allow(clippy::too_many_arguments)]
+fn ranking_metrics<'py>(
+    py: Python<'py>,
+    users: Factors<'py>,
+    items: Factors<'py>,
+    train: Csr<'py>,
+    test: Csr<'py>,
+    cutoff: usize,
+    full_ranking: bool,
+    num_threads: usize,
+) -> PyResult<Bound<'py, PyArray2<f64>>> {
+    #[allow(clippy::too_many_arguments)]
+    fn typed<T: Real + Element>(
+        py: Python<'_>,
+        users: &PyReadonlyArray2<'_, T>,
+        items: &PyReadonlyArray2<'_, T>,
+        train: &Csr<'_>,
+        test: &Csr<'_>,
+        cutoff: usize,
+        ranks: ials_core::Ranking,
+        num_threads: usize,
+    ) -> PyResult<Vec<ials_core::UserMetrics>> {
+        let k = width(items);
+        let (train, test) = (train.view()?, test.view()?);
+        let (users, items) = (slice(users, "users")?, slice(items, "items")?);
+        run(py, num_threads, |stop| {
+            ials_core::ranking_metrics(users, items, k, &train, &test, cutoff, ranks, stop)
+        })
+    }
+    let ranks = if full_ranking {
+        ials_core::Ranking::Full
+    } else {
+        ials_core::Ranking::TopK
+    };
+    let per_user = match (&users, &items) {
+        (Factors::F32(u), Factors::F32(i)) => {
+            typed(py, u, i, &train, &test, cutoff, ranks, num_threads)
+        }
+        (Factors::F64(u), Factors::F64(i)) => {
+            typed(py, u, i, &train, &test, cutoff, ranks, num_threads)
+        }
+        _ => Err(mixed_dtypes()),
+    }?;
+    let table: Vec<f64> = per_user
+        .iter()
+        .flat_map(|m| {
+            [
+                m.n_test as f64,
+                m.hits as f64,
+                m.ndcg,
+                m.average_precision,
+                m.auc,
+                m.percentile_rank,
+            ]
+        })
+        .collect();
+    let table = Array2::from_shape_vec((per_user.len(), 6), table).expect("6 columns");
+    Ok(table.into_pyarray(py))
+}
 
 /// The instruction set the kernels run with ("avx2+fma" or "portable").
 #[pyfunction]
@@ -389,27 +407,21 @@ fn simd_level() -> &'static str {
     ials_core::simd_level().name()
 }
 
-/// The number of threads `num_threads` means (0: all cores).
-#[pyfunction]
-fn resolve_threads(num_threads: usize) -> usize {
-    ials_core::resolve_threads(num_threads)
-}
-
 #[pymodule]
 fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
-    m.add_function(wrap_pyfunction!(solve_rows_f32, m)?)?;
-    m.add_function(wrap_pyfunction!(solve_rows_f64, m)?)?;
-    m.add_function(wrap_pyfunction!(gram_f32, m)?)?;
-    m.add_function(wrap_pyfunction!(gram_f64, m)?)?;
-    m.add_function(wrap_pyfunction!(loss_f32, m)?)?;
-    m.add_function(wrap_pyfunction!(loss_f64, m)?)?;
-    m.add_function(wrap_pyfunction!(normal_equations_f32, m)?)?;
-    m.add_function(wrap_pyfunction!(normal_equations_f64, m)?)?;
-    m.add_function(wrap_pyfunction!(ranking_metrics_f32, m)?)?;
-    m.add_function(wrap_pyfunction!(ranking_metrics_f64, m)?)?;
-    m.add_function(wrap_pyfunction!(top_k_f32, m)?)?;
-    m.add_function(wrap_pyfunction!(top_k_f64, m)?)?;
+    m.add_class::<Objective>()?;
+    m.add_class::<LossTerms>()?;
+    m.add("GRAM_BLOCK_ROWS", ials_core::GRAM_BLOCK_ROWS)?;
+    m.add("MAX_THREADS", ials_core::MAX_THREADS)?;
+    m.add_function(wrap_pyfunction!(solve_rows, m)?)?;
+    m.add_function(wrap_pyfunction!(normal_equations, m)?)?;
+    m.add_function(wrap_pyfunction!(gram, m)?)?;
+    m.add_function(wrap_pyfunction!(gram_blocks, m)?)?;
+    m.add_function(wrap_pyfunction!(gram_sum, m)?)?;
+    m.add_function(wrap_pyfunction!(loss_terms, m)?)?;
+    m.add_function(wrap_pyfunction!(penalty, m)?)?;
+    m.add_function(wrap_pyfunction!(top_k, m)?)?;
+    m.add_function(wrap_pyfunction!(ranking_metrics, m)?)?;
     m.add_function(wrap_pyfunction!(simd_level, m)?)?;
-    m.add_function(wrap_pyfunction!(resolve_threads, m)?)?;
     Ok(())
 }

@@ -1,0 +1,161 @@
+//! Python values the bindings accept, and how they become core views. Python normalises every
+//! input before it gets here (dtypes, C order, canonical CSR); these types only borrow it.
+
+use ials_core::CsrView;
+use numpy::{PyReadonlyArray1, PyReadonlyArray2, PyReadwriteArray2, PyUntypedArrayMethods};
+use pyo3::exceptions::{PyTypeError, PyValueError};
+use pyo3::prelude::*;
+
+use crate::errors::CoreError;
+
+/// A scipy CSR matrix (int64 `indptr`, int32 `indices`, float32 `data`), read through its
+/// attributes without a copy.
+#[derive(FromPyObject)]
+pub struct Csr<'py> {
+    #[pyo3(attribute("indptr"))]
+    indptr: PyReadonlyArray1<'py, i64>,
+    #[pyo3(attribute("indices"))]
+    indices: PyReadonlyArray1<'py, i32>,
+    #[pyo3(attribute("data"))]
+    data: PyReadonlyArray1<'py, f32>,
+    #[pyo3(attribute("shape"))]
+    shape: (usize, usize),
+}
+
+impl Csr<'_> {
+    pub fn view(&self) -> PyResult<CsrView<'_>> {
+        Ok(CsrView::new(
+            slice(&self.indptr, "indptr")?,
+            slice(&self.indices, "indices")?,
+            slice(&self.data, "data")?,
+            self.shape.1,
+        )
+        .map_err(CoreError)?)
+    }
+}
+
+/// A factor matrix of either float type.
+#[derive(FromPyObject)]
+pub enum Factors<'py> {
+    F32(PyReadonlyArray2<'py, f32>),
+    F64(PyReadonlyArray2<'py, f64>),
+}
+
+/// A factor matrix the core writes into.
+#[derive(FromPyObject)]
+pub enum FactorsMut<'py> {
+    F32(PyReadwriteArray2<'py, f32>),
+    F64(PyReadwriteArray2<'py, f64>),
+}
+
+pub fn mixed_dtypes() -> PyErr {
+    PyTypeError::new_err("the factor matrices must all be float32 or all float64")
+}
+
+/// The array's memory as a row-major slice; a non-contiguous array is an error, never a silent
+/// copy.
+pub fn slice<'a, T: numpy::Element, D: numpy::ndarray::Dimension>(
+    array: &'a numpy::PyReadonlyArray<'_, T, D>,
+    name: &str,
+) -> PyResult<&'a [T]> {
+    // `as_slice` also accepts Fortran-ordered arrays, whose memory is not in row order.
+    if !array.is_c_contiguous() {
+        return Err(not_contiguous(name));
+    }
+    array.as_slice().map_err(|_| not_contiguous(name))
+}
+
+/// As [`slice`], writable.
+pub fn slice_mut<'a, T: numpy::Element>(
+    array: &'a mut PyReadwriteArray2<'_, T>,
+    name: &str,
+) -> PyResult<&'a mut [T]> {
+    if !array.is_c_contiguous() {
+        return Err(not_contiguous(name));
+    }
+    array.as_slice_mut().map_err(|_| not_contiguous(name))
+}
+
+fn not_contiguous(name: &str) -> PyErr {
+    PyValueError::new_err(format!("{name} must be a C-contiguous array"))
+}
+
+/// The number of columns (factors) of a factor matrix.
+pub fn width<T: numpy::Element>(array: &PyReadonlyArray2<'_, T>) -> usize {
+    array.shape()[1]
+}
+
+/// The constructor arguments of an [`Objective`], in order.
+type ObjectiveArgs = (f64, f64, f64, f64);
+
+/// The training objective, checked once when built in Python and then passed to every call.
+#[pyclass(frozen, from_py_object, module = "ials._core", name = "Objective")]
+#[derive(Clone)]
+pub struct Objective(pub ials_core::Objective);
+
+#[pymethods]
+impl Objective {
+    #[new]
+    fn new(
+        regularization: f64,
+        alpha: f64,
+        regularization_exponent: f64,
+        unobserved_weight: f64,
+    ) -> PyResult<Self> {
+        let objective = ials_core::Objective {
+            regularization,
+            alpha: alpha as f32,
+            regularization_exponent,
+            unobserved_weight,
+        };
+        objective.validate().map_err(CoreError)?;
+        Ok(Self(objective))
+    }
+
+    #[getter]
+    fn regularization(&self) -> f64 {
+        self.0.regularization
+    }
+
+    #[getter]
+    fn alpha(&self) -> f64 {
+        self.0.alpha as f64
+    }
+
+    #[getter]
+    fn regularization_exponent(&self) -> f64 {
+        self.0.regularization_exponent
+    }
+
+    #[getter]
+    fn unobserved_weight(&self) -> f64 {
+        self.0.unobserved_weight
+    }
+
+    /// Pickled as its constructor call, so it travels to Dask workers.
+    fn __reduce__<'py>(slf: &Bound<'py, Self>) -> PyResult<(Bound<'py, PyAny>, ObjectiveArgs)> {
+        let o = &slf.get().0;
+        Ok((
+            slf.get_type().into_any(),
+            (
+                o.regularization,
+                o.alpha as f64,
+                o.regularization_exponent,
+                o.unobserved_weight,
+            ),
+        ))
+    }
+
+    fn __repr__(&self) -> String {
+        let o = &self.0;
+        format!(
+            "Objective(regularization={}, alpha={}, regularization_exponent={}, \
+             unobserved_weight={})",
+            o.regularization, o.alpha, o.regularization_exponent, o.unobserved_weight
+        )
+    }
+
+    fn __eq__(&self, other: &Self) -> bool {
+        self.0 == other.0
+    }
+}

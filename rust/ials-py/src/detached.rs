@@ -1,0 +1,60 @@
+//! The one way the bindings run core work: without the GIL, on the requested pool, stoppable by
+//! Ctrl-C, with core errors mapped to Python exceptions.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use ials_core::Interrupt;
+use pyo3::prelude::*;
+
+use crate::errors::CoreError;
+
+/// How often the calling thread looks for a pending signal while the pool works.
+const SIGNAL_POLL: Duration = Duration::from_millis(20);
+
+/// Runs `work` on a pool of `num_threads` threads (0: all cores) with the GIL released. Meanwhile
+/// the calling thread checks for pending signals; when a handler raises (Ctrl-C's
+/// `KeyboardInterrupt`), the work is asked to stop at its next block of rows and that exception
+/// is returned.
+pub fn run<R: Send>(
+    py: Python<'_>,
+    num_threads: usize,
+    work: impl FnOnce(&Interrupt) -> ials_core::Result<R> + Send,
+) -> PyResult<R> {
+    let pool = ials_core::thread_pool(num_threads).map_err(CoreError)?;
+    let interrupt = Interrupt::new();
+    let mut raised: Option<PyErr> = None;
+    let outcome = py.detach(|| {
+        let finished = AtomicBool::new(false);
+        let caller = std::thread::current();
+        let mut outcome = None;
+        pool.in_place_scope(|scope| {
+            scope.spawn(|_| {
+                outcome = Some(work(&interrupt));
+                finished.store(true, Ordering::Release);
+                caller.unpark();
+            });
+            while !finished.load(Ordering::Acquire) {
+                std::thread::park_timeout(SIGNAL_POLL);
+                if raised.is_none() && !finished.load(Ordering::Acquire) {
+                    if let Err(signal) = Python::attach(|py| py.check_signals()) {
+                        raised = Some(signal);
+                        interrupt.request();
+                    }
+                }
+            }
+        });
+        outcome
+    });
+    if let Some(signal) = raised {
+        return Err(signal);
+    }
+    match outcome {
+        Some(result) => result.map_err(|e| CoreError(e).into()),
+        // The spawned job always runs before the scope ends; a panic in it would have
+        // propagated out of `in_place_scope` instead of reaching here.
+        None => Err(pyo3::exceptions::PyRuntimeError::new_err(
+            "the core call did not run",
+        )),
+    }
+}
