@@ -8,11 +8,10 @@ import subprocess
 import sys
 import textwrap
 
+import ials
 import numpy as np
 import pytest
 import scipy.sparse as sp
-
-import ials
 from ials import _native
 from ials._validation import core_rows
 from ials.solver import check_objective
@@ -42,9 +41,7 @@ _HANG_GUARD_S = 120
 
 
 def _run_interrupted(setup: str, call: str, after: str = "pass") -> str:
-    script = _INTERRUPTED_CALL.format(
-        setup=textwrap.dedent(setup).strip().replace("\n", "\n"), call=call, after=after
-    )
+    script = _INTERRUPTED_CALL.format(setup=textwrap.dedent(setup).strip(), call=call, after=after)
     done = subprocess.run(
         [sys.executable, "-c", script],
         capture_output=True,
@@ -66,8 +63,9 @@ k = 256
 x = np.zeros((rows.shape[0], k), dtype=np.float32)
 y = rng.normal(0, 0.1, (rows.shape[1], k)).astype(np.float32)
 gram = _native.gram(y, 2)
+objective = check_objective(0.1, 1.0, 0.0, 1.0)
 """,
-        call="_native.solve_rows(core_rows(rows), x, y, gram, check_objective(0.1, 1.0, 0.0, 1.0), None, 2)",
+        call="_native.solve_rows(core_rows(rows), x, y, gram, objective, None, 2)",
         after="print('untouched rows', int((np.abs(x).sum(axis=1) == 0).sum()))",
     )
     assert "interrupted" in out
