@@ -1,11 +1,14 @@
 """The ``ials`` command line (also ``python -m ials``).
 
     ials demo                                   fit, evaluate and show the embedded synthetic data
-    ials fit DATA -o MODEL [--weight-col ...]   train on a CSV/TSV/Parquet log, save model and ids
+    ials fit DATA -o MODEL [--weight-col ...]   train on a CSV/TSV/Parquet log, save the bundle
     ials recommend MODEL --user ID [-n 10]      best unseen items for a user (raw ids)
+    ials recommend MODEL --all -o RECS.parquet  every user's top N (raw ids) to Parquet or CSV
+    ials serve MODEL [--port 8000]              HTTP JSON API (needs the serve extra)
     ials similar MODEL --item ID [-n 10]        most similar items (raw ids)
     ials evaluate DATA [--test-fraction --k]    per-user split, fit, ranking metrics, --plot
     ials tune DATA [--budget --trials --factors] search settings on a per-user validation split
+                                                (-o best settings, --model-output the refit)
 
 ``--json`` prints one JSON object on stdout for scripts; progress bars (tqdm, when installed) go
 to stderr unless ``--quiet``. Bad input (a missing file, an unknown column or id, an invalid
@@ -15,7 +18,9 @@ value) ends with exit code 2 and a one-line message on stderr.
 from __future__ import annotations
 
 import argparse
+import inspect
 import json
+import os
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -27,6 +32,7 @@ import scipy.sparse as sp
 from . import datasets
 from .als import AlternatingLeastSquares
 from .interactions import Interactions
+from .recommender import Confidence, Recommender
 from .splits import per_user_split
 
 METRIC_NAMES = ("precision", "recall", "map", "ndcg", "auc", "epr")
@@ -139,15 +145,39 @@ def _model(args: argparse.Namespace, calculate_loss: bool = False) -> Alternatin
         factors=args.factors,
         regularization=args.regularization,
         alpha=args.alpha,
+        dtype=args.dtype,
+        use_cg=args.use_cg,
         iterations=args.iterations,
         num_threads=args.threads,
         random_state=args.seed,
+        cg_steps=args.cg_steps,
+        regularization_exponent=args.regularization_exponent,
+        unobserved_weight=args.unobserved_weight,
         calculate_training_loss=calculate_loss,
     )
 
 
+def _confidence(args: argparse.Namespace) -> Confidence:
+    return Confidence(args.confidence, args.confidence_alpha, args.confidence_eps)
+
+
+def _refuse_existing(path: str, force: bool) -> str:
+    if os.path.exists(path) and not force:
+        raise FileExistsError(f"{path} exists: pass --force to overwrite it")
+    return path
+
+
+def _check_output(path: str, force: bool) -> str:
+    """The model path (``.npz`` appended), refused when it exists unless ``force``."""
+    from ._persistence import model_path
+
+    return _refuse_existing(model_path(path), force)
+
+
 def _fit(args: argparse.Namespace) -> int:
     model = _model(args)  # checks the parameters before the work
+    confidence = _confidence(args)
+    path = _check_output(args.output, args.force)
     data, read_seconds = _read(args)
     if not args.json:
         print(
@@ -155,12 +185,9 @@ def _fit(args: argparse.Namespace) -> int:
             f"{data.nnz} interactions ({read_seconds:.2f} s)"
         )
     start = time.perf_counter()
-    model.fit(data.matrix, show_progress=not args.quiet)
+    bundle = Recommender.fit(data, model, confidence, show_progress=not args.quiet)
     fit_seconds = time.perf_counter() - start
-    from ._persistence import model_path
-
-    path = model_path(args.output)
-    model.save(path, interactions=data)
+    bundle.save(path)
     if args.json:
         _print_json(
             {
@@ -177,13 +204,14 @@ def _fit(args: argparse.Namespace) -> int:
     return 0
 
 
-def _load(path: str) -> tuple[AlternatingLeastSquares, Interactions | None]:
-    from ._persistence import load_with_interactions
-
-    model, parts = load_with_interactions(AlternatingLeastSquares, path)
-    if model.user_factors is None or model.item_factors is None:
-        raise ValueError(f"{path} holds a model that was never fitted")
-    return model, None if parts is None else Interactions(*parts)
+def _load(path: str) -> tuple[Recommender, bool]:
+    """The bundle, and whether it knows any history (a model file saved without interactions
+    has none: its ids are row and column numbers)."""
+    try:
+        bundle = Recommender.load(path)
+    except ValueError as err:
+        raise ValueError(f"{path}: {err}") from None
+    return bundle, bundle.interactions.nnz > 0
 
 
 def _index(raw: str, upper: int, kind: str) -> int:
@@ -217,33 +245,62 @@ def _show(
 
 
 def _recommend(args: argparse.Namespace) -> int:
-    model, data = _load(args.model)
-    assert model.user_factors is not None and model.item_factors is not None
-    if data is None:
-        row = _index(args.user, model.user_factors.shape[0], "user")
+    if args.all:
+        return _recommend_all(args)
+    if args.user is None:
+        raise ValueError("give --user ID, or --all with -o FILE")
+    bundle, has_ids = _load(args.model)
+    user: Any = args.user
+    if not has_ids:
+        user = _index(args.user, bundle.n_users, "user")
         _no_ids_note(args.model)
-        ids, scores = model.recommend(row, None, N=args.n, filter_already_liked_items=False)
-        results = list(zip(ids.tolist(), scores.astype(float).tolist(), strict=True))
-        query: Any = row
-    else:
-        results = data.recommend(model, args.user, N=args.n)
-        query = data.user_ids[data.user_index(args.user)].item()
+    results = bundle.recommend(user, N=args.n)
+    query = bundle.user_ids[bundle.interactions.user_index(user)].item()
     _show(args, "user", query, results, "item")
     return 0
 
 
-def _similar(args: argparse.Namespace) -> int:
-    model, data = _load(args.model)
-    assert model.item_factors is not None
-    if data is None:
-        column = _index(args.item, model.item_factors.shape[0], "item")
-        _no_ids_note(args.model)
-        ids, scores = model.similar_items(column, N=args.n)
-        results = list(zip(ids.tolist(), scores.astype(float).tolist(), strict=True))
-        query: Any = column
+def _recommend_all(args: argparse.Namespace) -> int:
+    """Every user's top N, in blocks of users, to a Parquet or CSV file in raw ids."""
+    from .export import read_names, recommendation_columns, write_table
+
+    if args.output is None:
+        raise ValueError("--all needs -o FILE (.parquet or .csv)")
+    if args.user is not None:
+        raise ValueError("give either --user or --all, not both")
+    _refuse_existing(args.output, args.force)
+    names = None
+    if args.item_names:
+        names = read_names(args.item_names, args.names_id_col, args.names_col)
+    bundle, _ = _load(args.model)
+    model, data = bundle.model, bundle.interactions
+    start = time.perf_counter()
+
+    def blocks() -> Any:
+        for first in range(0, data.n_users, args.block_users):
+            rows = np.arange(first, min(first + args.block_users, data.n_users))
+            ids, scores = model.recommend(rows, data.matrix[rows], N=args.n)
+            yield recommendation_columns(data.user_ids[rows], ids, scores, data.item_ids, names)
+
+    written = write_table(args.output, blocks())
+    seconds = time.perf_counter() - start
+    if args.json:
+        _print_json(
+            {"users": data.n_users, "rows": written, "output": args.output, "seconds": seconds}
+        )
     else:
-        results = data.similar_items(model, args.item, N=args.n)
-        query = data.item_ids[data.item_index(args.item)].item()
+        print(f"wrote {written} rows for {data.n_users} users to {args.output} ({seconds:.2f} s)")
+    return 0
+
+
+def _similar(args: argparse.Namespace) -> int:
+    bundle, has_ids = _load(args.model)
+    item: Any = args.item
+    if not has_ids:
+        item = _index(args.item, bundle.n_items, "item")
+        _no_ids_note(args.model)
+    results = bundle.similar_items(item, N=args.n)
+    query = bundle.item_ids[bundle.interactions.item_index(item)].item()
     _show(args, "item", query, results, "item")
     return 0
 
@@ -326,7 +383,9 @@ def _read_and_split(
 def _evaluate(args: argparse.Namespace) -> int:
     plt = _plot_module() if args.plot else None  # fail before the work, not after
     model = _model(args, calculate_loss=args.plot is not None)
+    confidence = _confidence(args)
     data, train, test = _read_and_split(args, args.test_fraction, "per-user split")
+    train = confidence.apply(train)
     history: list[dict[str, Any]] = []
     callback: Callable[[int, float, float | None], None] | None = None
     if args.plot:
@@ -387,6 +446,10 @@ def _tune(args: argparse.Namespace) -> int:
     searches the model settings that rank it best (``ials.tune.search``)."""
     from .tune import search
 
+    if args.output is not None:  # refused before the search, not after
+        _refuse_existing(args.output, args.force)
+    if args.model_output is not None:
+        _check_output(args.model_output, args.force)
     data, train, validation = _read_and_split(args, args.validation_fraction, "validation split")
     result = search(
         train,
@@ -401,10 +464,12 @@ def _tune(args: argparse.Namespace) -> int:
         show_progress=not args.quiet,
         num_threads=args.threads,
     )
+    written = _save_tuned(args, data, result)
     if args.json:
         _print_json(
             {
                 **_data_summary(args, data),
+                **written,
                 "train_interactions": int(train.nnz),
                 "validation_interactions": int(validation.nnz),
                 "validation_fraction": args.validation_fraction,
@@ -443,7 +508,44 @@ def _tune(args: argparse.Namespace) -> int:
             f"{result.best['alpha']:.4g}{eps}), then the model with alpha=1"
         )
     print(f"  AlternatingLeastSquares(factors={args.factors}, {params})")
+    for what, path in written.items():
+        print(f"saved {what.replace('_', ' ')}: {path}")
     return 0
+
+
+def _best_settings(args: argparse.Namespace, result: Any) -> dict[str, Any]:
+    """The best trial's settings under the flag names of ``fit`` (what ``--params`` reads)."""
+    settings: dict[str, Any] = {"factors": args.factors}
+    for name, value in result.params.items():
+        settings[name] = np.dtype(value).name if name == "dtype" else _finite_or_none(value)
+    transformed = result.confidence != "raw"
+    settings["confidence"] = result.confidence
+    settings["confidence_alpha"] = float(result.best["alpha"]) if transformed else 1.0
+    settings["confidence_eps"] = float(result.best.get("eps", 1.0))
+    settings["seed"] = int(result.random_state)
+    return settings
+
+
+def _save_tuned(args: argparse.Namespace, data: Interactions, result: Any) -> dict[str, str]:
+    """Writes the best settings (``-o``) and the model refitted with them on all the data
+    (``--model-output``); returns what was written."""
+    written: dict[str, str] = {}
+    settings = _best_settings(args, result)
+    if args.output is not None:
+        with open(args.output, "w", encoding="utf-8") as handle:
+            json.dump(settings, handle, indent=2)
+            handle.write("\n")
+        written["settings_file"] = args.output
+    if args.model_output is not None:
+        model = result.make_model(num_threads=args.threads)
+        confidence = Confidence(
+            settings["confidence"], settings["confidence_alpha"], settings["confidence_eps"]
+        )
+        bundle = Recommender.fit(data, model, confidence, show_progress=not args.quiet)
+        path = _check_output(args.model_output, True)
+        bundle.save(path)
+        written["model"] = path
+    return written
 
 
 def _cell_text(value: Any) -> str:
@@ -513,13 +615,131 @@ def _data_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
+_DEFAULTS = inspect.signature(AlternatingLeastSquares).parameters
+# The model settings `fit --params FILE` accepts and `tune -o FILE` writes (argparse dest names).
+_SETTINGS = (
+    "factors",
+    "iterations",
+    "regularization",
+    "alpha",
+    "regularization_exponent",
+    "unobserved_weight",
+    "cg_steps",
+    "use_cg",
+    "dtype",
+    "confidence",
+    "confidence_alpha",
+    "confidence_eps",
+    "seed",
+)
+
+
 def _model_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--factors", type=_positive, default=100)
-    parser.add_argument("--iterations", type=_non_negative, default=15)
-    parser.add_argument("--regularization", type=float, default=0.01)
-    parser.add_argument("--alpha", type=float, default=1.0, help="confidence per unit of weight")
-    parser.add_argument("--seed", type=_non_negative, default=0)
-    parser.add_argument("--threads", type=_non_negative, default=0, help="0: every core")
+    group = parser.add_argument_group("model settings")
+    setting = group.add_argument
+    setting(
+        "--factors", type=_positive, default=_DEFAULTS["factors"].default, help="latent factors k"
+    )
+    setting(
+        "--iterations",
+        type=_non_negative,
+        default=_DEFAULTS["iterations"].default,
+        help="ALS sweeps (users then items)",
+    )
+    setting(
+        "--regularization",
+        type=float,
+        default=_DEFAULTS["regularization"].default,
+        help="lambda, the L2 penalty of each factor row",
+    )
+    setting(
+        "--alpha",
+        type=float,
+        default=_DEFAULTS["alpha"].default,
+        help="model confidence per unit of (transformed) weight; keep 1 with --confidence",
+    )
+    setting(
+        "--regularization-exponent",
+        type=float,
+        default=_DEFAULTS["regularization_exponent"].default,
+        help="nu: a row's penalty is lambda * (n_u + alpha0 * n_cols) ** nu (0: plain lambda)",
+    )
+    setting(
+        "--unobserved-weight",
+        type=float,
+        default=_DEFAULTS["unobserved_weight"].default,
+        help="alpha0, the confidence of every cell not in the data",
+    )
+    setting(
+        "--cg-steps",
+        type=_positive,
+        default=_DEFAULTS["cg_steps"].default,
+        help="conjugate-gradient iterations per row and half-sweep",
+    )
+    setting(
+        "--use-cg",
+        action=argparse.BooleanOptionalAction,
+        default=_DEFAULTS["use_cg"].default,
+        help="conjugate gradient; --no-use-cg solves each row exactly (Cholesky)",
+    )
+    setting(
+        "--dtype",
+        choices=("float32", "float64"),
+        default=np.dtype(_DEFAULTS["dtype"].default).name,
+        help="type of the factors",
+    )
+    setting(
+        "--confidence",
+        choices=("raw", "linear", "log"),
+        default="raw",
+        help="transform of the weights before fitting: 1 + a * r (linear), "
+        "1 + a * log(1 + r / eps) (log); saved in the model for later fold-ins",
+    )
+    setting("--confidence-alpha", type=float, default=1.0, help="a of the confidence transform")
+    setting("--confidence-eps", type=float, default=1.0, help="eps of the log transform")
+    setting("--seed", type=_non_negative, default=0, help="seed of the initial factors")
+    setting("--threads", type=_non_negative, default=0, help="threads, 0: every core")
+    setting(
+        "--params",
+        metavar="FILE.json",
+        help="settings written by `ials tune -o`; flags given on the command line win",
+    )
+    parser.set_defaults(settings_parser=parser)
+
+
+def _read_params(path: str, parser: argparse.ArgumentParser) -> dict[str, Any]:
+    """The settings in a JSON file, checked as their flags would be."""
+    with open(path, encoding="utf-8") as handle:
+        try:
+            values = json.load(handle)
+        except json.JSONDecodeError as err:
+            raise ValueError(f"{path} is not valid JSON: {err}") from None
+    if not isinstance(values, dict):
+        raise ValueError(f"{path} must hold a JSON object of settings")
+    actions = {action.dest: action for action in parser._actions}
+    checked: dict[str, Any] = {}
+    for name, value in values.items():
+        if name not in _SETTINGS:
+            raise ValueError(
+                f"{path}: unknown setting {name!r}; the settings are: {', '.join(_SETTINGS)}"
+            )
+        action = actions[name]
+        flag = action.option_strings[0]
+        if name == "use_cg":
+            if not isinstance(value, bool):
+                raise ValueError(f"{path}: {name} must be true or false, got {value!r}")
+            checked[name] = value
+            continue
+        if isinstance(value, bool) or not isinstance(value, int | float | str):
+            raise ValueError(f"{path}: {name} must be a number or a name, got {value!r}")
+        if action.choices is not None and value not in action.choices:
+            choices = ", ".join(map(str, action.choices))
+            raise ValueError(f"{path}: {name} must be one of {choices}, got {value!r}")
+        try:
+            checked[name] = value if action.type is None else action.type(str(value))  # type: ignore[operator]
+        except (argparse.ArgumentTypeError, ValueError) as err:
+            raise ValueError(f"{path}: {name} ({flag}): {err}") from None
+    return checked
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -540,9 +760,17 @@ def _parser() -> argparse.ArgumentParser:
     demo.add_argument("--quiet", action="store_true", help="no progress bars")
     demo.set_defaults(run=_demo)
 
-    fit = commands.add_parser("fit", help="train on an interaction file and save the model")
+    fit = commands.add_parser(
+        "fit",
+        help="train on an interaction file and save the model bundle",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        description="Trains on a log of interactions and saves one model bundle: settings, "
+        "factors, the raw user and item ids with each user's history, and the confidence "
+        "transform (read by ials recommend, similar, serve and ials.Recommender.load).",
+    )
     _data_arguments(fit)
     fit.add_argument("-o", "--output", required=True, help="model file (.npz is appended)")
+    fit.add_argument("--force", action="store_true", help="overwrite an existing model file")
     _model_arguments(fit)
     _output_arguments(fit)
     fit.set_defaults(run=_fit)
@@ -551,10 +779,29 @@ def _parser() -> argparse.ArgumentParser:
         ("recommend", "best unseen items for a user", "--user", "raw user id", _recommend),
         ("similar", "items most similar to an item", "--item", "raw item id", _similar),
     ):
-        lookup = commands.add_parser(name, help=help_text)
+        lookup = commands.add_parser(
+            name, help=help_text, formatter_class=argparse.ArgumentDefaultsHelpFormatter
+        )
         lookup.add_argument("model", help="model file written by `ials fit`")
-        lookup.add_argument(id_flag, required=True, help=id_help)
+        lookup.add_argument(id_flag, required=name == "similar", help=id_help)
         lookup.add_argument("-n", type=_positive, default=10, help="how many items")
+        if name == "recommend":
+            export = lookup.add_argument_group("batch export (--all)")
+            export.add_argument(
+                "--all", action="store_true", help="every user's top n, written to -o FILE"
+            )
+            export.add_argument(
+                "-o", "--output", help="file for --all: .parquet (needs pyarrow), .csv or .tsv"
+            )
+            export.add_argument("--force", action="store_true", help="overwrite -o FILE")
+            export.add_argument(
+                "--item-names", metavar="FILE", help="CSV/TSV of item id and name, joined in"
+            )
+            export.add_argument("--names-id-col", help="item id column of --item-names (first)")
+            export.add_argument("--names-col", help="name column of --item-names (second)")
+            export.add_argument(
+                "--block-users", type=_positive, default=4096, help="users ranked per call"
+            )
         _output_arguments(lookup)
         lookup.set_defaults(run=run)
 
@@ -576,7 +823,9 @@ def _parser() -> argparse.ArgumentParser:
     serve.set_defaults(run=_serve)
 
     evaluate = commands.add_parser(
-        "evaluate", help="hold out part of each user's interactions, fit, measure the ranking"
+        "evaluate",
+        help="hold out part of each user's interactions, fit, measure the ranking",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     _data_arguments(evaluate)
     evaluate.add_argument("--test-fraction", type=_fraction, default=0.2)
@@ -592,7 +841,9 @@ def _parser() -> argparse.ArgumentParser:
     evaluate.set_defaults(run=_evaluate)
 
     tune = commands.add_parser(
-        "tune", help="search model settings on a validation split carved from the data"
+        "tune",
+        help="search model settings on a validation split carved from the data",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     _data_arguments(tune)
     tune.add_argument("--budget", type=_positive_float, default=600.0, help="seconds (default 600)")
@@ -605,6 +856,15 @@ def _parser() -> argparse.ArgumentParser:
     tune.add_argument("--seed", type=_non_negative, default=0)
     tune.add_argument("--threads", type=_non_negative, default=0, help="0: every core")
     tune.add_argument("--top", type=_positive, default=10, help="rows of the table shown")
+    tune.add_argument(
+        "-o", "--output", metavar="FILE.json", help="write the best settings (for fit --params)"
+    )
+    tune.add_argument(
+        "--model-output",
+        metavar="MODEL",
+        help="refit the best settings on all the data and save the model bundle",
+    )
+    tune.add_argument("--force", action="store_true", help="overwrite existing output files")
     _output_arguments(tune)
     tune.set_defaults(run=_tune)
     return parser
@@ -621,6 +881,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = _parser()
     args = parser.parse_args(argv)
     try:
+        if getattr(args, "params", None):
+            # The file's settings become the defaults: flags given on the command line win.
+            args.settings_parser.set_defaults(**_read_params(args.params, args.settings_parser))
+            args = parser.parse_args(argv)
         return int(args.run(args))
     except ImportError as err:  # a missing optional dependency
         print(f"ials {args.command}: {_message(err)}", file=sys.stderr)
