@@ -383,3 +383,127 @@ def test_partial_fit_growth_is_bounded(method: str, name: str) -> None:
     # the bound follows the size: a matrix of `limit` rows may now double (plus the one id)
     fit([2 * limit], one)
     assert getattr(model, attribute).shape[0] == 2 * limit + 1
+
+
+# --- model files --------------------------------------------------------------------------------
+
+
+def _replace_member(path: Any, key: str, payload: bytes, **info: Any) -> None:
+    """Rewrites the archive at ``path`` with member ``key`` holding ``payload``."""
+    import zipfile
+
+    with zipfile.ZipFile(path) as archive:
+        members = [(m, archive.read(m)) for m in archive.infolist()]
+    with zipfile.ZipFile(path, "w") as archive:
+        for member, data in members:
+            if member.filename == f"{key}.npy":
+                target = zipfile.ZipInfo(member.filename)
+                target.compress_type = info.get("compress_type", zipfile.ZIP_STORED)
+                archive.writestr(target, payload)
+            else:
+                archive.writestr(member, data)
+
+
+def _npy_header(shape: tuple[int, ...], dtype: str) -> bytes:
+    import io
+
+    buffer = io.BytesIO()
+    header = {"descr": dtype, "fortran_order": False, "shape": shape}
+    np.lib.format.write_array_header_1_0(buffer, header)
+    return buffer.getvalue()
+
+
+def test_npy_header_declaring_a_huge_shape_is_refused_before_allocating(tmp_path: Any) -> None:
+    path = tmp_path / "model.npz"
+    _model().save(path)
+    huge = (10**7, 10**5)  # 4 TB of float32 declared, 40 bytes present
+    _replace_member(path, "user_factors", _npy_header(huge, "<f4") + bytes(40))
+    assert path.stat().st_size < 10_000
+    with pytest.raises(ValueError, match=r"user_factors.*declares shape \(10000000, 100000\)"):
+        ials.AlternatingLeastSquares.load(path)
+
+
+def test_member_claiming_more_bytes_than_stored_is_refused(tmp_path: Any) -> None:
+    """A zip directory that lies about a member's size (and a header that agrees with the lie)
+    is refused by what deflate can expand, before numpy allocates the declared array."""
+    import struct
+    import zipfile
+
+    path = tmp_path / "model.npz"
+    _model().save(path)
+    n = 2**28  # 1 GiB of float32
+    header = _npy_header((n,), "<f4")
+    _replace_member(path, "user_factors", header + bytes(64), compress_type=zipfile.ZIP_DEFLATED)
+    raw = bytearray(path.read_bytes())
+    name = b"user_factors.npy"
+    claimed = len(header) + 4 * n
+    for signature, offset in ((b"PK\x03\x04", 22), (b"PK\x01\x02", 24)):
+        at = raw.find(signature + b"")
+        while at >= 0:
+            name_at = at + (30 if signature == b"PK\x03\x04" else 46)
+            if raw[name_at : name_at + len(name)] == name:
+                raw[at + offset : at + offset + 4] = struct.pack("<I", claimed)
+            at = raw.find(signature, at + 4)
+    path.write_bytes(bytes(raw))
+    with pytest.raises(ValueError, match=r"user_factors.*claims \d+ bytes from \d+ stored"):
+        ials.AlternatingLeastSquares.load(path)
+
+
+def killed_save_child(path: str) -> None:
+    """Starts saving over ``path``, reports it, then waits to be killed mid-write."""
+    import sys
+    import time
+
+    from ials import _persistence
+
+    def stalled(handle: Any, entries: dict[str, np.ndarray]) -> None:
+        handle.write(b"PK\x03\x04 the first bytes of an archive")
+        handle.flush()
+        print("writing", flush=True)
+        time.sleep(60)
+
+    _persistence._write_npz = stalled
+    print("ready", file=sys.stderr, flush=True)
+    ials.AlternatingLeastSquares(factors=3, iterations=1).save(path)
+
+
+def test_save_killed_midway_leaves_the_old_file_and_the_next_save_removes_its_orphan(
+    tmp_path: Any,
+) -> None:
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    from isolated import HERE
+
+    path = tmp_path / "model.npz"
+    old = _model()
+    old.save(path)
+    before = path.read_bytes()
+    code = (
+        f"import sys; sys.path.insert(0, {str(HERE)!r}); import test_hardening; "
+        f"test_hardening.killed_save_child({str(path)!r})"
+    )
+    with subprocess.Popen(
+        [sys.executable, "-c", code], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True
+    ) as child:
+        assert child.stdout is not None
+        try:
+            assert child.stdout.readline().strip() == "writing"
+        finally:
+            child.send_signal(signal.SIGKILL)
+            child.wait(timeout=30)
+    assert child.returncode == -signal.SIGKILL
+    assert path.read_bytes() == before
+    orphans = [p.name for p in tmp_path.iterdir() if p.name != "model.npz"]
+    assert len(orphans) == 1 and orphans[0].startswith(f".model.npz.{child.pid}.")
+    # a temporary file of a save still running (pid 1 always runs) is left alone
+    live = tmp_path / ".model.npz.1.abcdef.tmp"
+    live.write_bytes(b"in progress")
+    _model().save(path)  # the next save of the same path
+    assert sorted(p.name for p in tmp_path.iterdir()) == [live.name, "model.npz"]
+    os.unlink(live)
+    np.testing.assert_array_equal(
+        ials.AlternatingLeastSquares.load(path).user_factors, old.user_factors
+    )

@@ -32,6 +32,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import logging
+import math
 import numbers
 import os
 import stat
@@ -44,7 +45,7 @@ from typing import Any
 import numpy as np
 import scipy.sparse as sp
 
-from ._validation import check_dtype
+from ._validation import check_dtype, check_memory
 
 log = logging.getLogger(__name__)
 
@@ -145,12 +146,43 @@ def _fsync_directory(directory: str) -> None:
         os.close(descriptor)
 
 
+def _temporary_prefix(path: str) -> str:
+    """Temporary files of a save of ``path`` are named ``.<name>.<pid>.<random>.tmp``."""
+    return "." + os.path.basename(path) + "."
+
+
+def _remove_orphans(path: str) -> None:
+    """Removes the temporary files that saves of ``path`` by processes no longer running left
+    behind (killed before they could clean up); a live process's file is left alone."""
+    if os.name != "posix":  # no signal 0 to ask whether a process runs
+        return
+    directory = os.path.dirname(os.path.abspath(path))
+    prefix = _temporary_prefix(path)
+    with contextlib.suppress(OSError):
+        for name in os.listdir(directory):
+            if not (name.startswith(prefix) and name.endswith(".tmp")):
+                continue
+            pid = name[len(prefix) :].split(".", 1)[0]
+            if not pid.isdigit() or int(pid) == os.getpid():
+                continue
+            try:
+                os.kill(int(pid), 0)
+            except ProcessLookupError:
+                with contextlib.suppress(OSError):
+                    os.unlink(os.path.join(directory, name))
+            except OSError:  # running, under another user
+                continue
+
+
 def _write_atomically(path: str, entries: dict[str, np.ndarray]) -> None:
     """Writes a temporary file in the target's directory, flushes it to disk, then renames it over
-    the target: a crash or an error at any point leaves the old file (or none) in place."""
+    the target: a crash or an error at any point leaves the old file (or none) in place. The
+    temporary file is removed when the save fails or is interrupted; one left by a save killed
+    outright (SIGKILL, power loss) is removed by the next save of the same path."""
     directory = os.path.dirname(os.path.abspath(path))
+    _remove_orphans(path)
     descriptor, temporary = tempfile.mkstemp(
-        prefix="." + os.path.basename(path) + ".", suffix=".tmp", dir=directory
+        prefix=f"{_temporary_prefix(path)}{os.getpid()}.", suffix=".tmp", dir=directory
     )
     try:
         with os.fdopen(descriptor, "wb") as handle:
@@ -249,24 +281,68 @@ def save_model(
 # Reading
 
 
-def _member_dtype(handle: Any) -> np.dtype[Any]:
+def _member_header(handle: Any) -> tuple[tuple[int, ...], np.dtype[Any]]:
+    """The shape and dtype a ``.npy`` member declares; ``handle`` is left at its data."""
     version = np.lib.format.read_magic(handle)
     if version == (1, 0):
-        _, _, dtype = np.lib.format.read_array_header_1_0(handle)
+        shape, _, dtype = np.lib.format.read_array_header_1_0(handle)
     elif version == (2, 0):
-        _, _, dtype = np.lib.format.read_array_header_2_0(handle)
+        shape, _, dtype = np.lib.format.read_array_header_2_0(handle)
     else:
         raise ValueError(f"unsupported .npy format version {version}")
-    return np.dtype(dtype)
+    return tuple(shape), np.dtype(dtype)
+
+
+# Deflate cannot expand data by more than this factor (RFC 1951: at most 258 bytes per 2 bits).
+_DEFLATE_RATIO = 1032
+
+
+def _check_member_size(
+    member: zipfile.ZipInfo,
+    key: str,
+    header: int,
+    shape: tuple[int, ...],
+    dtype: np.dtype[Any],
+    archive_size: int | None,
+) -> None:
+    """Refuses a member whose header declares more data than the member (and the file) can hold,
+    before numpy allocates the array the header declares."""
+    data = math.prod(shape) * dtype.itemsize
+    if header + data != member.file_size:
+        raise _Refused(
+            f"entry {key!r} declares shape {shape} of {dtype} ({data} bytes) but holds "
+            f"{member.file_size - header} bytes"
+        )
+    if archive_size is not None and member.compress_size > archive_size:
+        raise _Refused(f"entry {key!r} claims more bytes than the file has")
+    expands = {zipfile.ZIP_STORED: 1, zipfile.ZIP_DEFLATED: _DEFLATE_RATIO}
+    ratio = expands.get(member.compress_type)
+    if ratio is not None and member.file_size > ratio * member.compress_size + 64:
+        raise _Refused(
+            f"entry {key!r} claims {member.file_size} bytes from {member.compress_size} stored"
+        )
+    check_memory(f"entry {key!r} of shape {shape}", data, "its array")
 
 
 class _Refused(ValueError):
     """A well-formed archive that ials will not load."""
 
 
+def _remaining_size(handle: Any) -> int | None:
+    """Bytes from the position of ``handle`` to its end; None when it cannot seek."""
+    try:
+        start = handle.tell()
+        end = handle.seek(0, os.SEEK_END)
+        handle.seek(start)
+    except (AttributeError, OSError, ValueError):
+        return None
+    return int(end - start)
+
+
 def _read_archive(handle: Any, where: str) -> dict[str, np.ndarray]:
     """Every member of the archive as an array, without ever unpickling."""
     arrays: dict[str, np.ndarray] = {}
+    archive_size = _remaining_size(handle)
     try:
         with zipfile.ZipFile(handle) as archive:
             members = archive.infolist()
@@ -279,7 +355,8 @@ def _read_archive(handle: Any, where: str) -> dict[str, np.ndarray]:
                     raise _Refused(f"unexpected member {member.filename!r}")
                 key = member.filename[: -len(".npy")]
                 with archive.open(member) as stream:
-                    dtype = _member_dtype(stream)
+                    shape, dtype = _member_header(stream)
+                    header = stream.tell()
                 if dtype.hasobject:
                     if key == "random_state" and not written_by_ials:
                         log.info("%s: random_state holds a pickled object; skipped", where)
@@ -288,6 +365,7 @@ def _read_archive(handle: Any, where: str) -> dict[str, np.ndarray]:
                         f"entry {key!r} is an object array (pickled Python objects), which ials "
                         "never loads"
                     )
+                _check_member_size(member, key, header, shape, dtype, archive_size)
                 with archive.open(member) as stream:
                     arrays[key] = np.lib.format.read_array(stream, allow_pickle=False)
                     if stream.read(1):  # reading to the end also checks the member's CRC-32
