@@ -15,21 +15,11 @@ import numpy as np
 import scipy.sparse as sp
 
 from ._validation import as_csr
+from .evaluation import FULL_RANKING, METRICS
 
 __all__ = ["METRICS", "EarlyStopping", "StopFitting"]
 
 log = logging.getLogger(__name__)
-
-METRICS = {
-    "precision": True,
-    "recall": True,
-    "map": True,
-    "ndcg": True,
-    "auc": True,
-    "epr": False,
-}
-"""Metric names of ``ranking_metrics_at_k`` and whether higher is better (expected percentile
-ranking is better when lower)."""
 
 
 def run_callback(callback: Any, iteration: int, seconds: float, loss: float | None) -> bool:
@@ -188,7 +178,7 @@ class EarlyStopping:
             show_progress=False,
             num_threads=self.num_threads,
             truncated_recall=self.truncated_recall,
-            full_ranking=self.metric in ("auc", "epr"),
+            full_ranking=self.metric in FULL_RANKING,
         )
         value = float(metrics[self.metric])
         self.history.append((iteration, value))

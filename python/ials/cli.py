@@ -31,11 +31,10 @@ import scipy.sparse as sp
 
 from . import datasets
 from .als import AlternatingLeastSquares
+from .evaluation import METRICS, metric_label
 from .interactions import Interactions
 from .recommender import Confidence, Recommender
 from .splits import per_user_split
-
-METRIC_NAMES = ("precision", "recall", "map", "ndcg", "auc", "epr")
 
 
 def _print_json(payload: dict[str, Any]) -> None:
@@ -53,9 +52,8 @@ def _data_summary(args: argparse.Namespace, data: Interactions) -> dict[str, Any
 
 
 def _format_metrics(metrics: dict[str, Any], k: int) -> str:
-    ranked = [f"{name}@{k} {metrics[name]:.4f}" for name in ("precision", "recall", "map", "ndcg")]
-    unranked = [f"auc {metrics['auc']:.4f}", f"epr {metrics['epr']:.4f}"]
-    return "  ".join(ranked + unranked) + f"  ({metrics['users']} test users)"
+    values = [f"{metric_label(name, k)} {metrics[name]:.4f}" for name in METRICS]
+    return "  ".join(values) + f"  ({metrics['users']} test users)"
 
 
 def _metrics(
@@ -352,7 +350,7 @@ def _plot(path: str, history: list[dict[str, Any]], metric: str, k: int, plt: An
     left.set_xlabel("iteration")
     left.set_ylabel("training loss")
     left.set_title("training loss")
-    label = metric if metric in ("auc", "epr") else f"{metric}@{k}"
+    label = metric_label(metric, k)
     right.plot(iterations, [entry[metric] for entry in history], marker="o", color="C1")
     right.set_xlabel("iteration")
     right.set_ylabel(label)
@@ -492,7 +490,7 @@ def _tune(args: argparse.Namespace) -> int:
             }
         )
         return 0
-    label = args.metric if args.metric in ("auc", "epr") else f"{args.metric}@{args.k}"
+    label = metric_label(args.metric, args.k)
     settings = sorted({row["trial"] for row in result.trials})
     print(
         f"{len(settings)} settings, {len(result.trials)} evaluations in {result.seconds:.1f} s "
@@ -835,7 +833,7 @@ def _parser() -> argparse.ArgumentParser:
         "--plot", metavar="FILE.png", help="draw training loss and validation metric per iteration"
     )
     evaluate.add_argument(
-        "--metric", choices=METRIC_NAMES, default="ndcg", help="validation metric of --plot"
+        "--metric", choices=list(METRICS), default="ndcg", help="validation metric of --plot"
     )
     _output_arguments(evaluate)
     evaluate.set_defaults(run=_evaluate)
@@ -851,7 +849,7 @@ def _parser() -> argparse.ArgumentParser:
     tune.add_argument("--method", choices=("random", "halving"), default="random")
     tune.add_argument("--factors", type=_positive, default=64)
     tune.add_argument("--k", type=_positive, default=20, help="cut-off of the metrics")
-    tune.add_argument("--metric", choices=METRIC_NAMES, default="ndcg", help="selection metric")
+    tune.add_argument("--metric", choices=list(METRICS), default="ndcg", help="selection metric")
     tune.add_argument("--validation-fraction", type=_fraction, default=0.2)
     tune.add_argument("--seed", type=_non_negative, default=0)
     tune.add_argument("--threads", type=_non_negative, default=0, help="0: every core")

@@ -69,7 +69,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from ._validation import check_int, check_random_state
-from .callbacks import METRICS
+from .evaluation import METRICS, metric_label
 
 __all__ = [
     "DEFAULT_SPACE",
@@ -424,7 +424,7 @@ class TuneResult:
         """The trials as a markdown table, best first when ``sort`` (otherwise in order),
         ``limit`` rows at most. The default columns are the trial, rung (halving), the settings,
         the selection metric, recall and seconds."""
-        label = self.metric if self.metric in ("auc", "epr") else f"{self.metric}@{self.K}"
+        label = metric_label(self.metric, self.K)
         if columns is None:
             present = {key for row in self.trials for key in row}
             chosen = ["trial"] + (["rung"] if self.method == "halving" else [])
@@ -833,7 +833,7 @@ def search(
         raise ValueError("space must hold 'iterations'")
 
     model_seed = int(rng.integers(2**31 - 1))
-    label = metric if metric in ("auc", "epr") else f"{metric}@{K}"
+    label = metric_label(metric, K)
     total = max_trials if method == "random" else None
     reporter = _Reporter(bool(show_progress), total, label)
     runner = _Search(
