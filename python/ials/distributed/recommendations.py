@@ -11,6 +11,7 @@ import numpy as np
 from .. import _ranking
 from .._validation import check_int
 from ..als import AlternatingLeastSquares
+from ..interactions import as_raw_ids
 from .blocks import DistributedInteractions, block_bounds, n_workers
 from .retries import Broadcast, Client, Future, Runner, scatter_near
 from .tasks import RecommendSpec, recommend_task
@@ -30,6 +31,8 @@ def write_recommendations(
     num_threads: int | None = None,
     overwrite: bool = False,
     max_retries: int = 5,
+    user_ids: Any = None,
+    item_ids: Any = None,
 ) -> list[str]:
     """The top ``N`` items of every user, written by the workers as one Parquet file per user
     block (``part-00000.parquet``, ...) in ``directory``; no score reaches the client.
@@ -45,6 +48,11 @@ def write_recommendations(
     ``directory`` must be one path that every worker can write (a shared filesystem) and that
     the client can see; an existing non-empty directory is refused unless ``overwrite=True``,
     which removes the ``part-*.parquet`` files in it first. Returns the paths, in user order.
+
+    ``user_ids`` and ``item_ids`` (e.g. ``data.user_ids`` and ``data.item_ids`` of the
+    :class:`ials.Interactions` or :class:`ials.Recommender` the model was fitted with) are the raw
+    ids of the rows and columns: given, the ``user`` and ``item`` columns hold them (int64 or
+    string), as ``ials recommend --all`` writes (:mod:`ials.export`).
     """
     users, item_factors = model.fitted_factors()
     n = check_int("N", N, 1)
@@ -57,12 +65,25 @@ def write_recommendations(
         for old in out.glob("part-*.parquet"):
             old.unlink()
     _ranking.selection("filter_items", filter_items, "items", items, item_factors.shape[0])
+    raw_users = np.arange(users.shape[0], dtype=np.int64)
+    raw_items = None
+    if user_ids is not None:
+        raw_users = as_raw_ids("user_ids", user_ids)
+    if item_ids is not None:
+        raw_items = as_raw_ids("item_ids", item_ids)
+    for name, raw, count in (
+        ("user_ids", raw_users, users.shape[0]),
+        ("item_ids", raw_items, item_factors.shape[0]),
+    ):
+        if raw is not None and len(raw) != count:
+            raise ValueError(f"{name} has {len(raw)} ids but the model has {count} factor rows")
     spec = RecommendSpec(
         n,
         bool(filter_already_liked_items),
         None if filter_items is None else np.asarray(filter_items),
         None if items is None else np.asarray(items),
         threads,
+        raw_items,
     )
     data: DistributedInteractions | None = None
     if isinstance(user_items, DistributedInteractions):
@@ -98,7 +119,14 @@ def write_recommendations(
             y_future = fixed.futures()[0]
             return [
                 client.submit(
-                    recommend_task, bf, rf, y_future, int(bounds[b]), spec, paths[b], pure=False
+                    recommend_task,
+                    bf,
+                    rf,
+                    y_future,
+                    raw_users[bounds[b] : bounds[b + 1]],
+                    spec,
+                    paths[b],
+                    pure=False,
                 )
                 for b, bf, rf in zip(todo, block_futures, row_futures, strict=True)
             ]

@@ -87,19 +87,22 @@ class RecommendSpec:
     filter_items: np.ndarray | None
     items: np.ndarray | None
     num_threads: int
+    item_ids: np.ndarray | None = None  # raw ids of the item columns, written instead of them
 
 
 def recommend_task(
     rows: sp.csr_matrix | None,
     x: np.ndarray,
     y: np.ndarray,
-    first_user: int,
+    users: np.ndarray,
     spec: RecommendSpec,
     path: str,
 ) -> tuple[str, int]:
-    """Writes one user block's top-N as a Parquet file; returns its path and number of rows."""
-    import pyarrow as pa
+    """Writes one user block's top-N as a Parquet file (``users``: the id written for each row
+    of the block); returns its path and number of rows."""
     import pyarrow.parquet as pq
+
+    from ..export import arrow_table, recommendation_columns
 
     model = AlternatingLeastSquares(factors=x.shape[1], dtype=x.dtype, num_threads=spec.num_threads)
     model.user_factors = aligned_array(x)
@@ -112,19 +115,10 @@ def recommend_task(
         filter_items=spec.filter_items,
         items=spec.items,
     )
-    kept = ids >= 0  # padding (-1 / -inf) only ever ends a row
-    users = np.broadcast_to((first_user + np.arange(ids.shape[0]))[:, None], ids.shape)
-    ranks = np.broadcast_to(np.arange(1, ids.shape[1] + 1, dtype=np.int32), ids.shape)
-    table = pa.table(
-        {
-            "user": pa.array(users[kept], pa.int64()),
-            "rank": pa.array(ranks[kept], pa.int32()),
-            "item": pa.array(ids[kept].astype(np.int64), pa.int64()),
-            "score": pa.array(scores[kept]),
-        }
-    )
+    columns = recommendation_columns(users, ids, scores, spec.item_ids)
+    table = arrow_table(columns)
     Path(path).parent.mkdir(parents=True, exist_ok=True)
     partial = f"{path}.{uuid.uuid4().hex}.tmp"  # a retried task never leaves half a file
     pq.write_table(table, partial)
     os.replace(partial, path)
-    return path, int(kept.sum())
+    return path, int(table.num_rows)
