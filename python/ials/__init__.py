@@ -7,7 +7,16 @@ from __future__ import annotations
 
 from importlib.metadata import PackageNotFoundError, version
 
-from . import callbacks, confidence, datasets, evaluation, splits, tune
+from . import (
+    callbacks,
+    confidence,
+    datasets,
+    evaluation,
+    nearest_neighbours,
+    splits,
+    tune,
+    utils,
+)
 from ._native import simd_level
 from ._validation import ParameterWarning
 from .als import AlternatingLeastSquares
@@ -35,8 +44,10 @@ __all__ = [
     "datasets",
     "evaluation",
     "gram",
+    "nearest_neighbours",
     "simd_level",
     "solve_rows",
     "splits",
     "tune",
+    "utils",
 ]

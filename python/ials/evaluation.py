@@ -39,7 +39,8 @@ from . import _native
 from ._progress import Progress
 from ._ranking import check_n
 from ._validation import as_csr, check_int, core_rows
-from .splits import leave_k_out_split, per_user_split, train_test_split
+from .splits import implicit_train_test_split as train_test_split
+from .splits import leave_k_out_split, per_user_split
 
 __all__ = [
     "METRICS",

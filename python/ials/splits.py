@@ -9,7 +9,11 @@ to exactly the input's entries (no interaction is lost or duplicated, values are
 ``numpy.random.RandomState`` (advanced by the call). The same matrix and the same seed give the
 same split on every platform and for any number of threads.
 
-* :func:`train_test_split`: each interaction independently of its user (implicit's signature).
+* :func:`train_test_split`: each interaction independently of its user (implicit's signature),
+  exactly ``round(p * nnz)`` of them in ``train``.
+* :func:`implicit_train_test_split`: implicit 0.7.3's ``train_test_split``, reproduced: the same
+  ``(train, test)`` as implicit for the same input and seed. ``ials.evaluation.train_test_split``
+  is this one, so that code written for ``implicit.evaluation`` splits as before.
 * :func:`leave_k_out_split`: ``K`` interactions of each eligible user (implicit's signature; it
   honours ``random_state``, which implicit 0.7.3 ignores).
 * :func:`per_user_split`: a fraction of each user's interactions, the protocol of Liang et al.
@@ -26,8 +30,9 @@ import numpy as np
 import scipy.sparse as sp
 
 from ._validation import check_int, check_random_state, check_sparse
+from .utils import check_random_state as generator
 
-__all__ = ["leave_k_out_split", "per_user_split", "train_test_split"]
+__all__ = ["implicit_train_test_split", "leave_k_out_split", "per_user_split", "train_test_split"]
 
 RandomState = None | int | np.random.Generator | np.random.RandomState
 _EPS = 1e-9  # keeps floor(0.29 * 100) at 29 despite 0.29 * 100 == 28.999999999999996
@@ -118,6 +123,44 @@ def train_test_split(
     test = np.ones(csr.nnz, dtype=bool)
     test[rng.permutation(csr.nnz)[:n_train]] = False
     return _split(csr, test)
+
+
+def implicit_train_test_split(
+    ratings: Any, train_percentage: float = 0.8, random_state: RandomState = None
+) -> tuple[sp.csr_matrix, sp.csr_matrix]:
+    """implicit 0.7.3's ``implicit.evaluation.train_test_split``: for the same ``ratings`` and
+    seed, the same ``(train, test)`` matrices as implicit.
+
+    Each stored entry of ``ratings`` (in ``ratings.tocoo()`` order, duplicates and stored zeros
+    included) goes to ``train`` when its draw of ``Generator.random`` is below
+    ``train_percentage``, so the sizes vary around the fraction; duplicates that land on the same
+    side are summed. ``test`` then loses its entries whose value is 0 or negative (implicit's
+    rule: only positive interactions are to be found again). ``random_state`` is None, an int
+    seed or a ``numpy.random.Generator`` as in implicit (``numpy.random.default_rng`` of it),
+    or a ``RandomState``, which seeds a Generator (see :func:`ials.utils.check_random_state`;
+    implicit raises there).
+
+    Unlike the other splits here, ``train`` and ``test`` together do not always hold every
+    entry of ``ratings`` (the dropped ones above); :func:`train_test_split` keeps them all and
+    puts exactly ``round(train_percentage * nnz)`` in ``train``.
+
+    Returns
+    -------
+    (train, test) : csr_matrix, csr_matrix, of the input's shape and dtype
+    """
+    fraction = _fraction("train_percentage", train_percentage, upper_open=False)
+    check_sparse("ratings", ratings)
+    coo = sp.coo_matrix(ratings)
+    draws = generator(random_state).random(coo.nnz)
+
+    def part(side: np.ndarray) -> sp.csr_matrix:
+        entries = (coo.data[side], (coo.row[side], coo.col[side]))
+        return sp.csr_matrix(entries, shape=coo.shape, dtype=coo.dtype)
+
+    train, test = part(draws < fraction), part(draws >= fraction)
+    test.data[test.data < 0] = 0
+    test.eliminate_zeros()
+    return train, test
 
 
 def leave_k_out_split(
