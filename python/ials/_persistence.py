@@ -573,14 +573,6 @@ def _model(cls: Any, parsed: _Parsed) -> Any:
     return model
 
 
-def load_with_interactions(
-    cls: Any, fileobj_or_path: Any
-) -> tuple[Any, tuple[sp.csr_matrix, np.ndarray, np.ndarray] | None]:
-    """The model and, when the file holds them, its (matrix, user ids, item ids), read once."""
-    parsed = _load(fileobj_or_path)
-    return _model(cls, parsed), parsed.interactions
-
-
 def load_bundle(
     cls: Any, fileobj_or_path: Any
 ) -> tuple[Any, tuple[sp.csr_matrix, np.ndarray, np.ndarray] | None, Transform | None]:

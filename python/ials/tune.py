@@ -190,8 +190,6 @@ class Choice:
         return self.options[int(rng.integers(len(self.options)))]
 
 
-Distribution = LogUniform | Uniform | IntRange | Choice
-
 DEFAULT_SPACE: dict[str, Any] = {
     "confidence": Choice(CONFIDENCES),
     "alpha": LogUniform(0.1, 100.0),
