@@ -27,49 +27,46 @@ _wait: Any = distributed.wait
 class Source:
     """Where one block lives on the cluster, and how to get it back when it is lost."""
 
+    def __init__(self, client: Client, origin: Any, future: Future) -> None:
+        self._client = client
+        self._origin = origin
+        self._future: Future | None = future
+
     def future(self) -> Future:
-        raise NotImplementedError
+        if self._future is None or self._lost(self._future):
+            self._future = self._recreate()
+        return self._future
 
     def release(self) -> None:
+        if self._future is not None:
+            self._future.release()
+            self._future = None
+
+    def _lost(self, future: Future) -> bool:
+        raise NotImplementedError
+
+    def _recreate(self) -> Future:
         raise NotImplementedError
 
 
 class Scattered(Source):
     """A value the client keeps, scattered (again) whenever the cluster does not hold it."""
 
-    def __init__(self, client: Client, value: Any, future: Future) -> None:
-        self._client = client
-        self._value = value
-        self._future: Future | None = future
+    def _lost(self, future: Future) -> bool:
+        return bool(future.status != "finished")
 
-    def future(self) -> Future:
-        if self._future is None or self._future.status != "finished":
-            self._future = self._client.scatter(self._value, hash=False)
-        return self._future
-
-    def release(self) -> None:
-        if self._future is not None:
-            self._future.release()
-            self._future = None
+    def _recreate(self) -> Future:
+        return self._client.scatter(self._origin, hash=False)
 
 
 class Computed(Source):
     """A task of a graph; the scheduler recomputes it from the graph when its worker dies."""
 
-    def __init__(self, client: Client, graph: Any, future: Future) -> None:
-        self._client = client
-        self._graph = graph
-        self._future: Future | None = future
+    def _lost(self, future: Future) -> bool:
+        return bool(future.status == "cancelled")
 
-    def future(self) -> Future:
-        if self._future is None or self._future.status == "cancelled":
-            self._future = self._client.compute(self._graph)
-        return self._future
-
-    def release(self) -> None:
-        if self._future is not None:
-            self._future.release()
-            self._future = None
+    def _recreate(self) -> Future:
+        return self._client.compute(self._origin)
 
 
 class Broadcast:
