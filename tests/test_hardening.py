@@ -507,3 +507,64 @@ def test_save_killed_midway_leaves_the_old_file_and_the_next_save_removes_its_or
     np.testing.assert_array_equal(
         ials.AlternatingLeastSquares.load(path).user_factors, old.user_factors
     )
+
+
+# --- objectives that are not finite, or meaningless -----------------------------------------------
+
+
+def _tall(n_users: int = 200, n_items: int = 3) -> sp.csr_matrix:
+    rng = np.random.default_rng(1)
+    return sp.csr_matrix((rng.random((n_users, n_items)) < 0.7).astype(np.float32))
+
+
+@pytest.mark.parametrize("use_cg", [True, False])
+def test_overflowing_penalty_of_either_side_is_refused_before_anything_changes(
+    use_cg: bool,
+) -> None:
+    """In float32 with nu = 16 the users' penalty (at most 0.01 * 6 ** 16 = 2.8e10) is finite,
+    the items' (up to 0.01 * 400 ** 16 = 4.3e39) is not: the fit must refuse before solving the
+    users, so the factors it would continue from are left as they were."""
+    data = _tall()
+    model = ials.AlternatingLeastSquares(factors=2, iterations=1, random_state=0, use_cg=use_cg)
+    model.fit(data, show_progress=False)
+    before = model.user_factors.copy(), model.item_factors.copy()
+    model.regularization_exponent = 16
+    with pytest.raises(ValueError, match=r"regularization_exponent=16.* overflows float32"):
+        model.fit(data, show_progress=False)
+    np.testing.assert_array_equal(model.user_factors, before[0])
+    np.testing.assert_array_equal(model.item_factors, before[1])
+    model.dtype = np.float64  # 4.3e39 is finite in float64
+    model.fit(data, show_progress=False)
+    assert np.isfinite(model.user_factors).all()
+
+
+def test_overflowing_penalty_is_refused_by_fold_in_and_solve_rows() -> None:
+    model = _model()
+    before = model.user_factors.copy()
+    model.regularization_exponent = 1000
+    row = _valid((1, N_ITEMS))
+    with pytest.raises(ValueError, match=r"regularization_exponent=1000"):
+        model.partial_fit_users([0], row)
+    with pytest.raises(ValueError, match=r"regularization_exponent=1000"):
+        model.recalculate_user(0, row)
+    np.testing.assert_array_equal(model.user_factors, before)
+    x = np.zeros((1, 2), dtype=np.float64)
+    y = np.ones((N_ITEMS, 2), dtype=np.float64)
+    with pytest.raises(ValueError, match=r"regularization_exponent=1000.* overflows float64"):
+        solver.solve_rows(row, x, y, 0.1, regularization_exponent=1000)
+    assert not x.any()
+
+
+def test_alpha_zero_is_refused() -> None:
+    """With alpha = 0 every stored value has confidence 0: the factors shrink to 0 (implicit 0.7.3
+    trains them to about 1e-9 and ranks by ties of zeros without a word)."""
+    with pytest.raises(ValueError, match=r"alpha must be a finite number > 0\.0, got 0"):
+        ials.AlternatingLeastSquares(alpha=0)
+    model = ials.AlternatingLeastSquares(factors=2, iterations=1)
+    model.alpha = 0.0
+    with pytest.raises(ValueError, match=r"alpha must be a finite number > 0\.0, got 0\.0"):
+        model.fit(_valid((N_USERS, N_ITEMS)), show_progress=False)
+    assert model.user_factors is None
+    x, y = np.zeros((N_USERS, 2)), np.ones((N_ITEMS, 2))
+    with pytest.raises(ValueError, match=r"alpha must be a finite number > 0"):
+        solver.solve_rows(_valid((N_USERS, N_ITEMS)), x, y, 0.1, alpha=0.0)

@@ -31,13 +31,14 @@ def check_int(name: str, value: Any, minimum: int) -> int:
     return int(value)
 
 
-def check_float(name: str, value: Any, minimum: float = 0.0) -> float:
-    """A finite real number >= ``minimum``."""
+def check_float(name: str, value: Any, minimum: float = 0.0, *, exclusive: bool = False) -> float:
+    """A finite real number >= ``minimum`` (> ``minimum`` when ``exclusive``)."""
     if isinstance(value, bool) or not isinstance(value, numbers.Real):
         raise TypeError(f"{name} must be a real number, got {value!r}")
     number = float(value)
-    if not math.isfinite(number) or number < minimum:
-        raise ValueError(f"{name} must be a finite number >= {minimum}, got {value!r}")
+    if not math.isfinite(number) or number < minimum or (exclusive and number == minimum):
+        bound = f"> {minimum}" if exclusive else f">= {minimum}"
+        raise ValueError(f"{name} must be a finite number {bound}, got {value!r}")
     return number
 
 

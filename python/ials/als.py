@@ -19,7 +19,14 @@ from ._validation import (
     core_rows,
     transpose,
 )
-from .solver import Objective, check_gram_memory, check_objective, gram, half_sweep
+from .solver import (
+    Objective,
+    check_gram_memory,
+    check_objective,
+    check_penalty,
+    gram,
+    half_sweep,
+)
 
 log = logging.getLogger(__name__)
 
@@ -173,6 +180,24 @@ class AlternatingLeastSquares:
         self._item_factors = value
         self._item_norms: np.ndarray | None = None
         self._item_gram: np.ndarray | None = None
+        self._item_index: _native.ItemIndex[Any] | None = None
+
+    def __getstate__(self) -> dict[str, Any]:
+        """Pickled without what is derived from the factors (rebuilt on use): the prepared item
+        index is a native object, and the rest would only make the pickle larger."""
+        state = self.__dict__.copy()
+        for derived in ("_user_norms", "_item_norms", "_item_gram", "_item_index"):
+            state[derived] = None
+        return state
+
+    def _prepared_items(self, items: np.ndarray) -> _native.ItemIndex[Any]:
+        """``items`` checked, norm-ordered and packed once for every later ``recommend``: a call
+        then costs only its scoring. Built on first use; assigning ``item_factors`` drops it
+        (the factors are replaced, never written in place, by every method of the model)."""
+        index = self._item_index
+        if index is None:
+            index = self._item_index = _native.ItemIndex(items, self._threads())
+        return index
 
     def fit_settings(self) -> FitSettings:
         """Every parameter a fit uses, checked (they are plain attributes and may be changed after
@@ -223,6 +248,8 @@ class AlternatingLeastSquares:
             f"{n_users} user and {n_items} item factor rows and the {k} x {k} Gram matrix",
         )
         user_rows, item_rows = core_rows(csr), core_rows(transpose(csr))
+        for rows in (user_rows, item_rows):
+            check_penalty(rows, settings.objective, settings.dtype)
         x, y = self.starting_factors(n_users, n_items)
         train(
             self,
@@ -292,11 +319,11 @@ class AlternatingLeastSquares:
         """Exact solve of each row of ``rows`` against ``fixed`` (fold-in), with the training
         objective."""
         check_gram_memory(f"factors={fixed.shape[1]}", fixed.shape[1])
-        csr = as_csr(rows, name, warn=False)
-        solved = np.zeros((csr.shape[0], fixed.shape[1]), dtype=fixed.dtype)
-        half_sweep(
-            core_rows(csr), solved, fixed, gram, self._objective(), False, 1, self._threads()
-        )
+        core = core_rows(as_csr(rows, name, warn=False))
+        objective = self._objective()
+        check_penalty(core, objective, fixed.dtype)
+        solved = np.zeros((core.shape[0], fixed.shape[1]), dtype=fixed.dtype)
+        half_sweep(core, solved, fixed, gram, objective, False, 1, self._threads())
         return solved
 
     def _item_side_gram(self) -> np.ndarray:
@@ -444,7 +471,15 @@ class AlternatingLeastSquares:
             queries = users[ids]
         liked = rows if filter_already_liked_items else None
         result = _ranking.top_k(
-            queries, item_factors, n, liked, blocked, candidates, eligible, self._threads()
+            queries,
+            item_factors,
+            n,
+            liked,
+            blocked,
+            candidates,
+            eligible,
+            self._threads(),
+            None if candidates is not None else self._prepared_items(item_factors),
         )
         if liked is not None and candidates is not None:
             _ranking.liked_last(*result, liked, candidates, blocked)

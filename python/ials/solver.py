@@ -6,6 +6,7 @@ other tools (and a distributed driver working on blocks of rows) can use the sam
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import numpy as np
@@ -43,12 +44,38 @@ def gram(y: np.ndarray, num_threads: int = 0) -> np.ndarray:
 def check_objective(
     regularization: Any, alpha: Any, regularization_exponent: Any, unobserved_weight: Any
 ) -> Objective:
+    """The objective's parameters, checked. ``alpha`` must be > 0: with 0 every stored value has
+    confidence 0, and the factors shrink to zero (implicit trains them to about 1e-9 silently)."""
     return Objective(
         check_float("regularization", regularization),
-        check_float("alpha", alpha),
+        check_float("alpha", alpha, exclusive=True),
         check_float("regularization_exponent", regularization_exponent),
         check_float("unobserved_weight", unobserved_weight),
     )
+
+
+def check_penalty(rows: CoreRows, objective: Objective, dtype: np.dtype[Any]) -> None:
+    """``ValueError`` naming ``regularization_exponent`` when the penalty of the longest row,
+    ``regularization * (n_u + unobserved_weight * n_cols) ** regularization_exponent``, is not
+    finite in ``dtype``: conjugate gradient would keep its starting point and the exact solve
+    would fail. Checked for both sides before a fit starts, so a refused fit changes nothing."""
+    nu = objective.regularization_exponent
+    n_rows, n_cols = rows.shape
+    if nu == 0 or n_rows == 0:
+        return
+    longest = int(np.diff(rows.indptr).max())
+    support = longest + objective.unobserved_weight * n_cols
+    try:
+        penalty = objective.regularization * support**nu
+    except OverflowError:
+        penalty = math.inf
+    if not penalty <= float(np.finfo(dtype).max):  # also refuses NaN (0 * inf)
+        raise ValueError(
+            f"regularization_exponent={nu} makes the penalty of a row with {longest} of {n_cols} "
+            f"entries, regularization * (n + unobserved_weight * {n_cols}) ** "
+            f"regularization_exponent = {objective.regularization} * {support:g} ** {nu}, "
+            f"which overflows {dtype}; lower regularization_exponent or regularization"
+        )
 
 
 def solve_rows(
@@ -105,7 +132,9 @@ def solve_rows(
         gram_matrix = np.ascontiguousarray(gram, dtype=np.float64)
         if gram_matrix.shape != (k, k):
             raise ValueError(f"gram must have shape ({k}, {k}), got {gram_matrix.shape}")
-    half_sweep(core_rows(csr), x, y, gram_matrix, objective, bool(use_cg), cg_steps, num_threads)
+    rows = core_rows(csr)
+    check_penalty(rows, objective, x.dtype)
+    half_sweep(rows, x, y, gram_matrix, objective, bool(use_cg), cg_steps, num_threads)
 
 
 def half_sweep(
