@@ -8,7 +8,7 @@ invariants, non-finite numbers, parameters out of range, a singular system),
 start, ``KeyboardInterrupt`` when Ctrl-C stops a call (checked between blocks of rows).
 """
 
-from typing import Protocol, TypeVar, final
+from typing import Generic, Protocol, TypeVar, final
 
 import numpy as np
 import numpy.typing as npt
@@ -18,6 +18,7 @@ _F = TypeVar("_F", np.float32, np.float64)
 __all__ = [
     "GRAM_BLOCK_ROWS",
     "MAX_THREADS",
+    "ItemIndex",
     "LossTerms",
     "Objective",
     "gram",
@@ -77,6 +78,23 @@ class LossTerms:
     @property
     def column_penalty(self) -> float: ...
     def normalised(self) -> float: ...
+
+@final
+class ItemIndex(Generic[_F]):
+    """Item factors prepared once for many top-K calls (checked, norm-ordered, packed): a copy,
+    to be rebuilt when the factors change."""
+
+    def __new__(cls, items: npt.NDArray[_F], num_threads: int) -> ItemIndex[_F]: ...
+    @property
+    def shape(self) -> tuple[int, int]: ...
+    def top_k(
+        self,
+        queries: npt.NDArray[_F],
+        n: int,
+        liked: _Csr | None,
+        blocked: npt.NDArray[np.bool_] | None,
+        num_threads: int,
+    ) -> tuple[npt.NDArray[np.int32], npt.NDArray[_F]]: ...
 
 def solve_rows(
     rows: _Csr,

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING
 from ._core import (
     GRAM_BLOCK_ROWS,
     MAX_THREADS,
+    ItemIndex,
     LossTerms,
     Objective,
     gram,
@@ -32,7 +33,7 @@ if TYPE_CHECKING:
 __all__ = [
     "GRAM_BLOCK_ROWS",
     "MAX_THREADS",
-    "Csr",
+    "ItemIndex",
     "LossTerms",
     "Objective",
     "gram",

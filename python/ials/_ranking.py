@@ -92,9 +92,11 @@ def top_k(
     candidates: np.ndarray | None,
     eligible: int,
     num_threads: int,
+    index: _native.ItemIndex[Any] | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Best ``n`` targets per query row: int32 ids and scores, padded with -1 / -inf to
-    ``min(n, len(targets))`` columns."""
+    ``min(n, len(targets))`` columns. ``index``, the targets prepared for many calls, is used
+    when every target is a candidate; the results are the same."""
     # Slots past the number of targets could only hold padding: N = 10**9 must not allocate them.
     n = min(n, len(targets))
     width = min(n, eligible) if len(queries) else 0
@@ -102,15 +104,14 @@ def top_k(
         ids = np.empty((len(queries), 0), dtype=np.int32)
         scores = np.empty((len(queries), 0), dtype=targets.dtype)
     else:
-        ids, scores = _native.top_k(
-            np.ascontiguousarray(queries, dtype=targets.dtype),
-            targets,
-            width,
-            None if liked is None else core_rows(liked),
-            blocked,
-            candidates,
-            num_threads,
-        )
+        queries = np.ascontiguousarray(queries, dtype=targets.dtype)
+        liked_rows = None if liked is None else core_rows(liked)
+        if index is not None and candidates is None:
+            ids, scores = index.top_k(queries, width, liked_rows, blocked, num_threads)
+        else:
+            ids, scores = _native.top_k(
+                queries, targets, width, liked_rows, blocked, candidates, num_threads
+            )
     if width < n:
         ids = np.pad(ids, ((0, 0), (0, n - width)), constant_values=-1)
         scores = np.pad(scores, ((0, 0), (0, n - width)), constant_values=-np.inf)

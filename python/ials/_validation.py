@@ -221,7 +221,7 @@ def as_csr(matrix: Any, name: str, *, warn: bool = True) -> sp.csr_matrix:
 
 
 class CoreRows(NamedTuple):
-    """A canonical CSR matrix in the exact types the Rust core reads (``_core.Csr``)."""
+    """A canonical CSR matrix in the exact types the Rust core reads (``_native.Csr``)."""
 
     indptr: np.ndarray
     indices: np.ndarray

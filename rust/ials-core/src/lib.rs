@@ -30,4 +30,4 @@ pub use parallel::{resolve_threads, thread_pool, with_threads, Interrupt, MAX_TH
 pub use real::Real;
 pub use simd::{simd_level, SimdLevel};
 pub use solve::{row_normal_equations, solve_rows, Solver};
-pub use topk::{top_k, Exclusions};
+pub use topk::{top_k, Exclusions, ItemIndex};

@@ -109,32 +109,13 @@ pub fn top_k<T: Real>(
     scores: &mut [T],
     interrupt: &Interrupt,
 ) -> Result<()> {
-    if k == 0 && (!queries.is_empty() || !items.is_empty()) {
-        return Err(Error::ShapeMismatch(
-            "factors must have at least one column".into(),
-        ));
-    }
-    let n_queries = queries.len().checked_div(k).unwrap_or(0);
-    let n_items = items.len().checked_div(k).unwrap_or(0);
-    if queries.len() != n_queries * k || items.len() != n_items * k {
-        return Err(Error::ShapeMismatch(format!(
-            "factor arrays are not multiples of {k} columns"
-        )));
-    }
-    if n == 0 {
-        return Err(Error::InvalidParameter("N must be >= 1, got 0".into()));
-    }
-    if ids.len() != n_queries * n || scores.len() != n_queries * n {
-        return Err(Error::ShapeMismatch(format!(
-            "the outputs must hold {n_queries} x {n} entries"
-        )));
-    }
-    if !all_finite(queries) || !all_finite(items) {
+    let n_items = check_factor_rows(items, k)?;
+    if !all_finite(items) {
         return Err(Error::NonFinite(
             "the factor matrices hold a non-finite value".into(),
         ));
     }
-    check_exclusions(exclusions, n_queries, n_items)?;
+    let n_queries = check_call(queries, k, n_items, exclusions, n, ids, scores)?;
     let candidate_ids: Vec<i32> = match candidates {
         Some(list) => {
             if let Some(&bad) = list.iter().find(|&&i| i < 0 || i as usize >= n_items) {
@@ -154,15 +135,199 @@ pub fn top_k<T: Real>(
     if n_queries == 0 {
         return Ok(());
     }
-    let (ordered_ids, bounds) = if n_queries >= NORM_ORDER_FROM {
-        let (ordered_ids, item_norms) = by_decreasing_norm(items, k, &candidate_ids);
-        let bounds = NormBounds::new::<T>(queries, k, &item_norms);
-        (ordered_ids, Some(bounds))
+    if n_queries >= NORM_ORDER_FROM {
+        let index = ItemIndex::from_ids(items, k, &candidate_ids);
+        let bounds = NormBounds::new::<T>(queries, k, &index.norms);
+        let layout = Layout::Packed {
+            packed: &index.packed,
+            bounds: Some(&bounds),
+        };
+        return rank(
+            queries,
+            k,
+            &index.ordered_ids,
+            layout,
+            exclusions,
+            n,
+            ids,
+            scores,
+            interrupt,
+        );
+    }
+    let packed;
+    let layout = if n_queries >= PACK_FROM {
+        packed = PackedStrips::new(items, k, &candidate_ids);
+        Layout::Packed {
+            packed: &packed,
+            bounds: None,
+        }
     } else {
-        (candidate_ids, None)
+        Layout::InPlace { items }
     };
-    let packed = (n_queries >= PACK_FROM).then(|| PackedStrips::new(items, k, &ordered_ids));
-    let n_strips = ordered_ids.len().div_ceil(STRIP);
+    rank(
+        queries,
+        k,
+        &candidate_ids,
+        layout,
+        exclusions,
+        n,
+        ids,
+        scores,
+        interrupt,
+    )
+}
+
+/// The item factors prepared once for many calls: checked, ordered by decreasing norm and packed
+/// in strips. Each call then costs only the scoring, and stops early by the norm bound whatever
+/// the number of queries. It holds a copy of the factors: rebuild it when they change.
+pub struct ItemIndex<T> {
+    k: usize,
+    n_items: usize,
+    ordered_ids: Vec<i32>,
+    norms: Vec<f64>,
+    packed: PackedStrips<T>,
+}
+
+impl<T: Real> ItemIndex<T> {
+    /// The index of `items` (`n_items x k`, row-major), which must be finite.
+    pub fn new(items: &[T], k: usize) -> Result<Self> {
+        let n_items = check_factor_rows(items, k)?;
+        if !all_finite(items) {
+            return Err(Error::NonFinite(
+                "the item factors hold a non-finite value".into(),
+            ));
+        }
+        let all: Vec<i32> = (0..n_items as i32).collect();
+        Ok(Self::from_ids(items, k, &all))
+    }
+
+    fn from_ids(items: &[T], k: usize, ids: &[i32]) -> Self {
+        let (ordered_ids, norms) = by_decreasing_norm(items, k, ids);
+        let packed = PackedStrips::new(items, k, &ordered_ids);
+        Self {
+            k,
+            n_items: items.len().checked_div(k).unwrap_or(0),
+            ordered_ids,
+            norms,
+            packed,
+        }
+    }
+
+    pub fn k(&self) -> usize {
+        self.k
+    }
+
+    pub fn n_items(&self) -> usize {
+        self.n_items
+    }
+
+    /// As [`top_k`] over every item of the index: the same ids and scores, bit for bit.
+    #[allow(clippy::too_many_arguments)]
+    pub fn top_k(
+        &self,
+        queries: &[T],
+        exclusions: &Exclusions<'_>,
+        n: usize,
+        ids: &mut [i32],
+        scores: &mut [T],
+        interrupt: &Interrupt,
+    ) -> Result<()> {
+        let n_queries = check_call(queries, self.k, self.n_items, exclusions, n, ids, scores)?;
+        if n_queries == 0 {
+            return Ok(());
+        }
+        let bounds = NormBounds::new::<T>(queries, self.k, &self.norms);
+        let layout = Layout::Packed {
+            packed: &self.packed,
+            bounds: Some(&bounds),
+        };
+        rank(
+            queries,
+            self.k,
+            &self.ordered_ids,
+            layout,
+            exclusions,
+            n,
+            ids,
+            scores,
+            interrupt,
+        )
+    }
+}
+
+/// The number of `k`-long rows in `factors`.
+fn check_factor_rows<T>(factors: &[T], k: usize) -> Result<usize> {
+    if k == 0 && !factors.is_empty() {
+        return Err(Error::ShapeMismatch(
+            "factors must have at least one column".into(),
+        ));
+    }
+    let rows = factors.len().checked_div(k).unwrap_or(0);
+    if factors.len() != rows * k {
+        return Err(Error::ShapeMismatch(format!(
+            "factor arrays are not multiples of {k} columns"
+        )));
+    }
+    Ok(rows)
+}
+
+/// Checks one call's queries, exclusions and outputs against `n_items` items of `k` factors;
+/// the number of queries.
+fn check_call<T: Real>(
+    queries: &[T],
+    k: usize,
+    n_items: usize,
+    exclusions: &Exclusions<'_>,
+    n: usize,
+    ids: &[i32],
+    scores: &[T],
+) -> Result<usize> {
+    let n_queries = check_factor_rows(queries, k)?;
+    if n == 0 {
+        return Err(Error::InvalidParameter("N must be >= 1, got 0".into()));
+    }
+    if ids.len() != n_queries * n || scores.len() != n_queries * n {
+        return Err(Error::ShapeMismatch(format!(
+            "the outputs must hold {n_queries} x {n} entries"
+        )));
+    }
+    if !all_finite(queries) {
+        return Err(Error::NonFinite(
+            "the factor matrices hold a non-finite value".into(),
+        ));
+    }
+    check_exclusions(exclusions, n_queries, n_items)?;
+    Ok(n_queries)
+}
+
+/// Where the scored items are read from.
+#[derive(Clone, Copy)]
+enum Layout<'a, T> {
+    /// Rows of the item matrix where they lie, in the order of the ids ranked.
+    InPlace { items: &'a [T] },
+    /// Packed strips of the ids ranked, in that order; with norm bounds when the order is by
+    /// decreasing norm.
+    Packed {
+        packed: &'a PackedStrips<T>,
+        bounds: Option<&'a NormBounds>,
+    },
+}
+
+/// The best `n` of `candidate_ids` per query, into `ids` and `scores` (checked by the caller).
+#[allow(clippy::too_many_arguments)]
+fn rank<T: Real>(
+    queries: &[T],
+    k: usize,
+    candidate_ids: &[i32],
+    layout: Layout<'_, T>,
+    exclusions: &Exclusions<'_>,
+    n: usize,
+    ids: &mut [i32],
+    scores: &mut [T],
+    interrupt: &Interrupt,
+) -> Result<()> {
+    let n_queries = queries.len() / k;
+    let n_strips = candidate_ids.len().div_ceil(STRIP);
     let n_blocks = n_queries.div_ceil(QUERY_BLOCK);
     // Enough work units for every thread even when there are few queries.
     let wanted = 4 * rayon::current_num_threads();
@@ -186,24 +351,24 @@ pub fn top_k<T: Real>(
             let last_strip = ((range + 1) * strips_per_range).min(n_strips);
             let queries = &queries[first_query * k..last_query * k];
             let strips = first_strip..last_strip;
-            match &packed {
-                Some(packed) => dispatch(ScoreBlock {
+            match layout {
+                Layout::Packed { packed, bounds } => dispatch(ScoreBlock {
                     queries,
                     first_query,
                     packed,
-                    candidate_ids: &ordered_ids,
-                    bounds: bounds.as_ref(),
+                    candidate_ids,
+                    bounds,
                     strips,
                     k,
                     n,
                     exclusions,
                 }),
-                None => dispatch(ScoreRows {
+                Layout::InPlace { items } => dispatch(ScoreRows {
                     queries,
                     first_query,
                     items,
-                    candidate_ids: &ordered_ids[(strips.start * STRIP).min(ordered_ids.len())
-                        ..(strips.end * STRIP).min(ordered_ids.len())],
+                    candidate_ids: &candidate_ids[(strips.start * STRIP).min(candidate_ids.len())
+                        ..(strips.end * STRIP).min(candidate_ids.len())],
                     k,
                     n,
                     exclusions,
@@ -992,5 +1157,60 @@ mod tests {
             &Interrupt::new()
         )
         .is_err());
+    }
+
+    #[test]
+    fn prepared_index_ranks_as_a_call_that_scores_every_item() {
+        let (k, n_items, n) = (12, 700, 9);
+        let items = values(n_items * k, 3);
+        let index = ItemIndex::new(&items, k).unwrap();
+        assert_eq!((index.k(), index.n_items()), (k, n_items));
+        let stop = Interrupt::new();
+        // Below and above both the packing and the norm-order thresholds.
+        for n_queries in [1, 5, PACK_FROM + 3, NORM_ORDER_FROM + 40] {
+            let queries = values(n_queries * k, n_queries);
+            let indptr: Vec<i64> = (0..=n_queries as i64).map(|q| 2 * q).collect();
+            let liked_ids: Vec<i32> = (0..n_queries as i32)
+                .flat_map(|q| [q % 50, 100 + q % 50])
+                .collect();
+            let ones = vec![1.0f32; liked_ids.len()];
+            let liked = CsrView::new(&indptr, &liked_ids, &ones, n_items).unwrap();
+            let mask: Vec<bool> = (0..n_items).map(|i| i % 13 == 0).collect();
+            let exclusions = Exclusions {
+                per_query: Some(liked),
+                global: Some(&mask),
+            };
+            let mut expected = (vec![0i32; n_queries * n], vec![0f32; n_queries * n]);
+            top_k(
+                &queries,
+                &items,
+                k,
+                None,
+                &exclusions,
+                n,
+                &mut expected.0,
+                &mut expected.1,
+                &stop,
+            )
+            .unwrap();
+            let mut got = (vec![0i32; n_queries * n], vec![0f32; n_queries * n]);
+            index
+                .top_k(&queries, &exclusions, n, &mut got.0, &mut got.1, &stop)
+                .unwrap();
+            assert_eq!(got, expected, "{n_queries} queries");
+            let first = naive(&queries[..k], &items, k, |i| !exclusions.excludes(0, i), n);
+            let ids: Vec<i32> = first.iter().map(|c| c.1).collect();
+            assert_eq!(&got.0[..n], &ids[..]);
+        }
+    }
+
+    #[test]
+    fn prepared_index_refuses_non_finite_factors() {
+        let mut items = values(40, 1);
+        items[17] = f32::NAN;
+        assert!(matches!(
+            ItemIndex::new(&items, 4),
+            Err(Error::NonFinite(_))
+        ));
     }
 }

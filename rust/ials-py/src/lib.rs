@@ -313,12 +313,7 @@ fn top_k<'py>(
                 stop,
             )
         })?;
-        let ids = Array2::from_shape_vec((n_queries, n), ids).expect("n_queries x n ids");
-        let scores = Array2::from_shape_vec((n_queries, n), scores).expect("n_queries x n");
-        Ok((
-            ids.into_pyarray(py).into_any(),
-            scores.into_pyarray(py).into_any(),
-        ))
+        ranked(py, n_queries, n, ids, scores)
     }
     let blocked = blocked.as_ref().map(|b| slice(b, "blocked")).transpose()?;
     let candidates = candidates
@@ -335,6 +330,107 @@ fn top_k<'py>(
         }
         _ => Err(mixed_dtypes()),
     }
+}
+
+/// Item factors prepared once for many top-K calls (see `ials_core::ItemIndex`): checked,
+/// ordered by norm and packed; a copy, so it must be rebuilt when the factors change.
+#[pyclass(frozen, module = "ials._core", name = "ItemIndex")]
+struct ItemIndex(PreparedItems);
+
+enum PreparedItems {
+    F32(ials_core::ItemIndex<f32>),
+    F64(ials_core::ItemIndex<f64>),
+}
+
+#[pymethods]
+impl ItemIndex {
+    #[new]
+    fn new(py: Python<'_>, items: Factors<'_>, num_threads: usize) -> PyResult<Self> {
+        fn typed<T: Real + Element>(
+            py: Python<'_>,
+            items: &PyReadonlyArray2<'_, T>,
+            num_threads: usize,
+        ) -> PyResult<ials_core::ItemIndex<T>> {
+            let k = width(items);
+            let items = slice(items, "items")?;
+            run(py, num_threads, |_| ials_core::ItemIndex::new(items, k))
+        }
+        Ok(Self(match &items {
+            Factors::F32(items) => PreparedItems::F32(typed(py, items, num_threads)?),
+            Factors::F64(items) => PreparedItems::F64(typed(py, items, num_threads)?),
+        }))
+    }
+
+    /// `(n_items, factors)` of the factors it was built from.
+    #[getter]
+    fn shape(&self) -> (usize, usize) {
+        match &self.0 {
+            PreparedItems::F32(index) => (index.n_items(), index.k()),
+            PreparedItems::F64(index) => (index.n_items(), index.k()),
+        }
+    }
+
+    /// As `top_k` over every item (no `candidates`): the same ids and scores.
+    fn top_k<'py>(
+        &self,
+        py: Python<'py>,
+        queries: Factors<'py>,
+        n: usize,
+        liked: Option<Csr<'py>>,
+        blocked: Option<PyReadonlyArray1<'py, bool>>,
+        num_threads: usize,
+    ) -> PyResult<(Bound<'py, PyAny>, Bound<'py, PyAny>)> {
+        #[allow(clippy::too_many_arguments)]
+        fn typed<'py, T: Real + Element>(
+            py: Python<'py>,
+            index: &ials_core::ItemIndex<T>,
+            queries: &PyReadonlyArray2<'py, T>,
+            n: usize,
+            liked: Option<&Csr<'py>>,
+            blocked: Option<&[bool]>,
+            num_threads: usize,
+        ) -> PyResult<(Bound<'py, PyAny>, Bound<'py, PyAny>)> {
+            let exclusions = Exclusions {
+                per_query: liked.map(Csr::view).transpose()?,
+                global: blocked,
+            };
+            let n_queries = queries.shape()[0];
+            let queries = slice(queries, "queries")?;
+            let mut ids = vec![0i32; n_queries * n];
+            let mut scores = vec![T::default(); n_queries * n];
+            run(py, num_threads, |stop| {
+                index.top_k(queries, &exclusions, n, &mut ids, &mut scores, stop)
+            })?;
+            ranked(py, n_queries, n, ids, scores)
+        }
+        let blocked = blocked.as_ref().map(|b| slice(b, "blocked")).transpose()?;
+        let liked = liked.as_ref();
+        match (&self.0, &queries) {
+            (PreparedItems::F32(index), Factors::F32(q)) => {
+                typed(py, index, q, n, liked, blocked, num_threads)
+            }
+            (PreparedItems::F64(index), Factors::F64(q)) => {
+                typed(py, index, q, n, liked, blocked, num_threads)
+            }
+            _ => Err(mixed_dtypes()),
+        }
+    }
+}
+
+/// Ids and scores of `n_queries x n` ranked items, handed to numpy without a copy.
+fn ranked<'py, T: Element>(
+    py: Python<'py>,
+    n_queries: usize,
+    n: usize,
+    ids: Vec<i32>,
+    scores: Vec<T>,
+) -> PyResult<(Bound<'py, PyAny>, Bound<'py, PyAny>)> {
+    let ids = Array2::from_shape_vec((n_queries, n), ids).expect("n_queries x n ids");
+    let scores = Array2::from_shape_vec((n_queries, n), scores).expect("n_queries x n");
+    Ok((
+        ids.into_pyarray(py).into_any(),
+        scores.into_pyarray(py).into_any(),
+    ))
 }
 
 /// Per-user ranking metrics at cutoff `cutoff`: an `n_users x 6` float64 array with columns
@@ -411,6 +507,7 @@ fn simd_level() -> &'static str {
 fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<Objective>()?;
     m.add_class::<LossTerms>()?;
+    m.add_class::<ItemIndex>()?;
     m.add("GRAM_BLOCK_ROWS", ials_core::GRAM_BLOCK_ROWS)?;
     m.add("MAX_THREADS", ials_core::MAX_THREADS)?;
     m.add_function(wrap_pyfunction!(solve_rows, m)?)?;
