@@ -568,3 +568,34 @@ def test_alpha_zero_is_refused() -> None:
     x, y = np.zeros((N_USERS, 2)), np.ones((N_ITEMS, 2))
     with pytest.raises(ValueError, match=r"alpha must be a finite number > 0"):
         solver.solve_rows(_valid((N_USERS, N_ITEMS)), x, y, 0.1, alpha=0.0)
+
+
+# --- explain's user_weights ---------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("weights", "error", "message"),
+    [
+        ("garbage", TypeError, r"user_weights must be None or the \(factor, lower\) pair"),
+        (42, TypeError, r"user_weights must be None or the \(factor, lower\) pair"),
+        ((np.eye(2), True, 3), TypeError, r"user_weights must be None"),
+        ((np.eye(3), True), ValueError, r"user_weights\[0\] must be a 2 x 2 float array"),
+        (("ab", True), ValueError, r"user_weights\[0\] must be a 2 x 2 float array"),
+        ((np.eye(2), "yes"), TypeError, r"user_weights\[1\] must be a bool"),
+        ((np.full((2, 2), np.nan), True), ValueError, r"user_weights\[0\] holds a non-finite"),
+    ],
+)
+def test_explain_refuses_bad_user_weights(weights: Any, error: type, message: str) -> None:
+    model = _model()
+    with pytest.raises(error, match=message):
+        model.explain(0, _valid((N_USERS, N_ITEMS)), 1, user_weights=weights)
+
+
+def test_explain_reuses_its_own_user_weights() -> None:
+    model = _model()
+    rows = _valid((N_USERS, N_ITEMS))
+    score, top, weights = model.explain(0, rows, 1)
+    again = model.explain(0, rows, 1, user_weights=weights)
+    assert again[0] == score and again[1] == top
+    as_list = model.explain(0, rows, 1, user_weights=list(weights))
+    assert as_list[0] == score

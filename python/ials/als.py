@@ -73,6 +73,26 @@ def _partial_fit_ids(name: str, value: Any, factors: np.ndarray) -> np.ndarray:
     return ids
 
 
+def _check_user_weights(value: Any, k: int) -> None:
+    """``value`` is what :meth:`AlternatingLeastSquares.explain` returns as ``user_weights``:
+    ``scipy.linalg.cho_factor``'s ``(factor, lower)`` of a k x k system."""
+    if not isinstance(value, tuple | list) or len(value) != 2:
+        raise TypeError(
+            "user_weights must be None or the (factor, lower) pair explain returned for this user "
+            f"(scipy.linalg.cho_factor's result), got {value!r:.80}"
+        )
+    factor, lower = value
+    if not isinstance(factor, np.ndarray) or factor.dtype.kind != "f" or factor.shape != (k, k):
+        raise ValueError(
+            f"user_weights[0] must be a {k} x {k} float array (a Cholesky factor of the user's "
+            f"system), got {getattr(factor, 'shape', type(factor).__name__)}"
+        )
+    if not isinstance(lower, bool | np.bool_):
+        raise TypeError(f"user_weights[1] must be a bool (lower), got {lower!r:.80}")
+    if not np.isfinite(factor).all():
+        raise ValueError("user_weights[0] holds a non-finite value")
+
+
 def _store_rows(factors: np.ndarray, ids: np.ndarray, rows: np.ndarray) -> np.ndarray:
     """``factors`` with ``rows`` written at ``ids``, grown with zero rows to fit the largest id."""
     needed = int(ids.max()) + 1 if len(ids) else 0
@@ -404,6 +424,8 @@ class AlternatingLeastSquares:
         )
         if user_weights is None:
             user_weights = cho_factor(a, lower=True)
+        else:
+            _check_user_weights(user_weights, items.shape[1])
         x = cho_solve(user_weights, b)
         y_item = items[item].astype(np.float64)
         total = float(y_item @ x)
