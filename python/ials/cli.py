@@ -635,45 +635,21 @@ _SETTINGS = (
 def _model_arguments(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("model settings")
     setting = group.add_argument
-    setting(
-        "--factors", type=_positive, default=_DEFAULTS["factors"].default, help="latent factors k"
-    )
-    setting(
-        "--iterations",
-        type=_non_negative,
-        default=_DEFAULTS["iterations"].default,
-        help="ALS sweeps (users then items)",
-    )
-    setting(
-        "--regularization",
-        type=float,
-        default=_DEFAULTS["regularization"].default,
-        help="lambda, the L2 penalty of each factor row",
-    )
-    setting(
-        "--alpha",
-        type=float,
-        default=_DEFAULTS["alpha"].default,
-        help="model confidence per unit of (transformed) weight; keep 1 with --confidence",
-    )
-    setting(
-        "--regularization-exponent",
-        type=float,
-        default=_DEFAULTS["regularization_exponent"].default,
-        help="nu: a row's penalty is lambda * (n_u + alpha0 * n_cols) ** nu (0: plain lambda)",
-    )
-    setting(
-        "--unobserved-weight",
-        type=float,
-        default=_DEFAULTS["unobserved_weight"].default,
-        help="alpha0, the confidence of every cell not in the data",
-    )
-    setting(
-        "--cg-steps",
-        type=_positive,
-        default=_DEFAULTS["cg_steps"].default,
-        help="conjugate-gradient iterations per row and half-sweep",
-    )
+    for name, kind, text in (
+        ("factors", _positive, "latent factors k"),
+        ("iterations", _non_negative, "ALS sweeps (users then items)"),
+        ("regularization", float, "lambda, the L2 penalty of each factor row"),
+        ("alpha", float, "model confidence per unit of (transformed) weight; 1 with --confidence"),
+        (
+            "regularization_exponent",
+            float,
+            "nu: a row's penalty is lambda * (n_u + alpha0 * n_cols) ** nu (0: plain lambda)",
+        ),
+        ("unobserved_weight", float, "alpha0, the confidence of every cell not in the data"),
+        ("cg_steps", _positive, "conjugate-gradient iterations per row and half-sweep"),
+    ):
+        flag = "--" + name.replace("_", "-")
+        setting(flag, type=kind, default=_DEFAULTS[name].default, help=text)
     setting(
         "--use-cg",
         action=argparse.BooleanOptionalAction,
