@@ -306,9 +306,10 @@ class Recommender:
     ) -> Results:
         """The best ``N`` items for a known user: ``[(raw item id, score), ...]``, best first.
         ``filter_items`` (never returned) and ``items`` (only these ranked) are raw item ids."""
-        return self.recommend_batch([user_id], N, filter_already_liked_items, filter_items, items)[
-            0
-        ]
+        (results,) = self.recommend_batch(
+            [user_id], N, filter_already_liked_items, filter_items, items
+        )
+        return results
 
     def recommend_batch(
         self,
