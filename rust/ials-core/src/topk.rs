@@ -329,9 +329,12 @@ fn rank<T: Real>(
     let n_queries = queries.len() / k;
     let n_strips = candidate_ids.len().div_ceil(STRIP);
     let n_blocks = n_queries.div_ceil(QUERY_BLOCK);
-    // Enough work units for every thread even when there are few queries.
+    // Enough work units for every thread even when there are few queries; but a range of strips
+    // scanned apart from the others starts with no bar, so where the norm bound stops a scan
+    // early, one scan in norm order does far less work than several in parallel.
     let wanted = 4 * rayon::current_num_threads();
-    let ranges = if n_blocks >= wanted {
+    let bounded = matches!(layout, Layout::Packed { bounds: Some(_), .. });
+    let ranges = if n_blocks >= wanted || bounded {
         1
     } else {
         wanted.div_ceil(n_blocks).clamp(1, n_strips.max(1))
