@@ -312,7 +312,7 @@ def _serve(args: argparse.Namespace) -> int:
         from .serve import run
     except ImportError as err:
         raise ImportError(
-            f"ials serve needs FastAPI and uvicorn: pip install 'ials[serve]' ({err})"
+            f"ials serve needs FastAPI and uvicorn: pip install fastapi uvicorn ({err})"
         ) from err
     run(
         args.model,
@@ -332,7 +332,7 @@ def _plot_module() -> Any:
     try:
         import matplotlib
     except ImportError as err:
-        raise ImportError("--plot needs matplotlib: pip install 'ials[plot]'") from err
+        raise ImportError("--plot needs matplotlib: pip install matplotlib") from err
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
@@ -575,6 +575,13 @@ _positive = _integer(1)
 _non_negative = _integer(0)
 
 
+def _port(text: str) -> int:
+    value = _non_negative(text)
+    if value > 65535:
+        raise argparse.ArgumentTypeError(f"expected a port 0..65535, got {text!r}")
+    return value
+
+
 def _fraction(text: str) -> float:
     try:
         value = float(text)
@@ -789,7 +796,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     serve.add_argument("model", help="model bundle (or model file) written by ials fit")
     serve.add_argument("--host", default="127.0.0.1", help="address to listen on")
-    serve.add_argument("--port", type=_integer(0), default=8000, help="TCP port")
+    serve.add_argument("--port", type=_port, default=8000, help="TCP port (0: any free one)")
     serve.add_argument(
         "--max-body-bytes", type=_positive, default=1 << 20, help="larger request bodies get 413"
     )

@@ -377,9 +377,15 @@ def run(
     max_body_bytes: int = MAX_BODY_BYTES,
     log_level: str = "info",
 ) -> None:
-    """Serves the bundle at ``path`` with uvicorn until SIGINT or SIGTERM."""
+    """Serves the bundle at ``path`` with uvicorn until SIGINT or SIGTERM. The address is bound
+    before anything else starts, so a port in use or an unknown host is an ``OSError`` here."""
+    import socket
+
     import uvicorn
 
-    uvicorn.run(
-        create_app(path, max_body_bytes), host=host, port=port, log_level=log_level, lifespan="on"
-    )
+    app = create_app(path, max_body_bytes)
+    family = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0][0]
+    listening = socket.create_server((host, port), family=family)
+    config = uvicorn.Config(app, log_level=log_level, lifespan="on")
+    with listening:
+        uvicorn.Server(config).run(sockets=[listening])
