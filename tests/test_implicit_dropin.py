@@ -15,9 +15,11 @@ from pathlib import Path
 from typing import Any
 
 import ials
+import implicit.als  # noqa: F401  (its BLAS must be loaded before threadpool_limits below)
 import numpy as np
 import pytest
 import scipy.sparse as sp
+import threadpoolctl
 
 N_USERS, N_ITEMS = 9, 7
 
@@ -152,3 +154,90 @@ def test_all_41_in_scope_upstream_tests_are_collected() -> None:
     gpu_only = ("GPUALSTest", "test_gpu_loss", "test_recalculate_after_cpu_conversion")
     assert not [c for c in collected if any(name in c for name in gpu_only)]
     assert "41/48 tests collected (7 deselected)" in result.stdout
+
+
+# A typical implicit 0.7.3 script (after implicit's Last.fm tutorial): BM25-weighted plays,
+# a seeded split, a seeded model, recommendations, similar items, an evaluation. The ials
+# version is this text with "from implicit." replaced by "from ials." and nothing else.
+IMPLICIT_SCRIPT = """
+import numpy as np
+import scipy.sparse as sp
+from implicit.als import AlternatingLeastSquares
+from implicit.evaluation import ndcg_at_k, train_test_split
+from implicit.nearest_neighbours import bm25_weight
+from implicit.utils import nonzeros
+
+table = np.loadtxt(DATA, skiprows=1, dtype=np.int64)
+users = np.unique(table[:, 0], return_inverse=True)[1]
+artists = np.unique(table[:, 1], return_inverse=True)[1]
+plays = sp.csr_matrix((table[:, 2].astype(np.float32), (users, artists)))
+
+user_plays = bm25_weight(plays, K1=100, B=0.8).tocsr()
+train, test = train_test_split(user_plays, train_percentage=0.8, random_state=7)
+model = AlternatingLeastSquares(
+    factors=32, regularization=0.05, alpha=2.0, iterations=10, random_state=1, num_threads=1
+)
+model.fit(train, show_progress=False)
+ids, scores = model.recommend(0, train[0], N=10)
+batch_ids, batch_scores = model.recommend(np.arange(5), train[:5], N=10)
+similar, similarity = model.similar_items(10, N=5)
+liked = [int(item) for item, _ in nonzeros(train, 0)]
+ndcg = ndcg_at_k(model, train, test, K=10, show_progress=False)
+"""
+
+LASTFM = Path(__file__).resolve().parents[2] / "shared" / "data" / "lastfm-2k"
+
+
+@pytest.mark.skipif(not LASTFM.is_dir(), reason="../shared/data is not present")
+def test_a_typical_implicit_script_runs_with_only_the_imports_changed() -> None:
+    ials_script = IMPLICIT_SCRIPT.replace("from implicit.", "from ials.")
+    changed = [
+        (old, new)
+        for old, new in zip(IMPLICIT_SCRIPT.splitlines(), ials_script.splitlines(), strict=True)
+        if old != new
+    ]
+    assert len(changed) == 4 and all(new.startswith("from ials.") for _, new in changed)
+    results = []
+    with threadpoolctl.threadpool_limits(limits=1, user_api="blas"):  # implicit warns otherwise
+        for script in (IMPLICIT_SCRIPT, ials_script):
+            namespace: dict[str, Any] = {"DATA": LASTFM / "user_artists.dat"}
+            exec(script, namespace)
+            results.append(namespace)
+    theirs, ours = results
+    for name in ("user_plays", "train", "test"):  # the same matrices, bit for bit
+        assert type(ours[name]) is type(theirs[name]) and ours[name].dtype == theirs[name].dtype
+        assert (ours[name] != theirs[name]).nnz == 0, name
+    assert ours["liked"] == theirs["liked"]
+    # the same seed gives the same start; float32 CG then drifts a little
+    for name in ("ids", "scores", "batch_ids", "batch_scores", "similar", "similarity"):
+        assert ours[name].shape == theirs[name].shape and ours[name].dtype == theirs[name].dtype
+    assert len(set(ours["ids"]) & set(theirs["ids"])) >= 8
+    np.testing.assert_allclose(ours["scores"], theirs["scores"], rtol=0.02)
+    assert ours["similar"][0] == theirs["similar"][0] == 10
+    assert ours["ndcg"] == pytest.approx(theirs["ndcg"], rel=0.05)
+
+
+def test_raw_id_apis_leave_out_the_users_items_that_items_lists() -> None:
+    """The model ranks the user's own items last at -inf when ``items=`` lists them (implicit's
+    behaviour); ials.Interactions and ials.Recommender, which answer in raw ids (and over HTTP),
+    return recommendations only."""
+    rng = np.random.default_rng(0)
+    users = [f"u{u}" for u in rng.integers(0, 20, 300)]
+    items = [int(i) for i in rng.integers(100, 130, 300)]
+    data = ials.Interactions.from_arrays(users, items)
+    model = ials.AlternatingLeastSquares(factors=4, iterations=3, random_state=0)
+    bundle = ials.Recommender.fit(data, model)
+    row = data.user_index("u3")
+    seen = set(data.to_raw_items(data.matrix[row].indices).tolist())
+    listed = data.item_ids.tolist()
+    assert seen and set(listed) - seen
+    expected = set(listed) - seen
+    for got in (
+        data.recommend(model, "u3", N=40, items=listed),
+        bundle.recommend("u3", N=40, items=listed),
+        bundle.recommend_batch(["u3"], N=40, items=listed)[0],
+    ):
+        assert {item for item, _ in got} == expected
+        assert all(np.isfinite(score) for _, score in got)
+    ids, scores = model.recommend(row, data.matrix[row], N=40, items=data.item_indices(listed))
+    assert len(ids) == len(listed) and np.isneginf(scores[-len(seen) :]).all()

@@ -268,7 +268,7 @@ def test_parquet_needs_pyarrow(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) 
     path.write_bytes(b"PAR1")
     monkeypatch.setitem(sys.modules, "pyarrow", None)
     monkeypatch.setitem(sys.modules, "pyarrow.parquet", None)
-    with pytest.raises(ImportError, match=r"pyarrow.*ials\[parquet\]"):
+    with pytest.raises(ImportError, match="pip install pyarrow"):
         Interactions.read(path)
 
 

@@ -124,7 +124,7 @@ def _write_parquet(path: Path, parts: Iterable[Columns]) -> int:
     try:
         import pyarrow.parquet as pq
     except ImportError as err:
-        raise ImportError("writing Parquet needs pyarrow: pip install 'ials[parquet]'") from err
+        raise ImportError("writing Parquet needs pyarrow: pip install pyarrow") from err
     writer = None
     rows = 0
     try:

@@ -207,7 +207,9 @@ class _Index:
 
 
 def _results(ids: np.ndarray, scores: np.ndarray) -> list[tuple[Any, float]]:
-    return list(zip(ids.tolist(), scores.astype(np.float64).tolist(), strict=True))
+    # With items=, the model ranks the user's own items last at score -inf: not recommendations.
+    kept = scores > -np.inf
+    return list(zip(ids[kept].tolist(), scores[kept].astype(np.float64).tolist(), strict=True))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -319,9 +321,7 @@ def _read_parquet(
     try:
         import pyarrow.parquet as pq
     except ImportError as err:
-        raise ImportError(
-            "reading Parquet files needs pyarrow: pip install 'ials[parquet]'"
-        ) from err
+        raise ImportError("reading Parquet files needs pyarrow: pip install pyarrow") from err
     names = list(pq.read_schema(path).names)
     picked = [
         names[_position(user_col, 0, names, "user", path)],
@@ -469,7 +469,7 @@ class Interactions:
         line); a multi-character ``sep`` such as ``"::"`` splits plainly, without quoting.
         Text files are read with the standard library (no extra needed); ids that are all
         canonical integers become int64, any other ids stay strings. ``.parquet`` files need
-        pyarrow (``pip install 'ials[parquet]'``).
+        pyarrow (``pip install pyarrow``, the ``parquet`` extra).
 
         Examples: Last.fm ``read("user_artists.dat", weight_col="weight")``; MovieLens
         ``read("ratings.csv", "userId", "movieId")`` (every rating as one interaction).

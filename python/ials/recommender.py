@@ -125,7 +125,9 @@ class _Parts(NamedTuple):
 
 
 def _results(ids: np.ndarray, scores: np.ndarray, raw: np.ndarray) -> Results:
-    kept = ids >= 0  # batch rows are padded with -1 / -inf
+    # Batch rows are padded with -1 / -inf, and with items= the model ranks the user's own items
+    # last at score -inf: neither is a recommendation.
+    kept = scores > -np.inf
     return list(zip(raw[ids[kept]].tolist(), scores[kept].astype(np.float64).tolist(), strict=True))
 
 

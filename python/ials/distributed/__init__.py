@@ -1,4 +1,5 @@
-"""Training and batch scoring on a Dask cluster (``pip install 'ials[dask]'``).
+"""Training and batch scoring on a Dask cluster (the ``dask`` extra:
+``pip install 'dask[dataframe,distributed]'``).
 
 ::
 

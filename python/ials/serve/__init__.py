@@ -1,6 +1,6 @@
 """``ials serve``: an HTTP JSON API in front of a :class:`ials.Recommender` bundle.
 
-Needs the ``serve`` extra (``pip install 'ials[serve]'``: FastAPI and uvicorn); ``import ials``
+Needs the ``serve`` extra (FastAPI and uvicorn: ``pip install fastapi uvicorn``); ``import ials``
 never imports it. :func:`create_app` builds the ASGI application, :func:`run` serves it with
 uvicorn.
 """
