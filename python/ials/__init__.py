@@ -1,6 +1,9 @@
 """ials: implicit-feedback ALS recommendations with a parallel Rust core.
 
-``ials.AlternatingLeastSquares`` is a drop-in for ``implicit.als.AlternatingLeastSquares``.
+``ials.AlternatingLeastSquares`` replaces ``implicit.als.AlternatingLeastSquares`` (implicit
+0.7.3): code written for implicit runs with ``implicit`` changed to ``ials`` in its imports
+(``ials.als``, ``ials.evaluation``, ``ials.nearest_neighbours``, ``ials.utils``), apart from the
+differences the README lists.
 """
 
 from __future__ import annotations
