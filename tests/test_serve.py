@@ -306,3 +306,27 @@ def test_import_ials_does_not_need_the_serve_extra() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+def test_serve_refuses_a_bad_start(tmp_path: Path) -> None:
+    path = tmp_path / "bundle.npz"
+    _bundle(0).save(path)
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = str(taken.getsockname()[1])
+        for arguments, message in [
+            ([str(path), "--port", port], "Address already in use"),
+            ([str(tmp_path / "absent.npz")], "No such file or directory"),
+            ([str(path), "--port", "70000"], "expected a port 0..65535"),
+        ]:
+            result = subprocess.run(
+                [sys.executable, "-m", "ials", "serve", *arguments],
+                capture_output=True,
+                text=True,
+                timeout=60,
+                check=False,
+            )
+            assert result.returncode == 2, result.stderr
+            assert message in result.stderr
+            assert "Traceback" not in result.stderr
