@@ -50,6 +50,27 @@ def test_dask_writer_writes_raw_ids_like_the_cli(client: Client, tmp_path: Path)
         for rank, (item, score) in enumerate(results, start=1)
     ]
     assert rows == expected
+    # With items= a user's own items are ranked last at -inf by the model: left out, as the
+    # Recommender leaves them out.
+    only = data.item_ids[:8]
+    paths = dist.write_recommendations(
+        client,
+        data.matrix,
+        bundle.model,
+        tmp_path / "only",
+        N=8,
+        items=np.arange(8),
+        user_ids=data.user_ids,
+        item_ids=data.item_ids,
+    )
+    rows = [row for path in paths for row in pq.read_table(path).to_pylist()]
+    expected_only = bundle.recommend_batch(data.user_ids, N=8, items=only)
+    assert [(row["user"], row["item"]) for row in rows] == [
+        (user, item)
+        for user, results in zip(data.user_ids.tolist(), expected_only, strict=True)
+        for item, _ in results
+    ]
+    assert len(rows) < 8 * len(data.user_ids)  # some users' own items were among the eight
     with pytest.raises(ValueError, match="user_ids has 3 ids but the model has 40"):
         dist.write_recommendations(
             client, data.matrix, bundle.model, tmp_path / "x", user_ids=["a", "b", "c"]

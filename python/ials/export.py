@@ -36,7 +36,9 @@ def recommendation_columns(
     per user), for the users whose raw ids are ``users`` (one per row). ``item_ids`` maps item
     columns to raw ids (the columns themselves when None); ``names`` maps a raw item id, as
     text, to its name (empty when absent)."""
-    kept = ids >= 0
+    # Rows are padded with -1 / -inf, and with items= the model ranks a user's own items last at
+    # -inf: neither is a recommendation (as in ials.Recommender's answers).
+    kept = scores > -np.inf
     counts = kept.sum(axis=1)
     columns: Columns = {
         "user": np.repeat(np.asarray(users), counts),
