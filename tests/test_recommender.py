@@ -75,6 +75,12 @@ def test_a_batch_is_a_one_dimensional_list_of_raw_ids(bundle: ials.Recommender) 
     users = ["listener-3", "listener-9", "listener-3"]
     batch = bundle.recommend_batch(users, N=4)
     assert batch == [bundle.recommend(user, N=4) for user in users]
+    # Fewer eligible items than N: the padding of the batch is not returned.
+    everything = bundle.recommend_batch(users, N=bundle.n_items)
+    for user, results in zip(users, everything, strict=True):
+        row = bundle.interactions.matrix[bundle.interactions.user_index(user)]
+        assert len(results) == bundle.n_items - row.nnz
+        assert -1 not in [item for item, _ in results]
 
 
 def test_explain_uses_the_training_confidences(bundle: ials.Recommender) -> None:

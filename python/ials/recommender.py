@@ -37,7 +37,7 @@ import scipy.sparse as sp
 
 from . import confidence as transforms
 from .als import AlternatingLeastSquares
-from .interactions import Interactions, _coerce_query, _Index
+from .interactions import Interactions, _coerce_query, _Index, _results
 
 __all__ = ["Confidence", "Recommender"]
 
@@ -122,13 +122,6 @@ class _Parts(NamedTuple):
 
     model: AlternatingLeastSquares
     data: Interactions
-
-
-def _results(ids: np.ndarray, scores: np.ndarray, raw: np.ndarray) -> Results:
-    # Batch rows are padded with -1 / -inf, and with items= the model ranks the user's own items
-    # last at score -inf: neither is a recommendation.
-    kept = scores > -np.inf
-    return list(zip(raw[ids[kept]].tolist(), scores[kept].astype(np.float64).tolist(), strict=True))
 
 
 def _check_history(history: Any) -> tuple[list[Any], list[float]]:
@@ -333,7 +326,8 @@ class Recommender:
             filter_items=blocked,
             items=only,
         )
-        return [_results(i, s, data.item_ids) for i, s in zip(ids, scores, strict=True)]
+        # A padded row's -1 ids index the last item, but their -inf scores leave them out.
+        return [_results(data.item_ids[i], s) for i, s in zip(ids, scores, strict=True)]
 
     def _history_row(self, data: Interactions, history: Any) -> sp.csr_matrix:
         """A history as one row of raw strengths (repeated items summed)."""
@@ -369,7 +363,7 @@ class Recommender:
             recalculate_user=True,
             items=only,
         )
-        return _results(ids, scores, data.item_ids)
+        return _results(data.item_ids[ids], scores)
 
     def similar_items(
         self, item_id: Any, N: int = 10, filter_items: Any = None, items: Any = None
@@ -377,18 +371,13 @@ class Recommender:
         """The ``N`` items closest to ``item_id`` by cosine, the item itself first unless
         filtered: ``[(raw item id, cosine), ...]``."""
         model, data = self._parts
-        blocked, only = self._selection(data, filter_items, items)
-        ids, scores = model.similar_items(
-            data.item_index(item_id), N=N, filter_items=blocked, items=only
-        )
-        return _results(ids, scores, data.item_ids)
+        return data.similar_items(model, item_id, N, filter_items, items)
 
     def similar_users(self, user_id: Any, N: int = 10) -> Results:
         """The ``N`` users closest to ``user_id`` by cosine, the user first:
         ``[(raw user id, cosine), ...]``."""
         model, data = self._parts
-        ids, scores = model.similar_users(data.user_index(user_id), N=N)
-        return _results(ids, scores, data.user_ids)
+        return data.similar_users(model, user_id, N)
 
     def explain(self, user_id: Any, item_id: Any, N: int = 10) -> tuple[float, Results]:
         """Why ``item_id`` scores as it does for a known user (Hu, Koren & Volinsky, section 5):
