@@ -285,11 +285,29 @@ class Recommender:
 
     # --- answers in raw ids ------------------------------------------------------------------
 
-    def _selection(self, data: Interactions, filter_items: Any, items: Any) -> tuple[Any, Any]:
-        return (
-            None if filter_items is None else data.item_indices(filter_items),
-            None if items is None else data.item_indices(items),
+    def _ranked(
+        self,
+        parts: _Parts,
+        rows: np.ndarray,
+        user_items: Any,
+        recalculate: bool,
+        options: tuple[int, bool, Any, Any],
+    ) -> list[Results]:
+        """``model.recommend`` for these rows, ``options`` being (N, filter_already_liked_items,
+        filter_items, items) with raw item ids; one list of results per row."""
+        model, data = parts
+        n, filter_liked, filter_items, items = options
+        ids, scores = model.recommend(
+            rows,
+            user_items if filter_liked or recalculate else None,
+            N=n,
+            filter_already_liked_items=filter_liked,
+            filter_items=None if filter_items is None else data.item_indices(filter_items),
+            recalculate_user=recalculate,
+            items=None if items is None else data.item_indices(items),
         )
+        # A padded row's -1 ids index the last item, but their -inf scores leave them out.
+        return [_results(data.item_ids[i], s) for i, s in zip(ids, scores, strict=True)]
 
     def recommend(
         self,
@@ -315,19 +333,10 @@ class Recommender:
         items: Any = None,
     ) -> list[Results]:
         """:meth:`recommend` for each of a 1-D list of raw user ids, in one call of the core."""
-        model, data = self._parts
-        rows = data.user_indices(user_ids)
-        blocked, only = self._selection(data, filter_items, items)
-        ids, scores = model.recommend(
-            rows,
-            data.matrix[rows] if filter_already_liked_items else None,
-            N=N,
-            filter_already_liked_items=filter_already_liked_items,
-            filter_items=blocked,
-            items=only,
-        )
-        # A padded row's -1 ids index the last item, but their -inf scores leave them out.
-        return [_results(data.item_ids[i], s) for i, s in zip(ids, scores, strict=True)]
+        parts = self._parts
+        rows = parts.data.user_indices(user_ids)
+        options = (N, filter_already_liked_items, filter_items, items)
+        return self._ranked(parts, rows, parts.data.matrix[rows], False, options)
 
     def _history_row(self, data: Interactions, history: Any) -> sp.csr_matrix:
         """A history as one row of raw strengths (repeated items summed)."""
@@ -351,19 +360,11 @@ class Recommender:
         """The best ``N`` items for a listener known only by ``history`` ({raw item id:
         strength} or a list of raw item ids), solved exactly as a fold-in would, with the
         confidence transform of training. Nothing is stored."""
-        model, data = self._parts
-        row = self.confidence.apply(self._history_row(data, history))
-        blocked, only = self._selection(data, filter_items, items)
-        ids, scores = model.recommend(
-            0,
-            row,
-            N=N,
-            filter_already_liked_items=filter_already_liked_items,
-            filter_items=blocked,
-            recalculate_user=True,
-            items=only,
-        )
-        return _results(data.item_ids[ids], scores)
+        parts = self._parts
+        row = self.confidence.apply(self._history_row(parts.data, history))
+        options = (N, filter_already_liked_items, filter_items, items)
+        (results,) = self._ranked(parts, np.zeros(1, dtype=np.int64), row, True, options)
+        return results
 
     def similar_items(
         self, item_id: Any, N: int = 10, filter_items: Any = None, items: Any = None
