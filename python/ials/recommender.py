@@ -439,7 +439,7 @@ class Recommender:
                 (coo.data, (rows[coo.row], columns[coo.col])), shape=shape, dtype=np.float32
             )
             grown = Interactions(base + extra, grown_users, grown_items)
-            successor = copy.copy(model)  # shares the caches of the side that does not change
+            successor = copy.copy(model)  # the running calls keep the old one; caches are rebuilt
             if users_side:
                 successor.user_factors = np.array(model.user_factors)
                 solved = np.unique(rows)
