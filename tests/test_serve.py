@@ -174,6 +174,21 @@ def test_a_history_is_stored_only_when_asked(served: tuple[Server, ials.Recommen
     assert httpx.get(server.url + "/model").json()["users"] == rec.n_users + 1
 
 
+def test_keep_alive_answers_do_not_wait_for_delayed_acks(
+    served: tuple[Server, ials.Recommender],
+) -> None:
+    # Without TCP_NODELAY on the server's connections every answer waited ~40 ms for the
+    # client's delayed ACK; a small model answers in about a millisecond.
+    server, _ = served
+    latencies = []
+    with httpx.Client(base_url=server.url, timeout=30) as http:
+        for _ in range(30):
+            start = time.perf_counter()
+            assert http.post("/recommend", json={"user": "listener-5"}).status_code == 200
+            latencies.append(time.perf_counter() - start)
+    assert sorted(latencies)[len(latencies) // 2] < 0.02
+
+
 def _raw(server: Server, path: str, content: bytes, headers: dict[str, str]) -> httpx.Response:
     return httpx.post(server.url + path, content=content, headers=headers, timeout=30)
 

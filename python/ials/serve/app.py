@@ -289,8 +289,12 @@ def run(
     import uvicorn
 
     app = create_app(path, max_body_bytes)
-    family = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0][0]
-    listening = socket.create_server((host, port), family=family)
-    config = uvicorn.Config(app, log_level=log_level, lifespan="on")
-    with listening:
+    family, kind, protocol, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0]
+    # The protocol must be named: asyncio sets TCP_NODELAY only on sockets whose proto is
+    # IPPROTO_TCP, and without it each response waits ~40 ms for the client's delayed ACK.
+    with socket.socket(family, kind, protocol) as listening:
+        listening.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        listening.bind(address)
+        listening.listen(2048)
+        config = uvicorn.Config(app, log_level=log_level, lifespan="on")
         uvicorn.Server(config).run(sockets=[listening])
