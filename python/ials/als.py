@@ -8,6 +8,7 @@ from typing import Any
 import numpy as np
 
 from . import _native, _ranking
+from ._rwlock import lock_of, reads, writes
 from ._training import Callback, FitSettings, LocalHalfSweeps, train
 from ._validation import (
     as_csr,
@@ -143,6 +144,13 @@ class AlternatingLeastSquares:
         alpha0 >= 0, the confidence of every cell that is not stored (1 in the paper).
     use_native, use_gpu
         Accepted for compatibility with implicit; there is one native CPU implementation.
+
+    Threads: one model may be shared by Python threads. Reads (``recommend``, ``recommend_all``,
+    ``similar_*``, ``score``, ``explain``, ``recalculate_*``, ``save``) run in parallel; ``fit``,
+    ``partial_fit_*`` and assigning ``user_factors`` / ``item_factors`` wait for them and then
+    run alone (a readers-writer lock, ``ials._rwlock.ReadWriteLock``, writers first), so a read
+    sees the factors of before or after a change, never a half-solved state. A ``fit``
+    callback may read the model. Pickles and copies get a lock of their own.
     """
 
     def __init__(
@@ -188,8 +196,9 @@ class AlternatingLeastSquares:
 
     @user_factors.setter
     def user_factors(self, value: np.ndarray | None) -> None:
-        self._user_factors = value
-        self._user_norms: np.ndarray | None = None
+        with lock_of(self).writing():
+            self._user_factors = value
+            self._user_norms: np.ndarray | None = None
 
     @property
     def item_factors(self) -> np.ndarray | None:
@@ -197,10 +206,11 @@ class AlternatingLeastSquares:
 
     @item_factors.setter
     def item_factors(self, value: np.ndarray | None) -> None:
-        self._item_factors = value
-        self._item_norms: np.ndarray | None = None
-        self._item_gram: np.ndarray | None = None
-        self._item_index: _native.ItemIndex[Any] | None = None
+        with lock_of(self).writing():
+            self._item_factors = value
+            self._item_norms: np.ndarray | None = None
+            self._item_gram: np.ndarray | None = None
+            self._item_index: _native.ItemIndex[Any] | None = None
 
     def __getstate__(self) -> dict[str, Any]:
         """Pickled without what is derived from the factors (rebuilt on use): the prepared item
@@ -246,6 +256,7 @@ class AlternatingLeastSquares:
             self.regularization, self.alpha, self.regularization_exponent, self.unobserved_weight
         )
 
+    @writes
     def fit(
         self, user_items: Any, show_progress: bool = True, callback: Callback | None = None
     ) -> None:
@@ -279,6 +290,7 @@ class AlternatingLeastSquares:
             callback,
         )
 
+    @writes
     def starting_factors(self, n_users: int, n_items: int) -> tuple[np.ndarray, np.ndarray]:
         """The user and item factors a fit on ``n_users x n_items`` data starts from, now held by
         the model: the current ones when their shapes fit (cast to ``dtype`` if needed),
@@ -326,8 +338,10 @@ class AlternatingLeastSquares:
             raise ValueError("the model is not fitted: call fit() first")
         users, items = self.user_factors, self.item_factors
         if not (users.flags.c_contiguous and items.flags.c_contiguous):
-            self.user_factors = users = np.ascontiguousarray(users)
-            self.item_factors = items = np.ascontiguousarray(items)
+            # Same values, so what was derived from them stays valid; set without the setters,
+            # which wait for the readers this may run under.
+            self._user_factors = users = np.ascontiguousarray(users)
+            self._item_factors = items = np.ascontiguousarray(items)
         return users, items
 
     def _threads(self) -> int:
@@ -353,6 +367,7 @@ class AlternatingLeastSquares:
             self._item_gram = gram(items, self._threads())
         return self._item_gram
 
+    @reads
     def recalculate_user(self, userid: Any, user_items: Any) -> np.ndarray:
         """The user vectors an exact solve of ``user_items`` (one row per id) gives against the
         current item factors, without storing them; works for users never seen in training."""
@@ -362,6 +377,7 @@ class AlternatingLeastSquares:
         solved = self._solve_exact(rows, "user_items", items, self._item_side_gram())
         return solved[0] if single else solved
 
+    @reads
     def recalculate_item(self, itemid: Any, item_users: Any) -> np.ndarray:
         """The item vectors an exact solve of ``item_users`` (one row per id, users as columns)
         gives against the current user factors, without storing them."""
@@ -371,6 +387,7 @@ class AlternatingLeastSquares:
         solved = self._solve_exact(rows, "item_users", users, None)
         return solved[0] if single else solved
 
+    @writes
     def partial_fit_users(self, userids: Any, user_items: Any) -> None:
         """Solve these users exactly against the current item factors and store them (row j of
         ``user_items`` for ``userids[j]``); ids beyond the current range grow ``user_factors`` with
@@ -382,6 +399,7 @@ class AlternatingLeastSquares:
         solved = self._solve_exact(rows, "user_items", items, self._item_side_gram())
         self.user_factors = _store_rows(users, ids, solved)
 
+    @writes
     def partial_fit_items(self, itemids: Any, item_users: Any) -> None:
         """Solve these items exactly against the current user factors and store them (row j of
         ``item_users``, items x users, for ``itemids[j]``); ids beyond the current range grow
@@ -394,6 +412,7 @@ class AlternatingLeastSquares:
         solved = self._solve_exact(rows, "item_users", users, None)
         self.item_factors = _store_rows(items, ids, solved)
 
+    @reads
     def explain(
         self,
         userid: int,
@@ -451,6 +470,7 @@ class AlternatingLeastSquares:
         (user,), _ = _ranking.as_ids("userid", userid, csr.shape[0])
         return csr[user]
 
+    @reads
     def recommend(
         self,
         userid: Any,
@@ -507,6 +527,7 @@ class AlternatingLeastSquares:
             _ranking.liked_last(*result, liked, candidates, blocked)
         return _ranking.single(*result) if single else result
 
+    @reads
     def recommend_all(
         self,
         user_items: Any = None,
@@ -538,6 +559,7 @@ class AlternatingLeastSquares:
             items=items,
         )
 
+    @reads
     def similar_items(
         self,
         itemid: Any,
@@ -564,6 +586,7 @@ class AlternatingLeastSquares:
             queries, self._item_norms, single, N, "filter_items", filter_items, "items", items
         )
 
+    @reads
     def similar_users(
         self, userid: Any, N: int = 10, filter_users: Any = None, users: Any = None
     ) -> tuple[np.ndarray, np.ndarray]:
@@ -604,6 +627,7 @@ class AlternatingLeastSquares:
         )
         return _ranking.single(*result) if single else result
 
+    @reads
     def score(self, userids: Any, itemids: Any) -> np.ndarray:
         """Predicted preference ``x_u . y_i`` for each (user, item) pair; ``userids`` and
         ``itemids`` broadcast against each other (a scalar pair gives a numpy scalar)."""
@@ -623,6 +647,7 @@ class AlternatingLeastSquares:
     # ----------------------------------------------------------------------------------------
     # Files
 
+    @reads
     def save(self, fileobj_or_path: Any, interactions: Any = None) -> None:
         """Writes the model to a numpy ``.npz`` file (``.npz`` is appended to a path without it).
 

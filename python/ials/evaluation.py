@@ -38,6 +38,7 @@ import numpy as np
 from . import _native
 from ._progress import Progress
 from ._ranking import check_n
+from ._rwlock import reading
 from ._validation import as_csr, check_int, core_rows
 from .splits import implicit_train_test_split as train_test_split
 from .splits import leave_k_out_split, per_user_split
@@ -112,7 +113,8 @@ def ranking_metrics_at_k(
             )
     blocks = range(0, users.shape[0], _USERS_PER_CALL)
     tables = []
-    with Progress(len(blocks), show_progress, "evaluating") as progress:
+    # Under the model's read lock: a fit in another thread solves these factors in place.
+    with reading(model), Progress(len(blocks), show_progress, "evaluating") as progress:
         for start in blocks:
             stop = min(start + _USERS_PER_CALL, users.shape[0])
             tables.append(
