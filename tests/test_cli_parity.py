@@ -29,28 +29,45 @@ def _fit(log: Path, out: Path, *flags: str) -> int:
     return main(["fit", str(log), "-o", str(out), "--weight-col", "plays", "--quiet", *flags])
 
 
-def test_help_shows_every_setting_with_its_default(capsys: pytest.CaptureFixture[str]) -> None:
+FIT_DEFAULTS = [
+    ("--factors", "100"),
+    ("--iterations", "15"),
+    ("--regularization", "0.01"),
+    ("--alpha", "1.0"),
+    ("--regularization-exponent", "0.0"),
+    ("--unobserved-weight", "1.0"),
+    ("--cg-steps", "3"),
+    ("--use-cg", "True"),
+    ("--dtype", "float32"),
+    ("--confidence", "raw"),
+    ("--confidence-alpha", "1.0"),
+    ("--confidence-eps", "1.0"),
+    ("--force", "False"),
+]
+
+
+@pytest.mark.parametrize(
+    ("command", "defaults"),
+    [
+        ("fit", FIT_DEFAULTS),
+        ("evaluate", [*FIT_DEFAULTS[:-1], ("--test-fraction", "0.2"), ("--k", "20")]),
+        ("tune", [("--factors", "64"), ("--method", "random"), ("--validation-fraction", "0.2")]),
+        ("demo", [("--users", "2000"), ("--factors", "32"), ("--iterations", "10")]),
+        ("recommend", [("-n", "10"), ("--block-users", "4096")]),
+        ("serve", [("--host", "127.0.0.1"), ("--port", "8000"), ("--max-body-bytes", "1048576")]),
+    ],
+)
+def test_help_shows_every_setting_with_its_default(
+    capsys: pytest.CaptureFixture[str], command: str, defaults: list[tuple[str, str]]
+) -> None:
     with pytest.raises(SystemExit):
-        main(["fit", "--help"])
+        main([command, "--help"])
     text = " ".join(capsys.readouterr().out.split())
     text = text[text.index("options:") :]  # past the usage line
-    for flag, default in [
-        ("--factors", "100"),
-        ("--iterations", "15"),
-        ("--regularization", "0.01"),
-        ("--alpha", "1.0"),
-        ("--regularization-exponent", "0.0"),
-        ("--unobserved-weight", "1.0"),
-        ("--cg-steps", "3"),
-        ("--use-cg", "True"),
-        ("--dtype", "float32"),
-        ("--confidence", "raw"),
-        ("--confidence-alpha", "1.0"),
-        ("--confidence-eps", "1.0"),
-        ("--force", "False"),
-    ]:
-        start = re.search(re.escape(flag) + r"(, | [A-Z{]| [a-z])", text).start()  # type: ignore[union-attr]
-        first = text[text.index("(default:", start) :]
+    for flag, default in defaults:
+        found = re.search(re.escape(flag) + r"(, | [A-Z{]| [a-z])", text)
+        assert found is not None, flag
+        first = text[text.index("(default:", found.start()) :]
         assert first.startswith(f"(default: {default})"), (flag, first[:40])
 
 
@@ -207,3 +224,23 @@ def test_recommend_needs_user_or_all(
     assert "--all needs -o FILE" in capsys.readouterr().err
     assert main(["recommend", str(tmp_path / "m.npz"), "--all", "-o", "x.json"]) == 2
     assert "must end in .parquet" in capsys.readouterr().err
+
+
+def test_evaluate_fits_the_transformed_training_split(
+    log: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from ials.evaluation import ranking_metrics_at_k
+    from ials.splits import per_user_split
+
+    flags = ["--factors", "4", "--iterations", "3", "--seed", "2", "--k", "5"]
+    flags += ["--confidence", "log", "--confidence-alpha", "2", "--json", "--quiet"]
+    assert main(["evaluate", str(log), "--weight-col", "plays", *flags]) == 0
+    report = json.loads(capsys.readouterr().out)
+    data = ials.Interactions.read(log, weight_col="plays")
+    train, test = per_user_split(data.matrix, test_fraction=0.2, random_state=2)
+    train = ials.confidence.log(train, 2.0)
+    model = ials.AlternatingLeastSquares(factors=4, iterations=3, random_state=2)
+    model.fit(train, show_progress=False)
+    expected = ranking_metrics_at_k(model, train, test, K=5, show_progress=False)
+    for name in ("precision", "recall", "map", "ndcg"):
+        assert report["metrics"][name] == pytest.approx(float(expected[name]))

@@ -731,12 +731,16 @@ def _parser() -> argparse.ArgumentParser:
     )
     commands = parser.add_subparsers(dest="command", required=True)
 
-    demo = commands.add_parser("demo", help="fit, evaluate and show the embedded synthetic data")
-    demo.add_argument("--users", type=_positive, default=2000)
-    demo.add_argument("--items", type=_positive, default=1000)
-    demo.add_argument("--factors", type=_positive, default=32)
-    demo.add_argument("--iterations", type=_non_negative, default=10)
-    demo.add_argument("--seed", type=_non_negative, default=0)
+    demo = commands.add_parser(
+        "demo",
+        help="fit, evaluate and show the embedded synthetic data",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    demo.add_argument("--users", type=_positive, default=2000, help="synthetic listeners")
+    demo.add_argument("--items", type=_positive, default=1000, help="synthetic items")
+    demo.add_argument("--factors", type=_positive, default=32, help="latent factors k")
+    demo.add_argument("--iterations", type=_non_negative, default=10, help="ALS sweeps")
+    demo.add_argument("--seed", type=_non_negative, default=0, help="seed of data and factors")
     demo.add_argument("--show", type=_non_negative, default=5, help="users whose top items show")
     demo.add_argument("--quiet", action="store_true", help="no progress bars")
     demo.set_defaults(run=_demo)
@@ -809,7 +813,12 @@ def _parser() -> argparse.ArgumentParser:
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     _data_arguments(evaluate)
-    evaluate.add_argument("--test-fraction", type=_fraction, default=0.2)
+    evaluate.add_argument(
+        "--test-fraction",
+        type=_fraction,
+        default=0.2,
+        help="share of each user's interactions held out for the metrics",
+    )
     evaluate.add_argument("--k", type=_positive, default=20, help="cut-off of the metrics")
     _model_arguments(evaluate)
     evaluate.add_argument(
@@ -827,14 +836,24 @@ def _parser() -> argparse.ArgumentParser:
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     _data_arguments(tune)
-    tune.add_argument("--budget", type=_positive_float, default=600.0, help="seconds (default 600)")
+    tune.add_argument("--budget", type=_positive_float, default=600.0, help="seconds")
     tune.add_argument("--trials", type=_positive, default=None, help="settings to try at most")
-    tune.add_argument("--method", choices=("random", "halving"), default="random")
-    tune.add_argument("--factors", type=_positive, default=64)
+    tune.add_argument(
+        "--method",
+        choices=("random", "halving"),
+        default="random",
+        help="random search, or successive halving of the iterations",
+    )
+    tune.add_argument("--factors", type=_positive, default=64, help="latent factors k (fixed)")
     tune.add_argument("--k", type=_positive, default=20, help="cut-off of the metrics")
     tune.add_argument("--metric", choices=list(METRICS), default="ndcg", help="selection metric")
-    tune.add_argument("--validation-fraction", type=_fraction, default=0.2)
-    tune.add_argument("--seed", type=_non_negative, default=0)
+    tune.add_argument(
+        "--validation-fraction",
+        type=_fraction,
+        default=0.2,
+        help="share of each user's interactions held out to score the settings",
+    )
+    tune.add_argument("--seed", type=_non_negative, default=0, help="seed of split and search")
     tune.add_argument("--threads", type=_non_negative, default=0, help="0: every core")
     tune.add_argument("--top", type=_positive, default=10, help="rows of the table shown")
     tune.add_argument(
