@@ -10,6 +10,7 @@ from typing import Any
 import numpy as np
 
 from .._native import gram_sum, simd_level
+from .._rwlock import writing
 from .._training import Callback, train
 from .._validation import check_int
 from ..als import AlternatingLeastSquares
@@ -187,17 +188,19 @@ def fit(
             num_threads=threads,
             penalties=settings.calculate_training_loss,
         )
-        x, y = model.starting_factors(*data.shape)
-        sweeps = _ClusterHalfSweeps(
-            Runner(client, max_retries),
-            _Side("users", data._user_blocks, data.user_bounds, x),
-            _Side("items", data._item_blocks, data.item_bounds, y),
-            spec,
-        )
-        try:
-            train(model, sweeps, settings, show_progress, callback)
-        finally:
-            sweeps.release()
+        # The factors are solved in place: other threads wait, as during model.fit.
+        with writing(model):
+            x, y = model.starting_factors(*data.shape)
+            sweeps = _ClusterHalfSweeps(
+                Runner(client, max_retries),
+                _Side("users", data._user_blocks, data.user_bounds, x),
+                _Side("items", data._item_blocks, data.item_bounds, y),
+                spec,
+            )
+            try:
+                train(model, sweeps, settings, show_progress, callback)
+            finally:
+                sweeps.release()
     finally:
         if data is not user_items:
             data.close()
