@@ -180,7 +180,7 @@ def create_app(
         return loaded
 
     @app.get("/health", summary="liveness: 200 while the server answers")
-    def health() -> dict[str, Any]:
+    async def health() -> dict[str, Any]:  # on the event loop: answers even when threads are busy
         return {"status": "ok", "generation": current().generation}
 
     @app.get("/model", summary="the served bundle: sizes, settings, confidence transform")

@@ -45,7 +45,9 @@ class HistoryRequest(_Selection):
     n: N = 10
     filter_liked: bool = True
     store_as: Id | None = Field(
-        None, description="fold the history in under this user id and keep it (in memory)"
+        None,
+        description="add the history to this user's (a new id gets a new row), solve the user "
+        "again and keep it, in memory until the next reload",
     )
 
 
