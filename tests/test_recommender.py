@@ -234,6 +234,10 @@ def test_bad_inputs(bundle: ials.Recommender) -> None:
         bundle.recommend("nobody")
     with pytest.raises(UnknownIdError, match="unknown item id 7"):
         bundle.similar_items(7)
+    with pytest.raises(ValueError, match="outside the int64 range"):
+        bundle.similar_items(10**30)
+    with pytest.raises(ValueError, match="int64 range"):
+        bundle.fold_in_users(["listener-1"], [2**63])
     with pytest.raises(ValueError, match="must be 1-D"):
         bundle.recommend_batch([["listener-1", "listener-2"]])
     with pytest.raises(ValueError, match="same length"):

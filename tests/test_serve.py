@@ -199,6 +199,8 @@ BAD = [
     ("/similar/items", {"item": "9999"}, 404, "unknown item id"),
     ("/explain", {"user": "listener-5", "item": 1}, 404, "unknown item id 1"),
     ("/recommend", {"user": 1.5}, 422, "user: Input should be a valid integer"),
+    ("/recommend", {"user": 10**30}, 422, "user: Input should be less than or equal to"),
+    ("/score", {"users": ["listener-5"], "items": [-(10**30)]}, 422, "items.0: Input should be"),
     ("/recommend", {"user": True}, 422, "user:"),
     ("/recommend", {"user": ["listener-5"]}, 422, "user:"),
     ("/recommend", {"user": "listener-5", "n": "3"}, 422, "n: Input should be a valid integer"),

@@ -72,7 +72,12 @@ def _ints_from_objects(name: str, values: np.ndarray, mixed: bool) -> np.ndarray
             )
     if "str" in kinds:
         return None
-    return np.array([int(value) for value in values.tolist()], dtype=np.int64)
+    ints = [int(value) for value in values.tolist()]
+    limits = np.iinfo(np.int64)
+    for position, value in enumerate(ints):
+        if not limits.min <= value <= limits.max:
+            raise ValueError(f"{name} holds an id outside the int64 range at position {position}")
+    return np.array(ints, dtype=np.int64)
 
 
 def as_raw_ids(name: str, values: Any, mixed: bool = False) -> np.ndarray:

@@ -71,7 +71,7 @@ def _validation_message(err: RequestValidationError) -> tuple[int, str]:
     return 422, f"{where}: {' or '.join(dict.fromkeys(texts))}{more}"
 
 
-_UNION_MEMBERS = {"int", "str", "float", "list[...]", "none"}
+_UNION_MEMBERS = {"int", "constrained-int", "str", "float", "list[...]", "none"}
 
 
 class _BodyLimit:

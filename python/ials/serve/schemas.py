@@ -12,7 +12,8 @@ MAX_N = 1000
 MAX_BATCH = 1000
 MAX_BODY_BYTES = 1 << 20
 
-Id = Annotated[StrictInt | StrictStr, Field(description="a raw id: an integer or a string")]
+Int64 = Annotated[StrictInt, Field(ge=-(2**63), le=2**63 - 1)]
+Id = Annotated[Int64 | StrictStr, Field(description="a raw id: an integer or a string")]
 N = Annotated[int, Field(ge=1, le=MAX_N, description="how many results")]
 
 
