@@ -19,6 +19,8 @@ import httpx
 import ials
 import numpy as np
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 JSON = {"Content-Type": "application/json"}
 
@@ -347,3 +349,41 @@ def test_serve_refuses_a_bad_start(tmp_path: Path) -> None:
             assert result.returncode == 2, result.stderr
             assert message in result.stderr
             assert "Traceback" not in result.stderr
+
+
+ENDPOINTS = [
+    "/recommend",
+    "/recommend/batch",
+    "/recommend/history",
+    "/similar/items",
+    "/similar/users",
+    "/explain",
+    "/score",
+]
+_scalars = st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=8)
+_ids = st.sampled_from(["listener-5", "listener-11", 503, 540, "503", -1, 2**70])
+_json = st.recursive(
+    _scalars | _ids,
+    lambda inner: (
+        st.lists(inner, max_size=4)
+        | st.dictionaries(
+            st.sampled_from(["user", "users", "item", "items", "n", "weights", "exclude", "x"]),
+            inner,
+            max_size=4,
+        )
+    ),
+    max_leaves=12,
+)
+
+
+@given(path=st.sampled_from(ENDPOINTS), body=_json)
+def test_no_body_makes_a_server_error(
+    served: tuple[Server, ials.Recommender], path: str, body: Any
+) -> None:
+    server, _ = served
+    content = json.dumps(body).encode()  # floats may be NaN or Infinity: also refused cleanly
+    response = _raw(server, path, content, JSON)
+    assert response.status_code in (200, 400, 404, 413, 422), response.text
+    assert "\n" not in response.text
+    if response.status_code != 200:
+        assert list(response.json()) == ["error"]
