@@ -200,7 +200,8 @@ mod peak {
         let sum = acc
             .iter()
             .fold(_mm256_setzero_ps(), |s, &a| _mm256_add_ps(s, a));
-        _mm256_storeu_ps(out.as_mut_ptr(), sum);
+        // SAFETY: `out` holds the 8 values stored.
+        unsafe { _mm256_storeu_ps(out.as_mut_ptr(), sum) };
         out.iter().sum()
     }
 

@@ -6,28 +6,23 @@
 //! on the current Rayon pool (see [`with_threads`]) and report bad input as [`Error`], never by
 //! panicking. Results are bitwise identical for any number of threads.
 
-mod cholesky;
+mod als;
+mod check;
 mod csr;
 mod error;
-mod gram;
-mod kernels;
-mod loss;
-mod metrics;
-mod objective;
+mod linalg;
 mod parallel;
+mod rank;
 mod real;
 mod simd;
-mod solve;
-mod topk;
 
+pub use als::{
+    gram, gram_blocks, gram_sum, loss, loss_terms, penalty, row_normal_equations, solve_rows,
+    LossTerms, Objective, Solver, GRAM_BLOCK_ROWS,
+};
 pub use csr::CsrView;
 pub use error::{Error, Result};
-pub use gram::{gram, gram_blocks, gram_sum, GRAM_BLOCK_ROWS};
-pub use loss::{loss, loss_terms, penalty, LossTerms};
-pub use metrics::{ranking_metrics, Ranking, UserMetrics};
-pub use objective::Objective;
 pub use parallel::{resolve_threads, thread_pool, with_threads, Interrupt, MAX_THREADS};
+pub use rank::{ranking_metrics, top_k, Exclusions, ItemIndex, Ranking, UserMetrics};
 pub use real::Real;
 pub use simd::{simd_level, SimdLevel};
-pub use solve::{row_normal_equations, solve_rows, Solver};
-pub use topk::{top_k, Exclusions, ItemIndex};

@@ -22,10 +22,7 @@ pub trait Real:
     + 'static
 {
     const ZERO: Self;
-    const ONE: Self;
     const NEG_INFINITY: Self;
-    /// Name of the type as numpy spells it, for error messages.
-    const NAME: &'static str;
     /// Half the distance from 1 to the next value: the relative error of one rounding.
     const UNIT_ROUNDOFF: f64;
 
@@ -38,12 +35,10 @@ pub trait Real:
 }
 
 macro_rules! impl_real {
-    ($t:ty, $name:literal) => {
+    ($t:ty) => {
         impl Real for $t {
             const ZERO: Self = 0.0;
-            const ONE: Self = 1.0;
             const NEG_INFINITY: Self = <$t>::NEG_INFINITY;
-            const NAME: &'static str = $name;
             const UNIT_ROUNDOFF: f64 = <$t>::EPSILON as f64 / 2.0;
 
             #[inline(always)]
@@ -70,22 +65,5 @@ macro_rules! impl_real {
     };
 }
 
-impl_real!(f32, "float32");
-impl_real!(f64, "float64");
-
-/// Whether every value is finite. It runs on every factor matrix of every call, so it is a
-/// kernel (AVX2 where available) without an early exit, which lets the `&` reduction vectorise.
-pub(crate) fn all_finite<T: Real>(values: &[T]) -> bool {
-    crate::simd::dispatch(AllFinite(values))
-}
-
-struct AllFinite<'a, T>(&'a [T]);
-
-impl<T: Real> crate::simd::Kernel for AllFinite<'_, T> {
-    type Output = bool;
-
-    #[inline(always)]
-    fn run<A: crate::simd::Arith>(self) -> bool {
-        self.0.iter().fold(true, |finite, v| finite & v.is_finite())
-    }
-}
+impl_real!(f32);
+impl_real!(f64);

@@ -1,6 +1,6 @@
 //! A small dense Cholesky factorisation in f64 for the exact row solve.
 
-use crate::kernels::{axpy, dot};
+use super::vector::{axpy, dot_generic as dot};
 use crate::simd::Arith;
 
 /// Rows factored together: the trailing update subtracts their rank-`PANEL` contribution in

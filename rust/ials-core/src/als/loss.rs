@@ -2,14 +2,14 @@
 
 use rayon::prelude::*;
 
+use super::gram::gram;
+use super::objective::Objective;
+use crate::check::check_factors;
 use crate::csr::CsrView;
 use crate::error::{Error, Result};
-use crate::gram::gram;
-use crate::kernels::{dot, symv};
-use crate::objective::Objective;
+use crate::linalg::{dot, symv};
 use crate::parallel::Interrupt;
 use crate::simd::{dispatch, Arith, Kernel};
-use crate::solve::check_factors;
 use crate::Real;
 
 /// Rows per partial sum; fixed so the result does not depend on the thread count.
@@ -173,7 +173,7 @@ impl<T: Real> Kernel for RowLoss<'_, T> {
     type Output = (f64, f64);
 
     #[inline(always)]
-    fn run<A: Arith>(self) -> (f64, f64) {
+    fn run<A: Arith>(self, arith: A) -> (f64, f64) {
         let k = self.k;
         let w0 = self.objective.unobserved_weight;
         let mut xf = vec![0.0f64; k];
@@ -186,8 +186,8 @@ impl<T: Real> Kernel for RowLoss<'_, T> {
                 *dst = src.to_f64();
             }
             // Every cell as if unstored: alpha0 (x . y_i)^2 summed over all i.
-            symv::<f64, A>(self.weighted_gram, &xf, &mut gx);
-            total += dot::<f64, A>(&xf, &gx);
+            symv(arith, self.weighted_gram, &xf, &mut gx);
+            total += dot(arith, &xf, &gx);
             // Stored cells replace that term with their own weight and preference.
             for (&c, &v) in cols.iter().zip(vals) {
                 let (confidence, preference) = self.objective.cell(v);
@@ -196,7 +196,7 @@ impl<T: Real> Kernel for RowLoss<'_, T> {
                 for (dst, &src) in yf.iter_mut().zip(yi) {
                     *dst = src.to_f64();
                 }
-                let score = dot::<f64, A>(&xf, &yf);
+                let score = dot(arith, &xf, &yf);
                 total += confidence * (preference - score).powi(2) - w0 * score * score;
                 confidence_sum += confidence;
             }

@@ -23,46 +23,30 @@
 //! [`PACK_FROM`] queries even packing the strips costs more than it saves: the scores are then
 //! taken from the item rows where they lie, with the same arithmetic.
 
-use std::cmp::Ordering;
-
 use rayon::prelude::*;
 
+use crate::check::{all_finite, factor_rows};
 use crate::csr::CsrView;
 use crate::error::{Error, Result};
 use crate::parallel::Interrupt;
-use crate::real::all_finite;
 use crate::simd::{dispatch, Arith, Kernel};
 use crate::Real;
+
+use super::best::{ranking, Best, Candidate};
+use super::bounds::{by_decreasing_norm, NormBounds};
+use super::layout::{pack_groups, PackedStrips, StripScores, MICRO, ROWS, STRIP};
+use super::rows::{score_rows, MAX_QUERIES};
+use super::strip::{score_one, score_strip};
 
 /// Calls with at least this many queries order the items by norm and stop early (measured on
 /// gowalla at 64 factors: about break-even at 256 queries, 1.4x faster at 512, 2x slower at 1).
 const NORM_ORDER_FROM: usize = 256;
 /// Calls with at least this many queries pack the items into strips; fewer read the item rows in
 /// place ([`ScoreRows`], each block of rows transposed once for all the queries). Packing is a
-/// copy of every item: on gowalla at 64 factors (fastest of 200 calls, 2 threads) 8 queries in
-/// place took 1.1 ms, 15 in place 2.5 ms, 16 packed 2.9 ms.
-pub(crate) const PACK_FROM: usize = 16;
-/// Item rows scored together by [`ScoreRows`]: sixteen FMA chains, two vectors of eight lanes.
-pub(crate) const ROWS: usize = 16;
+/// copy of every item, which costs more than it saves below this (see benches/RESULTS.md).
+pub(crate) const PACK_FROM: usize = MAX_QUERIES;
 /// Queries per parallel task (126: a whole number of groups, so only the last block pads one).
 const QUERY_BLOCK: usize = 21 * MICRO;
-/// Queries scored together against one strip (6 x 2 accumulator registers of 8 lanes: enough
-/// independent FMA chains to cover the FMA latency at full throughput).
-pub(crate) const MICRO: usize = 6;
-/// Items per packed strip: the width of one micro-kernel pass.
-pub(crate) const STRIP: usize = 16;
-/// Scores of one group against one strip (`scores.0[m][j]`: query m, item j), aligned so that
-/// the kernel's vector stores never straddle cache lines.
-#[derive(Clone, Copy)]
-#[repr(C, align(64))]
-pub(crate) struct StripScores<T>(pub(crate) [[T; STRIP]; MICRO]);
-
-impl<T: Real> Default for StripScores<T> {
-    fn default() -> Self {
-        Self([[T::ZERO; STRIP]; MICRO])
-    }
-}
-
 /// Items a query must never get back.
 #[derive(Clone, Copy, Default)]
 pub struct Exclusions<'a> {
@@ -83,17 +67,6 @@ impl Exclusions<'_> {
     }
 }
 
-/// A scored candidate: (score, item id).
-pub(crate) type Candidate<T> = (T, i32);
-
-/// Higher score first, then lower id.
-#[inline]
-pub(crate) fn ranking<T: Real>(a: &Candidate<T>, b: &Candidate<T>) -> Ordering {
-    b.0.partial_cmp(&a.0)
-        .unwrap_or(Ordering::Equal)
-        .then(a.1.cmp(&b.1))
-}
-
 /// Fills `ids` and `scores` (`n_queries x n`, row-major) with each query's best `n` items among
 /// `candidates` (ascending item ids; all items when `None`), skipping `exclusions`. Rows with fewer
 /// than `n` eligible items are padded with id -1 and score -inf.
@@ -109,7 +82,7 @@ pub fn top_k<T: Real>(
     scores: &mut [T],
     interrupt: &Interrupt,
 ) -> Result<()> {
-    let n_items = check_factor_rows(items, k)?;
+    let n_items = factor_rows(items, k)?;
     if !all_finite(items) {
         return Err(Error::NonFinite(
             "the factor matrices hold a non-finite value".into(),
@@ -191,7 +164,7 @@ pub struct ItemIndex<T> {
 impl<T: Real> ItemIndex<T> {
     /// The index of `items` (`n_items x k`, row-major), which must be finite.
     pub fn new(items: &[T], k: usize) -> Result<Self> {
-        let n_items = check_factor_rows(items, k)?;
+        let n_items = factor_rows(items, k)?;
         if !all_finite(items) {
             return Err(Error::NonFinite(
                 "the item factors hold a non-finite value".into(),
@@ -255,22 +228,6 @@ impl<T: Real> ItemIndex<T> {
     }
 }
 
-/// The number of `k`-long rows in `factors`.
-fn check_factor_rows<T>(factors: &[T], k: usize) -> Result<usize> {
-    if k == 0 && !factors.is_empty() {
-        return Err(Error::ShapeMismatch(
-            "factors must have at least one column".into(),
-        ));
-    }
-    let rows = factors.len().checked_div(k).unwrap_or(0);
-    if factors.len() != rows * k {
-        return Err(Error::ShapeMismatch(format!(
-            "factor arrays are not multiples of {k} columns"
-        )));
-    }
-    Ok(rows)
-}
-
 /// Checks one call's queries, exclusions and outputs against `n_items` items of `k` factors;
 /// the number of queries.
 fn check_call<T: Real>(
@@ -282,7 +239,7 @@ fn check_call<T: Real>(
     ids: &[i32],
     scores: &[T],
 ) -> Result<usize> {
-    let n_queries = check_factor_rows(queries, k)?;
+    let n_queries = factor_rows(queries, k)?;
     if n == 0 {
         return Err(Error::InvalidParameter("N must be >= 1, got 0".into()));
     }
@@ -333,7 +290,13 @@ fn rank<T: Real>(
     // scanned apart from the others starts with no bar, so where the norm bound stops a scan
     // early, one scan in norm order does far less work than several in parallel.
     let wanted = 4 * rayon::current_num_threads();
-    let bounded = matches!(layout, Layout::Packed { bounds: Some(_), .. });
+    let bounded = matches!(
+        layout,
+        Layout::Packed {
+            bounds: Some(_),
+            ..
+        }
+    );
     let ranges = if n_blocks >= wanted || bounded {
         1
     } else {
@@ -429,126 +392,6 @@ fn check_exclusions(exclusions: &Exclusions<'_>, n_queries: usize, n_items: usiz
     Ok(())
 }
 
-/// Euclidean norm of a factor row, in `f64`.
-fn norm<T: Real>(row: &[T]) -> f64 {
-    // Eight partial sums: independent chains that vectorise (a single running sum would wait on
-    // the add latency at every element, which made this cost more than one query's scores).
-    let mut lanes = [0.0f64; 8];
-    for chunk in row.chunks(lanes.len()) {
-        for (lane, v) in lanes.iter_mut().zip(chunk) {
-            *lane += v.to_f64() * v.to_f64();
-        }
-    }
-    lanes.iter().sum::<f64>().sqrt()
-}
-
-/// `candidate_ids` by decreasing norm (ties by id), and their norms in that order.
-fn by_decreasing_norm<T: Real>(
-    items: &[T],
-    k: usize,
-    candidate_ids: &[i32],
-) -> (Vec<i32>, Vec<f64>) {
-    let mut ordered: Vec<(f64, i32)> = candidate_ids
-        .par_iter()
-        .map(|&id| (norm(&items[id as usize * k..(id as usize + 1) * k]), id))
-        .collect();
-    ordered.par_sort_unstable_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)));
-    ordered.into_iter().map(|(norm, id)| (id, norm)).unzip()
-}
-
-/// Upper bounds on the scores of a query against the strips from some strip on: `|q|` times
-/// the strip's largest item norm, widened by the most that rounding can add to a computed
-/// score (k FMAs: relative error below `k u` of `sum |q_d y_d| <= |q| |y|`, plus the rounding of
-/// the norms themselves and of any underflow).
-struct NormBounds {
-    queries: Vec<f64>,
-    strips: Vec<f64>,
-    relative: f64,
-    absolute: f64,
-}
-
-impl NormBounds {
-    /// `item_norms` in packing order (decreasing), so each strip's first norm is its largest.
-    fn new<T: Real>(queries: &[T], k: usize, item_norms: &[f64]) -> Self {
-        let terms = (k + 4) as f64;
-        Self {
-            queries: queries.par_chunks(k).map(norm).collect(),
-            strips: item_norms.iter().step_by(STRIP).copied().collect(),
-            relative: 2.0 * terms * (T::UNIT_ROUNDOFF + f64::EPSILON),
-            absolute: terms * f64::from(f32::MIN_POSITIVE),
-        }
-    }
-
-    /// Whether no item of strip `strip` or later can reach `bar` for query `query`. A NaN bound
-    /// (a zero norm times an infinite one) never ends a scan.
-    #[inline]
-    fn exhausted<T: Real>(&self, query: usize, strip: usize, bar: T) -> bool {
-        let bound = self.queries[query] * self.strips[strip];
-        bound * (1.0 + self.relative) + self.absolute < bar.to_f64()
-    }
-}
-
-/// One factor of a strip's items, aligned to 32 bytes so that no 32-byte load of the
-/// micro-kernel straddles two cache lines.
-#[derive(Clone, Copy)]
-#[repr(C, align(32))]
-struct Column<T>([T; STRIP]);
-
-/// Candidate item rows packed strip by strip, factor-major: strip s holds `k x STRIP` values
-/// with item `candidate_ids[s * STRIP + j]` in column j (zero beyond the last candidate).
-pub(crate) struct PackedStrips<T> {
-    columns: Vec<Column<T>>,
-    k: usize,
-}
-
-impl<T: Real> PackedStrips<T> {
-    pub(crate) fn new(items: &[T], k: usize, candidate_ids: &[i32]) -> Self {
-        // STRIP values of 4 or 8 bytes fill whole 32-byte blocks: the columns are contiguous.
-        assert_eq!(
-            std::mem::size_of::<Column<T>>(),
-            STRIP * std::mem::size_of::<T>()
-        );
-        let n_strips = candidate_ids.len().div_ceil(STRIP);
-        let mut columns = vec![Column([T::ZERO; STRIP]); n_strips * k];
-        columns
-            .par_chunks_mut(k.max(1))
-            .zip(candidate_ids.par_chunks(STRIP))
-            .for_each(|(strip, ids)| {
-                for (j, &id) in ids.iter().enumerate() {
-                    let row = &items[id as usize * k..(id as usize + 1) * k];
-                    for (column, &v) in strip.iter_mut().zip(row) {
-                        column.0[j] = v;
-                    }
-                }
-            });
-        Self { columns, k }
-    }
-
-    /// Strip `s`: `k x STRIP` values, factor-major.
-    pub(crate) fn strip(&self, s: usize) -> &[T] {
-        let columns = &self.columns[s * self.k..(s + 1) * self.k];
-        // SAFETY: `Column<T>` is `repr(C)` around `[T; STRIP]` with no padding (asserted in
-        // `new`), so `columns` is `columns.len() * STRIP` initialised values of `T`.
-        unsafe { std::slice::from_raw_parts(columns.as_ptr().cast::<T>(), columns.len() * STRIP) }
-    }
-}
-
-/// The query rows (each `k` long) in groups of `MICRO`, factor-major (`group[d * MICRO + m]`),
-/// the last group zero-padded.
-pub(crate) fn pack_groups<'a, T: Real>(
-    rows: impl ExactSizeIterator<Item = &'a [T]>,
-    k: usize,
-) -> Vec<T> {
-    let mut groups = vec![T::ZERO; rows.len().div_ceil(MICRO) * MICRO * k];
-    for (q, row) in rows.enumerate() {
-        let group = &mut groups[(q / MICRO) * MICRO * k..];
-        for (d, &v) in row.iter().enumerate() {
-            group[d * MICRO + q % MICRO] = v;
-        }
-    }
-    groups
-}
-
 struct ScoreBlock<'a, T> {
     queries: &'a [T],
     first_query: usize,
@@ -579,7 +422,7 @@ impl<T: Real> Kernel for ScoreBlock<'_, T> {
 
     /// Strips outside, query groups inside (see the module documentation).
     #[inline(always)]
-    fn run<A: Arith>(self) -> Self::Output {
+    fn run<A: Arith>(self, arith: A) -> Self::Output {
         let k = self.k;
         let n_queries = self.queries.len() / k;
         let mut best: Vec<Best<T>> = (0..n_queries).map(|_| Best::new(self.n)).collect();
@@ -610,7 +453,7 @@ impl<T: Real> Kernel for ScoreBlock<'_, T> {
                     *bar = best[q].threshold;
                 }
                 // Most strips hold nothing above any bar: the kernel's mask skips them.
-                let above = A::score_strip(group, strip, k, &bars, &mut scores);
+                let above = score_strip(arith, group, strip, k, &bars, &mut scores);
                 for (m, &q) in members.iter().enumerate() {
                     if above & (1 << m) == 0 {
                         continue;
@@ -645,7 +488,7 @@ impl<T: Real> Kernel for ScoreRows<'_, T> {
     type Output = Vec<Vec<Candidate<T>>>;
 
     #[inline(always)]
-    fn run<A: Arith>(self) -> Self::Output {
+    fn run<A: Arith>(self, arith: A) -> Self::Output {
         let k = self.k;
         let n_queries = self.queries.len() / k;
         let row = |id: i32| &self.items[id as usize * k..(id as usize + 1) * k];
@@ -660,7 +503,7 @@ impl<T: Real> Kernel for ScoreRows<'_, T> {
         let mut chunks = self.candidate_ids.chunks_exact(ROWS);
         for ids in &mut chunks {
             let rows: [&[T]; ROWS] = std::array::from_fn(|j| row(ids[j]));
-            A::score_rows(self.queries, &rows, &mut scores);
+            score_rows(arith, self.queries, &rows, &mut scores);
             for (q, scores) in scores.iter().enumerate() {
                 for (&score, &id) in scores.iter().zip(ids) {
                     admit(q, score, id);
@@ -673,125 +516,6 @@ impl<T: Real> Kernel for ScoreRows<'_, T> {
             }
         }
         best.into_iter().map(Best::finish).collect()
-    }
-}
-
-/// `q . y` with exactly the arithmetic of [`score_strip_generic`] (one FMA per factor, in order), so a
-/// score computed alone equals the same score computed in a strip, bit for bit.
-#[inline(always)]
-pub(crate) fn score_one<T: Real, A: Arith>(q: &[T], y: &[T]) -> T {
-    q.iter()
-        .zip(y)
-        .fold(T::ZERO, |acc, (&a, &b)| A::fma(a, b, acc))
-}
-
-/// `query . row` for each query (`k` long each, one per entry of `scores`) and each row, one
-/// FMA per factor in order (the arithmetic of [`score_one`]): the portable `Arith::score_rows`.
-#[inline(always)]
-pub(crate) fn score_rows_generic<T: Real, A: Arith>(
-    queries: &[T],
-    rows: &[&[T]; ROWS],
-    scores: &mut [[T; ROWS]],
-) {
-    let k = queries.len() / scores.len().max(1);
-    for (query, scores) in queries.chunks_exact(k.max(1)).zip(scores.iter_mut()) {
-        *scores = [T::ZERO; ROWS];
-        for (d, &q) in query.iter().enumerate() {
-            for (score, row) in scores.iter_mut().zip(rows) {
-                *score = A::fma(q, row[d], *score);
-            }
-        }
-    }
-}
-
-/// `scores.0[m][j] = query m of group . item j of strip`, with one FMA per factor in order (the
-/// arithmetic of [`score_one`]): the portable `Arith::score_strip`. Returns a mask with bit m set
-/// when some score of query m (padding included) is at or above `bars[m]`.
-#[inline(always)]
-pub(crate) fn score_strip_generic<T: Real, A: Arith>(
-    group: &[T],
-    strip: &[T],
-    k: usize,
-    bars: &[T; MICRO],
-    scores: &mut StripScores<T>,
-) -> u32 {
-    let mut acc = [[T::ZERO; STRIP]; MICRO];
-    for (column, q) in strip
-        .chunks_exact(STRIP)
-        .zip(group.chunks_exact(MICRO))
-        .take(k)
-    {
-        for (acc, &q) in acc.iter_mut().zip(q) {
-            for (a, &y) in acc.iter_mut().zip(column) {
-                *a = A::fma(q, y, *a);
-            }
-        }
-    }
-    let mut above = 0;
-    for (m, acc) in acc.iter().enumerate() {
-        above |= (acc.iter().any(|&s| s >= bars[m]) as u32) << m;
-    }
-    scores.0 = acc;
-    above
-}
-
-/// Bit masks over a strip of the scores above `x` and equal to `x` (bit j: item j).
-#[inline(always)]
-pub(crate) fn compare_strip_generic<T: Real>(scores: &[T; STRIP], x: T) -> (u32, u32) {
-    let (mut greater, mut equal) = (0u32, 0u32);
-    for (j, &s) in scores.iter().enumerate() {
-        greater |= ((s > x) as u32) << j;
-        equal |= ((s == x) as u32) << j;
-    }
-    (greater, equal)
-}
-
-/// The best `n` candidates seen so far, kept loosely: the buffer grows to twice `n` and is then
-/// cut back to the best `n`, whose worst becomes the bar for later candidates (its score, and
-/// its id for ties: items do not arrive in id order).
-struct Best<T> {
-    n: usize,
-    threshold: T,
-    threshold_id: i32,
-    buffer: Vec<Candidate<T>>,
-}
-
-impl<T: Real> Best<T> {
-    fn new(n: usize) -> Self {
-        let capacity = (2 * n).max(n + 32);
-        Self {
-            n,
-            threshold: T::NEG_INFINITY,
-            threshold_id: i32::MAX,
-            buffer: Vec::with_capacity(capacity),
-        }
-    }
-
-    /// Whether `(score, id)` ranks before the bar.
-    #[inline]
-    fn admits(&self, score: T, id: i32) -> bool {
-        score > self.threshold || (score == self.threshold && id < self.threshold_id)
-    }
-
-    #[inline]
-    fn push(&mut self, candidate: Candidate<T>) {
-        self.buffer.push(candidate);
-        if self.buffer.len() == self.buffer.capacity() {
-            self.compact();
-        }
-    }
-
-    fn compact(&mut self) {
-        let n = self.n;
-        self.buffer.select_nth_unstable_by(n - 1, ranking);
-        self.buffer.truncate(n);
-        (self.threshold, self.threshold_id) = self.buffer[n - 1];
-    }
-
-    fn finish(mut self) -> Vec<Candidate<T>> {
-        self.buffer.sort_unstable_by(ranking);
-        self.buffer.truncate(self.n);
-        self.buffer
     }
 }
 

@@ -3,7 +3,7 @@
 use rayon::prelude::*;
 
 use crate::error::Result;
-use crate::kernels::LANES;
+use crate::linalg::vector::LANES;
 use crate::parallel::Interrupt;
 use crate::simd::{dispatch, Arith, Kernel};
 use crate::Real;
@@ -72,7 +72,7 @@ impl<T: Real> Kernel for BlockGram<'_, T> {
     /// the diagonal, the block stays in registers while up to `INNER_ROWS` factor rows (resident
     /// in L1) stream past; only then is it added to the f64 sum.
     #[inline(always)]
-    fn run<A: Arith>(self) -> Vec<f64> {
+    fn run<A: Arith>(self, _: A) -> Vec<f64> {
         let k = self.k;
         let mut sum = vec![0.0f64; k * k];
         for rows in self.block.chunks(INNER_ROWS * k) {

@@ -12,16 +12,17 @@
 
 use rayon::prelude::*;
 
+use crate::check::all_finite;
 use crate::csr::CsrView;
 use crate::error::{Error, Result};
 use crate::parallel::Interrupt;
-use crate::real::all_finite;
 use crate::simd::{dispatch, Arith, Kernel};
-use crate::topk::{
-    pack_groups, ranking, score_one, top_k, Candidate, Exclusions, PackedStrips, StripScores,
-    MICRO, STRIP,
-};
 use crate::Real;
+
+use super::best::{ranking, Candidate};
+use super::layout::{pack_groups, PackedStrips, StripScores, MICRO, STRIP};
+use super::strip::{compare_strip, score_one, score_strip};
+use super::topk::{top_k, Exclusions};
 
 /// Users per parallel task.
 const USER_BLOCK: usize = 21 * MICRO;
@@ -224,7 +225,7 @@ impl<T: Real> Kernel for MetricsBlock<'_, T> {
 
     /// Strips outside, user groups inside (as in `top_k`), feeding each user's [`RankCounter`].
     #[inline(always)]
-    fn run<A: Arith>(self) {
+    fn run<A: Arith>(self, arith: A) {
         let (k, n_items) = (self.k, self.n_items);
         let n_users = self.out.len();
         let mut counters: Vec<RankCounter<'_, T>> = (0..n_users)
@@ -251,9 +252,9 @@ impl<T: Real> Kernel for MetricsBlock<'_, T> {
                     *bar = counter.bar();
                 }
                 // A strip with nothing at or above a user's bar changes none of its counts.
-                let reached = A::score_strip(group, strip, k, &bars, &mut scores);
+                let reached = score_strip(arith, group, strip, k, &bars, &mut scores);
                 for m in (0..members).filter(|m| reached & (1 << m) != 0) {
-                    counters[g * MICRO + m].observe::<A>(&scores.0[m], valid, (s * STRIP) as i32);
+                    counters[g * MICRO + m].observe(arith, &scores.0[m], valid, (s * STRIP) as i32);
                 }
             }
         }
@@ -282,12 +283,13 @@ struct RankCounter<'a, T> {
 /// costs no more than any other item.
 #[inline(always)]
 fn count_above<T: Real, A: Arith>(
+    arith: A,
     scores: &[T; STRIP],
     valid: usize,
     first_id: i32,
     (score, id): Candidate<T>,
 ) -> u32 {
-    let (greater, equal) = A::compare_strip(scores, score);
+    let (greater, equal) = compare_strip(arith, scores, score);
     let below = |n: usize| (1u32 << n.min(STRIP)) - 1;
     let lower_ids = (id - first_id).max(0) as usize;
     ((greater | (equal & below(lower_ids))) & below(valid)).count_ones()
@@ -327,11 +329,11 @@ impl<'a, T: Real> RankCounter<'a, T> {
 
     /// Items `first_id..first_id + valid` with these scores.
     #[inline(always)]
-    fn observe<A: Arith>(&mut self, scores: &[T; STRIP], valid: usize, first_id: i32) {
+    fn observe<A: Arith>(&mut self, arith: A, scores: &[T; STRIP], valid: usize, first_id: i32) {
         // From the worst held-out item up: once none of these items ranks above one, none ranks
         // above the better ones either.
         for (above, &(candidate, _)) in self.above.iter_mut().zip(&self.held_out).rev() {
-            let count = count_above::<T, A>(scores, valid, first_id, candidate);
+            let count = count_above(arith, scores, valid, first_id, candidate);
             if count == 0 {
                 break;
             }

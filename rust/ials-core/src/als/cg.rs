@@ -1,0 +1,441 @@
+//! Conjugate-gradient row solves (Takacs, Pilaszy & Tikk 2011): a few warm-started steps per row,
+//! which only ever multiply by `A_u`, never form it.
+
+use crate::csr::CsrView;
+use crate::linalg::{axpy, dot, symv_rows};
+use crate::simd::{prefetch, Arith, Kernel};
+use crate::Real;
+
+use super::objective::Objective;
+
+/// How many interactions ahead the item rows are prefetched: far enough to hide a miss to
+/// memory behind the work on the rows in between.
+pub(crate) const PREFETCH_AHEAD: usize = 4;
+
+/// Rows advanced through CG together once the Gram matrix outgrows L1 (see `CgRows::run`).
+const LOCKSTEP: usize = 4;
+/// Gram matrices up to this size (bytes) stay in L1 across rows: one row at a time is faster then.
+const GRAM_IN_L1: usize = 32 * 1024;
+
+/// CG stops once the squared residual norm falls below this (as implicit does).
+const CG_TOLERANCE: f64 = 1e-20;
+
+/// The data term of `A_u v` in a CG step, `sum_i w_i (y_{c_i} . v) y_{c_i}`: the rows
+/// `c_i = cols[i]` of the row-major `y` (`k` columns) with weights `w_i = weights[i]`.
+pub struct DataTerm<'a, T> {
+    pub y: &'a [T],
+    pub k: usize,
+    pub cols: &'a [i32],
+    pub weights: &'a [T],
+}
+
+/// Rows whose dot products are formed together when `k` is a multiple of it (one accumulator
+/// vector each, reduced in one transposing pass under AVX2).
+const DOT_BLOCK: usize = 8;
+
+/// `out += sum_i w_i (y_{c_i} . v) y_{c_i}` (see [`DataTerm`]): first every dot product, then
+/// the weighted rows added in order. `dots` is scratch.
+#[inline(always)]
+pub fn add_data_term<T: Real, A: Arith>(
+    arith: A,
+    term: &DataTerm<'_, T>,
+    v: &[T],
+    out: &mut [T],
+    dots: &mut Vec<T>,
+) {
+    #[cfg(target_arch = "x86_64")]
+    if term.k % DOT_BLOCK == 0 {
+        if let (Some(_), Some(y), Some(weights), Some(v), Some(out)) = (
+            arith.avx2(),
+            crate::simd::as_f32(term.y),
+            crate::simd::as_f32(term.weights),
+            crate::simd::as_f32(v),
+            crate::simd::as_f32_mut(out),
+        ) {
+            let term = DataTerm {
+                y,
+                k: term.k,
+                cols: term.cols,
+                weights,
+            };
+            let mut scratch = std::mem::take(dots);
+            scratch.resize(term.cols.len(), T::ZERO);
+            let f32_dots = crate::simd::as_f32_mut(&mut scratch).expect("T is f32 here");
+            // SAFETY: the strategy holds an AVX2 token, which exists only on CPUs with AVX2 and
+            // FMA; `k` is a multiple of 8 as the body requires.
+            unsafe { avx2::add_data_term_f32(&term, v, out, f32_dots) };
+            *dots = scratch;
+            return;
+        }
+    }
+    add_data_term_generic::<T, A>(term, v, out, dots)
+}
+
+/// The portable body of [`add_data_term`], in the order of the AVX2 one: when `k` is a multiple
+/// of [`DOT_BLOCK`], the dot products of whole blocks of rows use one accumulator vector per row
+/// summed pairwise; the other rows use [`dot`]'s order.
+#[inline(always)]
+pub(crate) fn add_data_term_generic<T: Real, A: Arith>(
+    term: &DataTerm<'_, T>,
+    v: &[T],
+    out: &mut [T],
+    dots: &mut Vec<T>,
+) {
+    let k = term.k;
+    let row = |c: i32| &term.y[c as usize * k..(c as usize + 1) * k];
+    let n = term.cols.len();
+    let blocked = if k % DOT_BLOCK == 0 {
+        n - n % DOT_BLOCK
+    } else {
+        0
+    };
+    dots.clear();
+    for (i, &c) in term.cols.iter().enumerate() {
+        dots.push(if i < blocked {
+            dot_by_lanes::<T, A>(row(c), v)
+        } else {
+            crate::linalg::vector::dot_generic::<T, A>(row(c), v)
+        });
+    }
+    for ((&c, &w), &d) in term.cols.iter().zip(term.weights).zip(dots.iter()) {
+        axpy::<T, A>(w * d, row(c), out);
+    }
+}
+
+/// `x . y` for a length that is a multiple of [`DOT_BLOCK`]: one chain per lane, the lanes
+/// added in pairs, pairs of pairs, then the two halves.
+#[inline(always)]
+fn dot_by_lanes<T: Real, A: Arith>(x: &[T], y: &[T]) -> T {
+    let mut acc = [T::ZERO; DOT_BLOCK];
+    for (xc, yc) in x.chunks_exact(DOT_BLOCK).zip(y.chunks_exact(DOT_BLOCK)) {
+        for lane in 0..DOT_BLOCK {
+            acc[lane] = A::fma(xc[lane], yc[lane], acc[lane]);
+        }
+    }
+    ((acc[0] + acc[1]) + (acc[2] + acc[3])) + ((acc[4] + acc[5]) + (acc[6] + acc[7]))
+}
+
+pub(crate) struct CgRows<'a, T> {
+    pub(crate) rows: &'a CsrView<'a>,
+    pub(crate) first_row: usize,
+    pub(crate) x: &'a mut [T],
+    pub(crate) y: &'a [T],
+    pub(crate) k: usize,
+    pub(crate) weighted_gram: &'a [T],
+    pub(crate) objective: &'a Objective,
+    pub(crate) steps: usize,
+}
+
+impl<T: Real> Kernel for CgRows<'_, T> {
+    type Output = ();
+
+    /// Once the Gram matrix no longer fits L1 (at 128 factors it is 64 KB and streams from L2),
+    /// rows go through CG `LOCKSTEP` at a time, so each pass over it in the mat-vec serves all of
+    /// them. Each row's arithmetic is unchanged: its result does not depend on the rows beside it.
+    #[inline(always)]
+    fn run<A: Arith>(self, arith: A) {
+        let CgRows {
+            rows,
+            first_row,
+            x,
+            y,
+            k,
+            weighted_gram: gram,
+            objective,
+            steps,
+        } = self;
+        let item = |c: i32| &y[c as usize * k..(c as usize + 1) * k];
+        let mut scratch = vec![T::ZERO; 3 * LOCKSTEP * k];
+        // Per lane, `c_ui - alpha0` of each interaction; and scratch for the data term.
+        let mut weights: [Vec<T>; LOCKSTEP] = Default::default();
+        let mut dots = Vec::new();
+        let (r_all, rest) = scratch.split_at_mut(LOCKSTEP * k);
+        let (p_all, ap_all) = rest.split_at_mut(LOCKSTEP * k);
+        let w0 = T::from_f64(objective.unobserved_weight);
+        let tolerance = T::from_f64(CG_TOLERANCE);
+        let together = if std::mem::size_of_val(gram) > GRAM_IN_L1 {
+            LOCKSTEP
+        } else {
+            1
+        };
+        for (group, xs) in x.chunks_mut(together * k).enumerate() {
+            let first = first_row + group * together;
+            let lanes = xs.len() / k;
+            let (r_all, p_all, ap_all) = (
+                &mut r_all[..lanes * k],
+                &mut p_all[..lanes * k],
+                &mut ap_all[..lanes * k],
+            );
+            let mut lambda = [T::ZERO; LOCKSTEP];
+            let mut rs_old = [T::ZERO; LOCKSTEP];
+            let mut active = [false; LOCKSTEP];
+
+            // r = b - A x
+            symv_rows(arith, gram, k, xs, r_all);
+            for lane in 0..lanes {
+                let (cols, vals) = rows.row(first + lane);
+                let x = &mut xs[lane * k..(lane + 1) * k];
+                if cols.is_empty() {
+                    x.fill(T::ZERO);
+                    continue;
+                }
+                lambda[lane] = T::from_f64(objective.row_regularization(cols.len(), rows.n_cols()));
+                weights[lane].clear();
+                weights[lane].extend(vals.iter().map(|&v| T::from_f32(objective.cell(v).0) - w0));
+                let r = &mut r_all[lane * k..(lane + 1) * k];
+                for (ri, &xi) in r.iter_mut().zip(x.iter()) {
+                    *ri = -A::fma(lambda[lane], xi, *ri);
+                }
+                for (j, (&c, &v)) in cols.iter().zip(vals).enumerate() {
+                    if let Some(&ahead) = cols.get(j + PREFETCH_AHEAD) {
+                        prefetch(item(ahead));
+                    }
+                    let (confidence, preference) = objective.cell(v);
+                    let confidence = T::from_f32(confidence);
+                    let yi = item(c);
+                    let coef = confidence * T::from_f32(preference)
+                        - (confidence - w0) * dot(arith, yi, x);
+                    axpy::<T, A>(coef, yi, r);
+                }
+                p_all[lane * k..(lane + 1) * k].copy_from_slice(r);
+                rs_old[lane] = dot(arith, r, r);
+                active[lane] = rs_old[lane] >= tolerance;
+            }
+            for _ in 0..steps {
+                if !active.contains(&true) {
+                    break;
+                }
+                // ap = A p
+                symv_rows(arith, gram, k, p_all, ap_all);
+                for lane in 0..lanes {
+                    if !active[lane] {
+                        continue;
+                    }
+                    let cols = rows.row(first + lane).0;
+                    let at = lane * k..(lane + 1) * k;
+                    let (x, r) = (&mut xs[at.clone()], &mut r_all[at.clone()]);
+                    let (p, ap) = (&mut p_all[at.clone()], &mut ap_all[at]);
+                    axpy::<T, A>(lambda[lane], p, ap);
+                    let term = DataTerm {
+                        y,
+                        k,
+                        cols,
+                        weights: &weights[lane],
+                    };
+                    add_data_term(arith, &term, p, ap, &mut dots);
+                    let curvature = dot(arith, p, ap);
+                    // Only a singular system (no regularization, no data along p) stops here;
+                    // going on would divide by zero and fill the row with NaN.
+                    if !(curvature > T::ZERO && curvature.is_finite()) {
+                        active[lane] = false;
+                        continue;
+                    }
+                    let step = rs_old[lane] / curvature;
+                    axpy::<T, A>(step, p, x);
+                    axpy::<T, A>(-step, ap, r);
+                    let rs_new = dot(arith, r, r);
+                    if rs_new < tolerance {
+                        active[lane] = false;
+                        continue;
+                    }
+                    let beta = rs_new / rs_old[lane];
+                    for (pi, &ri) in p.iter_mut().zip(r.iter()) {
+                        *pi = A::fma(beta, *pi, ri);
+                    }
+                    rs_old[lane] = rs_new;
+                }
+            }
+        }
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+mod avx2 {
+    use std::arch::x86_64::*;
+
+    use super::DataTerm;
+    use crate::linalg::vector::avx2::dot_f32;
+
+    /// `out += sum_i w_i (y_{c_i} . v) y_{c_i}` for `k` a multiple of 8: first the dot products,
+    /// eight rows at a time with one accumulator each and a single transposing reduction, then
+    /// the weighted sum with 64 outputs held in registers while every row streams past.
+    #[target_feature(enable = "avx2,fma")]
+    #[inline]
+    pub(super) unsafe fn add_data_term_f32(
+        term: &DataTerm<'_, f32>,
+        v: &[f32],
+        out: &mut [f32],
+        dots: &mut [f32],
+    ) {
+        let DataTerm {
+            y,
+            k,
+            cols,
+            weights,
+        } = *term;
+        let n = cols.len();
+        assert!(k % 8 == 0 && v.len() >= k && out.len() >= k && dots.len() >= n);
+        assert!(weights.len() >= n);
+        for &c in cols {
+            assert!(c >= 0 && (c as usize + 1) * k <= y.len());
+        }
+        // SAFETY: every row start `cols[i] * k` has `k` values after it in `y` (asserted above);
+        // loads and stores touch `row(i)[..k]`, `v[..k]` and `out[..k]` at offsets below `k` in
+        // steps of 8 (k % 8 == 0), and `dots[..n]` in whole blocks of 8 below `n`.
+        unsafe {
+            let row = |i: usize| y.as_ptr().add(cols[i] as usize * k);
+            let pv = v.as_ptr();
+            let mut i = 0;
+            while i + 8 <= n {
+                let mut acc = [_mm256_setzero_ps(); 8];
+                for chunk in (0..k).step_by(8) {
+                    let vc = _mm256_loadu_ps(pv.add(chunk));
+                    for (b, a) in acc.iter_mut().enumerate() {
+                        *a = _mm256_fmadd_ps(_mm256_loadu_ps(row(i + b).add(chunk)), vc, *a);
+                    }
+                }
+                let pairs = [
+                    _mm256_hadd_ps(acc[0], acc[1]),
+                    _mm256_hadd_ps(acc[2], acc[3]),
+                    _mm256_hadd_ps(acc[4], acc[5]),
+                    _mm256_hadd_ps(acc[6], acc[7]),
+                ];
+                let low = _mm256_hadd_ps(pairs[0], pairs[1]);
+                let high = _mm256_hadd_ps(pairs[2], pairs[3]);
+                let sums = _mm256_add_ps(
+                    _mm256_permute2f128_ps::<0x20>(low, high),
+                    _mm256_permute2f128_ps::<0x31>(low, high),
+                );
+                _mm256_storeu_ps(dots.as_mut_ptr().add(i), sums);
+                i += 8;
+            }
+            for (j, d) in dots.iter_mut().enumerate().take(n).skip(i) {
+                *d = dot_f32(std::slice::from_raw_parts(row(j), k), v);
+            }
+            let coefficient = |i: usize| _mm256_set1_ps(weights[i] * dots[i]);
+            let po = out.as_mut_ptr();
+            let mut start = 0;
+            while start + 64 <= k {
+                let mut acc = [_mm256_setzero_ps(); 8];
+                for (lane, a) in acc.iter_mut().enumerate() {
+                    *a = _mm256_loadu_ps(po.add(start + 8 * lane));
+                }
+                for i in 0..n {
+                    let w = coefficient(i);
+                    let r = row(i).add(start);
+                    for (lane, a) in acc.iter_mut().enumerate() {
+                        *a = _mm256_fmadd_ps(w, _mm256_loadu_ps(r.add(8 * lane)), *a);
+                    }
+                }
+                for (lane, a) in acc.iter().enumerate() {
+                    _mm256_storeu_ps(po.add(start + 8 * lane), *a);
+                }
+                start += 64;
+            }
+            while start < k {
+                let mut a = _mm256_loadu_ps(po.add(start));
+                for i in 0..n {
+                    a = _mm256_fmadd_ps(coefficient(i), _mm256_loadu_ps(row(i).add(start)), a);
+                }
+                _mm256_storeu_ps(po.add(start), a);
+                start += 8;
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::linalg::vector::tests::bits;
+    use crate::simd::testing::{avx2_or_skip, fused};
+    use crate::simd::{Fused, Unfused};
+
+    struct Case {
+        y: Vec<f32>,
+        cols: Vec<i32>,
+        weights: Vec<f32>,
+        v: Vec<f32>,
+        start: Vec<f32>,
+    }
+
+    fn case(k: usize, n: usize) -> Case {
+        let n_rows = 40;
+        Case {
+            y: (0..n_rows * k)
+                .map(|i| ((i * 53 % 29) as f32) / 29.0 - 0.5)
+                .collect(),
+            cols: (0..n).map(|i| ((i * 7 + 3) % n_rows) as i32).collect(),
+            weights: (0..n).map(|i| 0.5 + (i % 5) as f32).collect(),
+            v: (0..k).map(|i| (i % 9) as f32 / 9.0 - 0.4).collect(),
+            start: (0..k).map(|i| (i % 4) as f32).collect(),
+        }
+    }
+
+    const SIZES: [usize; 8] = [1, 8, 16, 24, 64, 72, 128, 136];
+    const ROW_COUNTS: [usize; 7] = [0, 1, 7, 8, 9, 17, 33];
+
+    #[test]
+    fn data_term_matches_naive_on_every_path() {
+        fn check<A: Arith>(arith: A, k: usize, n: usize) {
+            let c = case(k, n);
+            let mut naive: Vec<f64> = c.start.iter().map(|&o| o as f64).collect();
+            for (&col, &w) in c.cols.iter().zip(&c.weights) {
+                let row = &c.y[col as usize * k..(col as usize + 1) * k];
+                let d: f64 = row
+                    .iter()
+                    .zip(&c.v)
+                    .map(|(a, b)| *a as f64 * *b as f64)
+                    .sum();
+                for (o, &r) in naive.iter_mut().zip(row) {
+                    *o += w as f64 * d * r as f64;
+                }
+            }
+            let term = DataTerm {
+                y: &c.y,
+                k,
+                cols: &c.cols,
+                weights: &c.weights,
+            };
+            let mut out = c.start.clone();
+            add_data_term(arith, &term, &c.v, &mut out, &mut Vec::new());
+            let scale = 1.0 + naive.iter().fold(0.0f64, |m, x| m.max(x.abs()));
+            for (a, b) in out.iter().zip(&naive) {
+                assert!((*a as f64 - b).abs() <= 1e-5 * scale, "k={k} n={n}");
+            }
+        }
+        for k in SIZES {
+            for n in ROW_COUNTS {
+                check(Unfused, k, n);
+                if let Some(fused) = fused() {
+                    check(fused, k, n);
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn avx2_data_term_is_its_generic_twin_bit_for_bit() {
+        let Some(_) = avx2_or_skip("avx2_data_term_is_its_generic_twin_bit_for_bit") else {
+            return;
+        };
+        for k in SIZES.into_iter().filter(|k| k % DOT_BLOCK == 0) {
+            for n in ROW_COUNTS {
+                let c = case(k, n);
+                let term = DataTerm {
+                    y: &c.y,
+                    k,
+                    cols: &c.cols,
+                    weights: &c.weights,
+                };
+                let mut generic = c.start.clone();
+                add_data_term_generic::<f32, Fused>(&term, &c.v, &mut generic, &mut Vec::new());
+                let mut special = c.start.clone();
+                let mut dots = vec![0.0f32; n];
+                // SAFETY: the token above proves the CPU has AVX2 and FMA; k % 8 == 0.
+                unsafe { avx2::add_data_term_f32(&term, &c.v, &mut special, &mut dots) };
+                assert_eq!(bits(&special), bits(&generic), "k={k} n={n}");
+            }
+        }
+    }
+}

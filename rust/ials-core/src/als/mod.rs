@@ -1,0 +1,15 @@
+//! Alternating least squares for implicit feedback: the objective, the Gram matrix, the row
+//! solves (conjugate gradient and exact) and the training loss.
+
+pub(crate) mod cg;
+pub(crate) mod exact;
+pub mod gram;
+pub mod loss;
+pub mod objective;
+pub mod solve;
+
+pub use exact::row_normal_equations;
+pub use gram::{gram, gram_blocks, gram_sum, GRAM_BLOCK_ROWS};
+pub use loss::{loss, loss_terms, penalty, LossTerms};
+pub use objective::Objective;
+pub use solve::{solve_rows, Solver};

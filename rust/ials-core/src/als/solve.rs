@@ -1,0 +1,134 @@
+//! One half-sweep of alternating least squares: every row of `X` solved against a fixed `Y`.
+//!
+//! Row u minimises `sum_i c_ui (p_ui - x_u . y_i)^2 + lambda_u |x_u|^2` over all columns i, whose
+//! normal equations are `A_u x_u = b_u` with
+//!
+//! ```text
+//! A_u = alpha0 Y^T Y + sum_{i in R_u} (c_ui - alpha0) y_i y_i^T + lambda_u I
+//! b_u = sum_{i in R_u} c_ui p_ui y_i
+//! ```
+//!
+//! The conjugate-gradient solver never forms `A_u`: it only multiplies by it, so one row costs
+//! `O(steps (n_u k + k^2))`. The exact solver forms `A_u` in f64 and factors it.
+
+use rayon::prelude::*;
+
+use crate::check::{all_finite, check_factors};
+use crate::csr::CsrView;
+use crate::error::{Error, Result};
+use crate::parallel::Interrupt;
+use crate::simd::dispatch;
+use crate::Real;
+
+use super::cg::CgRows;
+use super::exact::CholeskyRows;
+use super::objective::Objective;
+
+/// Rows handed to one Rayon task; small enough to balance rows of very different lengths.
+const ROW_CHUNK: usize = 32;
+
+/// How each row's least-squares problem is solved.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Solver {
+    /// `steps` iterations of conjugate gradient, warm-started from the current row.
+    ConjugateGradient { steps: usize },
+    /// Cholesky factorisation of the row's system in f64.
+    Cholesky,
+}
+
+/// Solves every row of `x` (`rows.n_rows() x k`, row-major) against the fixed `y`
+/// (`rows.n_cols() x k`) in parallel on the current Rayon pool. `gram` is `Y^T Y` (k x k, f64), as
+/// returned by [`crate::gram()`]; passing it in lets a distributed caller sum it from blocks.
+/// A stop requested through `interrupt` ends the call between blocks of rows with
+/// [`Error::Interrupted`], the rows solved so far already written.
+#[allow(clippy::too_many_arguments)]
+pub fn solve_rows<T: Real>(
+    rows: &CsrView<'_>,
+    x: &mut [T],
+    y: &[T],
+    k: usize,
+    gram: &[f64],
+    objective: &Objective,
+    solver: Solver,
+    interrupt: &Interrupt,
+) -> Result<()> {
+    objective.validate()?;
+    check_factors(rows, x, y, k)?;
+    check_penalties::<T>(rows, objective)?;
+    if gram.len() != k * k {
+        return Err(Error::ShapeMismatch(format!(
+            "the Gram matrix has {} entries, expected {k} x {k}",
+            gram.len()
+        )));
+    }
+    if !all_finite(gram) {
+        return Err(Error::NonFinite(
+            "the Gram matrix holds a non-finite value".into(),
+        ));
+    }
+    if k == 0 || rows.n_rows() == 0 {
+        return Ok(());
+    }
+    let w0 = objective.unobserved_weight;
+    match solver {
+        Solver::ConjugateGradient { steps } => {
+            if steps == 0 {
+                return Err(Error::InvalidParameter(
+                    "cg_steps must be >= 1, got 0".into(),
+                ));
+            }
+            let weighted_gram: Vec<T> = gram.iter().map(|&g| T::from_f64(w0 * g)).collect();
+            x.par_chunks_mut(ROW_CHUNK * k)
+                .enumerate()
+                .try_for_each(|(chunk, x_rows)| {
+                    interrupt.check()?;
+                    dispatch(CgRows {
+                        rows,
+                        first_row: chunk * ROW_CHUNK,
+                        x: x_rows,
+                        y,
+                        k,
+                        weighted_gram: &weighted_gram,
+                        objective,
+                        steps,
+                    });
+                    Ok(())
+                })
+        }
+        Solver::Cholesky => {
+            let weighted_gram: Vec<f64> = gram.iter().map(|&g| w0 * g).collect();
+            x.par_chunks_mut(ROW_CHUNK * k)
+                .enumerate()
+                .try_for_each(|(chunk, x_rows)| {
+                    interrupt.check()?;
+                    dispatch(CholeskyRows {
+                        rows,
+                        first_row: chunk * ROW_CHUNK,
+                        x: x_rows,
+                        y,
+                        k,
+                        weighted_gram: &weighted_gram,
+                        objective,
+                    })
+                })
+        }
+    }
+}
+
+/// Checks that every row's penalty is finite in `T`. It grows with the row's length, so the
+/// longest row decides; an infinite one would leave CG stuck at its start and the exact solver
+/// with a system it cannot factor, so both refuse it up front.
+fn check_penalties<T: Real>(rows: &CsrView<'_>, objective: &Objective) -> Result<()> {
+    let longest = rows.row_counts().into_iter().max().unwrap_or(0);
+    let lambda = objective.row_regularization(longest, rows.n_cols());
+    if lambda.is_finite() && T::from_f64(lambda).is_finite() {
+        Ok(())
+    } else {
+        Err(Error::NonFinite(format!(
+            "the penalty of a row with {longest} interactions, regularization * (n + \
+             unobserved_weight * {}) ** regularization_exponent, is not finite; lower \
+             regularization_exponent or regularization",
+            rows.n_cols()
+        )))
+    }
+}

@@ -1,0 +1,64 @@
+//! Checks on caller input shared by every domain: finiteness (a kernel, since it runs on every
+//! factor matrix of every call) and the shapes of factor matrices.
+
+use crate::csr::CsrView;
+use crate::error::{Error, Result};
+use crate::simd::{dispatch, Arith, Kernel};
+use crate::Real;
+
+/// Whether every value is finite. A kernel without an early exit, which lets the `&` reduction
+/// vectorise.
+pub(crate) fn all_finite<T: Real>(values: &[T]) -> bool {
+    dispatch(AllFinite(values))
+}
+
+struct AllFinite<'a, T>(&'a [T]);
+
+impl<T: Real> Kernel for AllFinite<'_, T> {
+    type Output = bool;
+
+    #[inline(always)]
+    fn run<A: Arith>(self, _: A) -> bool {
+        self.0.iter().fold(true, |finite, v| finite & v.is_finite())
+    }
+}
+
+/// The number of `k`-long rows in `factors`.
+pub(crate) fn factor_rows<T>(factors: &[T], k: usize) -> Result<usize> {
+    if k == 0 && !factors.is_empty() {
+        return Err(Error::ShapeMismatch(
+            "factors must have at least one column".into(),
+        ));
+    }
+    let rows = factors.len().checked_div(k).unwrap_or(0);
+    if factors.len() != rows * k {
+        return Err(Error::ShapeMismatch(format!(
+            "factor arrays are not multiples of {k} columns"
+        )));
+    }
+    Ok(rows)
+}
+
+/// Checks that `x` and `y` fit `rows` and `k` and hold only finite values.
+pub(crate) fn check_factors<T: Real>(rows: &CsrView<'_>, x: &[T], y: &[T], k: usize) -> Result<()> {
+    if x.len() != rows.n_rows() * k {
+        return Err(Error::ShapeMismatch(format!(
+            "the solved factors have {} entries, expected {} rows x {k} factors",
+            x.len(),
+            rows.n_rows()
+        )));
+    }
+    if y.len() != rows.n_cols() * k {
+        return Err(Error::ShapeMismatch(format!(
+            "the fixed factors have {} entries, expected {} rows x {k} factors",
+            y.len(),
+            rows.n_cols()
+        )));
+    }
+    if !all_finite(x) || !all_finite(y) {
+        return Err(Error::NonFinite(
+            "the factor matrices hold a non-finite value".into(),
+        ));
+    }
+    Ok(())
+}
