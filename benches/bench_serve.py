@@ -7,7 +7,7 @@ already liked items filtered, users drawn with a fixed seed) over keep-alive con
 requests per second and the p50 / p99 latency seen by the clients, checks every answer is a 200,
 then stops the server. Nothing leaves the machine and every run ends by itself.
 
-The clients are threads of this process: they share the machine's cores with the server, as a
+The clients are processes on the same machine: they share its cores with the server, as a
 co-located proxy would, so the numbers are a floor for what the server alone could do.
 
     python benches/bench_serve.py --factors 64 --clients 1,4,8 --requests 4000
@@ -18,8 +18,8 @@ co-located proxy would, so the numbers are a floor for what the server alone cou
 from __future__ import annotations
 
 import argparse
-import concurrent.futures
 import datetime as dt
+import multiprocessing
 import shlex
 import socket
 import statistics
@@ -28,6 +28,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 import httpx
 import numpy as np
@@ -96,29 +97,56 @@ def start_server(path: Path, port: int, deadline: float) -> subprocess.Popen[byt
         time.sleep(0.1)
 
 
+def client(url: str, users: list[Any], n: int, deadline: float, barrier: Any, results: Any) -> None:
+    """One client process: connects, waits for the others, then sends its requests in turn."""
+    latencies = []
+    error = None
+    with httpx.Client(base_url=url, timeout=60) as http:
+        http.get("/health")  # the connection is open before the clock starts
+        barrier.wait()
+        start = time.monotonic()
+        for user in users:
+            if time.monotonic() > deadline:
+                error = "the run went past --timeout"
+                break
+            sent = time.perf_counter()
+            response = http.post("/recommend", json={"user": user, "n": n})
+            latencies.append(time.perf_counter() - sent)
+            if response.status_code != 200:
+                error = f"HTTP {response.status_code}: {response.text}"
+                break
+        end = time.monotonic()
+    results.put((start, end, latencies, error))
+
+
 def run_clients(
     url: str, users: np.ndarray, clients: int, n: int, deadline: float
 ) -> tuple[float, list[float]]:
-    """Sends one request per user, split among ``clients`` threads; (wall seconds, latencies)."""
-    shares = np.array_split(users, clients)
-
-    def client(share: np.ndarray) -> list[float]:
-        latencies = []
-        with httpx.Client(base_url=url, timeout=60) as http:
-            for user in share.tolist():
-                if time.monotonic() > deadline:
-                    raise TimeoutError("the run went past --timeout")
-                start = time.perf_counter()
-                response = http.post("/recommend", json={"user": user, "n": n})
-                latencies.append(time.perf_counter() - start)
-                if response.status_code != 200:
-                    raise RuntimeError(f"HTTP {response.status_code}: {response.text}")
-        return latencies
-
-    start = time.perf_counter()
-    with concurrent.futures.ThreadPoolExecutor(clients) as pool:
-        parts = list(pool.map(client, shares))
-    return time.perf_counter() - start, [value for part in parts for value in part]
+    """Sends one request per user, split among ``clients`` processes (threads of one process
+    would share its GIL: the client, not the server, would set the pace); returns the wall
+    seconds from the first request sent to the last answer, and every request's latency."""
+    context = multiprocessing.get_context("spawn")
+    barrier, results = context.Barrier(clients), context.Queue()
+    workers = [
+        context.Process(
+            target=client, args=(url, share.tolist(), n, deadline, barrier, results), daemon=True
+        )
+        for share in np.array_split(users, clients)
+    ]
+    for worker in workers:
+        worker.start()
+    try:
+        parts = [results.get(timeout=max(1.0, deadline - time.monotonic())) for _ in workers]
+    finally:
+        for worker in workers:
+            worker.join(timeout=10)
+            if worker.is_alive():
+                worker.kill()
+    errors = [error for *_, error in parts if error]
+    if errors:
+        raise RuntimeError(errors[0])
+    wall = max(end for _, end, _, _ in parts) - min(start for start, *_ in parts)
+    return wall, [value for _, _, latencies, _ in parts for value in latencies]
 
 
 def main(argv: list[str] | None = None) -> None:
