@@ -249,6 +249,10 @@ def test_bad_inputs(bundle: ials.Recommender) -> None:
         bundle.recommend_history({1001: text})
     with pytest.raises(ValueError, match="finite"):
         bundle.recommend_history({1001: float("nan")})
+    with pytest.raises(ValueError, match="history strengths must be >= 0 with the log confidence"):
+        bundle.recommend_history({1001: -2})
+    with pytest.raises(ValueError, match="weights must be >= 0 with the log confidence transform"):
+        bundle.fold_in_users(["listener-1"], [1001], [-2])
     with pytest.raises(TypeError, match=r"interactions must be an ials\.Interactions"):
         ials.Recommender(bundle.model, bundle.interactions.matrix)
     with pytest.raises(ValueError, match="fit it on this data"):

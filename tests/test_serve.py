@@ -215,7 +215,7 @@ BAD = [
     ("/recommend/batch", {"users": []}, 422, "users:"),
     ("/recommend/batch", {"users": [["a"]]}, 422, "users.0:"),
     ("/recommend/history", {"items": [503], "weights": [1, 2]}, 422, "weights has 2 values"),
-    ("/recommend/history", {"items": [503], "weights": [-1]}, 422, "non-negative"),
+    ("/recommend/history", {"items": [503], "weights": [-1]}, 422, "must be >= 0 with the log"),
     ("/recommend/history", {"items": [503], "weights": ["1"]}, 422, "weights.0:"),
     ("/score", {"users": ["listener-5"], "items": [503, 504]}, 422, "same length"),
     ("/admin/reload", {"path": "/no/such/file.npz"}, 422, "still serving the previous model"),

@@ -113,6 +113,15 @@ class Confidence:
             return transforms.log(user_items, self.alpha, self.eps)
         return user_items
 
+    def check_strengths(self, name: str, values: np.ndarray) -> None:
+        """Refuses negative strengths under a transform: only a raw model reads them (as
+        explicit dislikes), ``linear`` and ``log`` are defined for counts >= 0."""
+        if self.name != "raw" and values.size and values.min() < 0:
+            raise ValueError(
+                f"{name} must be >= 0 with the {self.name} confidence transform, got "
+                f"{values.min():g}"
+            )
+
     def as_dict(self) -> dict[str, Any]:
         return {"name": self.name, "alpha": self.alpha, "eps": self.eps}
 
@@ -341,6 +350,7 @@ class Recommender:
     def _history_row(self, data: Interactions, history: Any) -> sp.csr_matrix:
         """A history as one row of raw strengths (repeated items summed)."""
         items, weights = _check_history(history)
+        self.confidence.check_strengths("history strengths", np.asarray(weights))
         columns = data.item_indices(items) if items else np.zeros(0, dtype=np.int64)
         row = sp.csr_matrix(
             (np.asarray(weights, dtype=np.float64), (np.zeros(len(columns), int), columns)),
@@ -422,6 +432,7 @@ class Recommender:
 
     def _fold_in(self, users: Any, items: Any, weights: Any, users_side: bool) -> None:
         added = Interactions.from_arrays(users, items, weights)
+        self.confidence.check_strengths("weights", added.matrix.data)
         with self._writing:
             model, data = self._parts
             rows, grown_users = _positions("user ids", added.user_ids, data._users, users_side)
