@@ -599,3 +599,36 @@ def test_explain_reuses_its_own_user_weights() -> None:
     assert again[0] == score and again[1] == top
     as_list = model.explain(0, rows, 1, user_weights=list(weights))
     assert as_list[0] == score
+
+
+# --- the command line and the synthetic data at impossible sizes -------------------------------
+
+
+def synthetic_child(n_users: str, n_items: str) -> None:
+    from ials import datasets
+
+    try:
+        datasets.synthetic(int(n_users), int(n_items), random_state=0)
+    except MemoryError as err:
+        print(f"MemoryError: {err}")
+
+
+@pytest.mark.parametrize(("n_users", "n_items"), [(10**9, 50), (50, 10**9)])
+def test_synthetic_data_too_large_for_memory_is_refused_at_once(n_users: int, n_items: int) -> None:
+    out = assert_clean_exit(
+        run_isolated("test_hardening", "synthetic_child", str(n_users), str(n_items), timeout=60)
+    )
+    assert out.startswith(f"MemoryError: n_users={n_users}, n_items={n_items}"), out
+    assert "of physical memory" in out
+
+
+def test_cli_memory_error_is_one_line_and_exit_status_2(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from ials.cli import main
+
+    argv = ["demo", "--users", "50", "--items", "60", "--factors", str(HUGE_K), "--quiet"]
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith(f"ials demo: factors={HUGE_K} needs at least ")
+    assert len(err.splitlines()) == 1

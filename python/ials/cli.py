@@ -889,7 +889,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ImportError as err:  # a missing optional dependency
         print(f"ials {args.command}: {_message(err)}", file=sys.stderr)
         return 1
-    except (ValueError, TypeError, LookupError, OSError) as err:
+    except (ValueError, TypeError, LookupError, OSError, MemoryError) as err:
         print(f"ials {args.command}: {_message(err)}", file=sys.stderr)
         return 2
 

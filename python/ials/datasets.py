@@ -41,7 +41,7 @@ import numpy as np
 import scipy.sparse as sp
 from numpy.typing import NDArray
 
-from ._validation import check_int, check_random_state
+from ._validation import check_int, check_memory, check_random_state
 
 __all__ = ["SyntheticGroups", "synthetic"]
 
@@ -124,6 +124,12 @@ def synthetic(
             f"n_users * n_items must be < 2**62, got n_users={n_users}, n_items={n_items}"
         )
     ipu = _check_ipu(interactions_per_user, n_items)
+    check_memory(
+        f"n_users={n_users}, n_items={n_items}, interactions_per_user={interactions_per_user}",
+        # 8 bytes per stored entry, 5 int64 arrays per user, 8 float64/int64 arrays per item
+        int(n_users * (8 * ipu + 40) + n_items * 64),
+        "the matrix and its per-user and per-item arrays",
+    )
     rng = check_random_state(random_state)
     if not isinstance(rng, np.random.Generator):
         raise TypeError(
