@@ -80,6 +80,7 @@ class _BodyLimit:
 
     def __init__(self, app: Any, limit: int) -> None:
         self.app, self.limit = app, limit
+        self._too_large = _error(413, f"request body over {limit} bytes")
 
     async def __call__(
         self,
@@ -90,11 +91,10 @@ class _BodyLimit:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        too_large = _error(413, f"request body over {self.limit} bytes")
         headers = dict(scope.get("headers", ()))
         length = headers.get(b"content-length")
-        if length is not None and (not length.isdigit() or int(length) > self.limit):
-            await too_large(scope, receive, send)
+        if length is not None and length.isdigit() and int(length) > self.limit:
+            await self._too_large(scope, receive, send)
             return
         chunks: list[bytes] = []
         size = 0
@@ -105,7 +105,7 @@ class _BodyLimit:
             chunk = message.get("body", b"")
             size += len(chunk)
             if size > self.limit:
-                await too_large(scope, receive, send)
+                await self._too_large(scope, receive, send)
                 return
             chunks.append(chunk)
             if not message.get("more_body", False):
