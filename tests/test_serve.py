@@ -43,13 +43,13 @@ def _free_port() -> int:
 
 
 class Server:
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, *options: str) -> None:
         self.port = _free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         env = dict(os.environ, PYTHONUNBUFFERED="1")
         command = [sys.executable, "-m", "ials", "serve", str(path), "--port", str(self.port)]
         self.process = subprocess.Popen(
-            [*command, "--quiet", "--max-body-bytes", "20000"],
+            [*command, "--quiet", "--max-body-bytes", "20000", *options],
             env=env,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE,
@@ -93,7 +93,7 @@ class Server:
 def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Server, ials.Recommender]]:
     path = tmp_path_factory.mktemp("serve") / "bundle.npz"
     _bundle(0).save(path)
-    server = Server(path)
+    server = Server(path, "--threads", "1")
     try:
         yield server, ials.Recommender.load(path)
     finally:
@@ -141,8 +141,11 @@ def test_answers_equal_the_in_process_api(served: tuple[Server, ials.Recommender
     assert server.ok("/score", pairs)["scores"] == rec.score([user, other], [540, 503])
 
     info = httpx.get(server.url + "/model").json()
+    expected_info = rec.info()
+    assert expected_info["settings"]["num_threads"] == 0
+    expected_info["settings"]["num_threads"] = 1  # --threads 1
     assert {k: v for k, v in info.items() if k not in ("path", "generation", "loaded_at")} == (
-        rec.info()
+        expected_info
     )
     assert httpx.get(server.url + "/health").json()["status"] == "ok"
     schema = httpx.get(server.url + "/openapi.json").json()

@@ -320,6 +320,7 @@ def _serve(args: argparse.Namespace) -> int:
         port=args.port,
         max_body_bytes=args.max_body_bytes,
         log_level="warning" if args.quiet else "info",
+        threads=args.threads,
     )
     return 0
 
@@ -803,6 +804,13 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--port", type=_port, default=8000, help="TCP port (0: any free one)")
     serve.add_argument(
         "--max-body-bytes", type=_positive, default=1 << 20, help="larger request bodies get 413"
+    )
+    serve.add_argument(
+        "--threads",
+        type=_non_negative,
+        default=None,
+        help="cores one call may use, 0: all; unset: the model's num_threads; 1 suits many small "
+        "concurrent requests",
     )
     serve.add_argument("--quiet", action="store_true", help="log warnings only")
     serve.set_defaults(run=_serve)

@@ -131,10 +131,12 @@ def create_app(
     path: str | os.PathLike[str],
     max_body_bytes: int = MAX_BODY_BYTES,
     reload_on_sighup: bool = True,
+    threads: int | None = None,
 ) -> Any:
     """The ASGI application serving the bundle at ``path`` (loaded now: a bad file fails here,
-    not at the first request)."""
-    holder = ModelHolder(path)
+    not at the first request). ``threads`` replaces the bundle's ``num_threads``: the cores
+    one call may use (0: all); 1 suits many small concurrent requests."""
+    holder = ModelHolder(path, threads)
 
     @contextlib.asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
@@ -281,6 +283,7 @@ def run(
     port: int = 8000,
     max_body_bytes: int = MAX_BODY_BYTES,
     log_level: str = "info",
+    threads: int | None = None,
 ) -> None:
     """Serves the bundle at ``path`` with uvicorn until SIGINT or SIGTERM. The address is bound
     before anything else starts, so a port in use or an unknown host is an ``OSError`` here."""
@@ -288,7 +291,7 @@ def run(
 
     import uvicorn
 
-    app = create_app(path, max_body_bytes)
+    app = create_app(path, max_body_bytes, threads=threads)
     family, kind, protocol, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0]
     # The protocol must be named: asyncio sets TCP_NODELAY only on sockets whose proto is
     # IPPROTO_TCP, and without it each response waits ~40 ms for the client's delayed ACK.

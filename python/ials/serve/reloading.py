@@ -30,16 +30,24 @@ class ModelHolder:
     they started with, later ones get the new one, and a file that fails to load leaves the old
     bundle in place."""
 
-    def __init__(self, path: str | os.PathLike[str]) -> None:
+    def __init__(self, path: str | os.PathLike[str], threads: int | None = None) -> None:
         self.path = os.fspath(path)
+        self.threads = threads
         self._loading = threading.Lock()
-        self.current = Loaded(Recommender.load(self.path), self.path, 1, time.time())
+        self.current = Loaded(self._load(self.path), self.path, 1, time.time())
+
+    def _load(self, path: str) -> Recommender:
+        """The bundle, with ``threads`` (when set) in place of its saved ``num_threads``."""
+        recommender = Recommender.load(path)
+        if self.threads is not None:
+            recommender.model.num_threads = self.threads
+        return recommender
 
     def reload(self, path: str | None = None) -> Loaded:
         """Loads ``path`` (default: the file served now) and swaps it in."""
         with self._loading:  # two reloads at once would race to number their generations
             target = self.path if path is None else os.fspath(path)
-            recommender = Recommender.load(target)
+            recommender = self._load(target)
             loaded = Loaded(recommender, target, self.current.generation + 1, time.time())
             self.path = target
             self.current = loaded
