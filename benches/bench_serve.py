@@ -56,6 +56,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("-n", type=int, default=10, help="items per answer")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--timeout", type=float, default=600.0, help="seconds for the whole run")
+    parser.add_argument("--threads", type=int, help="ials serve --threads (default: the model's)")
     return parser.parse_args(argv)
 
 
@@ -80,8 +81,12 @@ def free_port() -> int:
         return port
 
 
-def start_server(path: Path, port: int, deadline: float) -> subprocess.Popen[bytes]:
+def start_server(
+    path: Path, port: int, threads: int | None, deadline: float
+) -> subprocess.Popen[bytes]:
     command = [sys.executable, "-m", "ials", "serve", str(path), "--port", str(port), "--quiet"]
+    if threads is not None:
+        command += ["--threads", str(threads)]
     server = subprocess.Popen(command, stdout=subprocess.DEVNULL)
     url = f"http://127.0.0.1:{port}/health"
     while True:
@@ -157,7 +162,7 @@ def main(argv: list[str] | None = None) -> None:
         path = Path(args.model) if args.model else build_bundle(args, Path(scratch))
         info = ials.Recommender.load(path).info()
         port = free_port()
-        server = start_server(path, port, deadline)
+        server = start_server(path, port, args.threads, deadline)
         try:
             url = f"http://127.0.0.1:{port}"
             rng = np.random.default_rng(args.seed)
@@ -173,12 +178,14 @@ def main(argv: list[str] | None = None) -> None:
         finally:
             server.terminate()
             server.wait(timeout=30)
+    threads = "as saved in the model" if args.threads is None else str(args.threads)
     print(f"# ials serve load test, {dt.date.today()}")
     print(f"machine: {machine()}; ials {ials.__version__}")
     print(f"command: python {shlex.join(sys.argv)}")
     print(
         f"bundle: {info['users']} users x {info['items']} items, "
-        f"k={info['settings']['factors']}; POST /recommend N={args.n}, liked items filtered; "
+        f"k={info['settings']['factors']}, server threads per call {threads}; "
+        f"POST /recommend N={args.n}, liked items filtered; "
         f"{args.requests} timed requests per row after {args.warmup} untimed"
     )
     print()
