@@ -23,6 +23,15 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 JSON = {"Content-Type": "application/json"}
+ENDPOINTS = [  # those that compute
+    "/recommend",
+    "/recommend/batch",
+    "/recommend/history",
+    "/similar/items",
+    "/similar/users",
+    "/explain",
+    "/score",
+]
 
 
 def _bundle(seed: int) -> ials.Recommender:
@@ -149,18 +158,7 @@ def test_answers_equal_the_in_process_api(served: tuple[Server, ials.Recommender
     )
     assert httpx.get(server.url + "/health").json()["status"] == "ok"
     schema = httpx.get(server.url + "/openapi.json").json()
-    assert {
-        "/recommend",
-        "/recommend/batch",
-        "/recommend/history",
-        "/similar/items",
-        "/similar/users",
-        "/explain",
-        "/score",
-        "/model",
-        "/health",
-        "/admin/reload",
-    } <= set(schema["paths"])
+    assert {*ENDPOINTS, "/model", "/health", "/admin/reload"} <= set(schema["paths"])
 
 
 def test_a_history_is_stored_only_when_asked(served: tuple[Server, ials.Recommender]) -> None:
@@ -354,15 +352,6 @@ def test_serve_refuses_a_bad_start(tmp_path: Path) -> None:
             assert "Traceback" not in result.stderr
 
 
-ENDPOINTS = [
-    "/recommend",
-    "/recommend/batch",
-    "/recommend/history",
-    "/similar/items",
-    "/similar/users",
-    "/explain",
-    "/score",
-]
 _scalars = st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=8)
 _ids = st.sampled_from(["listener-5", "listener-11", 503, 540, "503", -1, 2**70])
 _json = st.recursive(
