@@ -1,4 +1,5 @@
-//! A borrowed, validated view of a compressed-sparse-row matrix.
+//! Compressed-sparse-row matrices: a borrowed, validated view, and an owned matrix for callers
+//! that build one (the transpose of training data, a Rust program's own interactions).
 
 use crate::error::{Error, Result};
 
@@ -116,6 +117,66 @@ impl<'a> CsrView<'a> {
     }
 }
 
+/// An owned CSR matrix, validated when built.
+#[derive(Clone, Debug, PartialEq)]
+pub struct CsrMatrix {
+    indptr: Vec<i64>,
+    indices: Vec<i32>,
+    data: Vec<f32>,
+    n_cols: usize,
+}
+
+impl CsrMatrix {
+    /// A matrix of `indptr.len() - 1` rows and `n_cols` columns; the checks of [`CsrView::new`].
+    pub fn new(indptr: Vec<i64>, indices: Vec<i32>, data: Vec<f32>, n_cols: usize) -> Result<Self> {
+        CsrView::new(&indptr, &indices, &data, n_cols)?;
+        Ok(Self {
+            indptr,
+            indices,
+            data,
+            n_cols,
+        })
+    }
+
+    pub fn view(&self) -> CsrView<'_> {
+        CsrView {
+            indptr: &self.indptr,
+            indices: &self.indices,
+            data: &self.data,
+            n_cols: self.n_cols,
+        }
+    }
+}
+
+impl CsrView<'_> {
+    /// The transposed matrix (columns become rows), each row's indices increasing.
+    pub fn transpose(&self) -> CsrMatrix {
+        let counts = self.column_counts();
+        let mut indptr = Vec::with_capacity(self.n_cols + 1);
+        indptr.push(0i64);
+        for &c in &counts {
+            indptr.push(indptr[indptr.len() - 1] + c as i64);
+        }
+        let mut next: Vec<usize> = indptr[..self.n_cols].iter().map(|&p| p as usize).collect();
+        let (mut indices, mut data) = (vec![0i32; self.nnz()], vec![0f32; self.nnz()]);
+        for row in 0..self.n_rows() {
+            let (cols, vals) = self.row(row);
+            for (&c, &v) in cols.iter().zip(vals) {
+                let at = &mut next[c as usize];
+                indices[*at] = row as i32;
+                data[*at] = v;
+                *at += 1;
+            }
+        }
+        CsrMatrix {
+            indptr,
+            indices,
+            data,
+            n_cols: self.n_rows(),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -158,5 +219,18 @@ mod tests {
         let err = CsrView::new(&[0, 1], &[0], &[f32::NAN], 1).unwrap_err();
         assert!(matches!(err, Error::NonFinite(_)));
         assert!(CsrView::new(&[0, 1], &[0], &[f32::INFINITY], 1).is_err());
+    }
+
+    #[test]
+    fn transpose_swaps_rows_and_columns() {
+        // [[1, 0, 2], [0, 0, 3]]
+        let m = CsrMatrix::new(vec![0, 2, 3], vec![0, 2, 2], vec![1.0, 2.0, 3.0], 3).unwrap();
+        let t = m.view().transpose();
+        assert_eq!(
+            t,
+            CsrMatrix::new(vec![0, 1, 1, 3], vec![0, 0, 1], vec![1.0, 2.0, 3.0], 2).unwrap()
+        );
+        assert_eq!(t.view().transpose(), m);
+        assert!(CsrMatrix::new(vec![0, 1], vec![5], vec![1.0], 3).is_err());
     }
 }

@@ -17,6 +17,10 @@ pub enum Error {
     Singular { row: usize },
     /// A thread pool could not be built.
     ThreadPool(String),
+    /// A model file that is not one this crate can read (damaged, edited, or another format).
+    InvalidFile(String),
+    /// Reading or writing a file failed.
+    Io(String),
     /// The call was stopped through its [`Interrupt`](crate::Interrupt) before it finished.
     Interrupted,
 }
@@ -34,6 +38,8 @@ impl fmt::Display for Error {
                  use regularization > 0"
             ),
             Error::ThreadPool(m) => write!(f, "could not start the thread pool: {m}"),
+            Error::InvalidFile(m) => write!(f, "not a valid model file: {m}"),
+            Error::Io(m) => write!(f, "{m}"),
             Error::Interrupted => write!(f, "interrupted"),
         }
     }

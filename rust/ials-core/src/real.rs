@@ -23,6 +23,10 @@ pub trait Real:
 {
     const ZERO: Self;
     const NEG_INFINITY: Self;
+    /// numpy's name of the type (`dtype.name`) and its little-endian `dtype.str`, as model files
+    /// record them.
+    const NUMPY_NAME: &'static str;
+    const DESCR: &'static str;
     /// Half the distance from 1 to the next value: the relative error of one rounding.
     const UNIT_ROUNDOFF: f64;
 
@@ -32,13 +36,19 @@ pub trait Real:
     /// Fused multiply-add `self * a + b` with a single rounding.
     fn mul_add(self, a: Self, b: Self) -> Self;
     fn is_finite(self) -> bool;
+    /// Appends the little-endian bytes.
+    fn write_le(self, out: &mut Vec<u8>);
+    /// The value of `size_of::<Self>()` little-endian bytes.
+    fn from_le_bytes(bytes: &[u8]) -> Self;
 }
 
 macro_rules! impl_real {
-    ($t:ty) => {
+    ($t:ty, $name:literal, $descr:literal) => {
         impl Real for $t {
             const ZERO: Self = 0.0;
             const NEG_INFINITY: Self = <$t>::NEG_INFINITY;
+            const NUMPY_NAME: &'static str = $name;
+            const DESCR: &'static str = $descr;
             const UNIT_ROUNDOFF: f64 = <$t>::EPSILON as f64 / 2.0;
 
             #[inline(always)]
@@ -61,9 +71,19 @@ macro_rules! impl_real {
             fn is_finite(self) -> bool {
                 <$t>::is_finite(self)
             }
+            #[inline]
+            fn write_le(self, out: &mut Vec<u8>) {
+                out.extend_from_slice(&self.to_le_bytes());
+            }
+            #[inline]
+            fn from_le_bytes(bytes: &[u8]) -> Self {
+                let mut raw = [0u8; std::mem::size_of::<$t>()];
+                raw.copy_from_slice(&bytes[..std::mem::size_of::<$t>()]);
+                <$t>::from_le_bytes(raw)
+            }
         }
     };
 }
 
-impl_real!(f32);
-impl_real!(f64);
+impl_real!(f32, "float32", "<f4");
+impl_real!(f64, "float64", "<f8");
