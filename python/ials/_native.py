@@ -7,8 +7,6 @@ every call at the seam. Arguments must already be validated and normalised (see
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 from ._core import (
     GRAM_BLOCK_ROWS,
     MAX_THREADS,
@@ -26,9 +24,6 @@ from ._core import (
     solve_rows,
     top_k,
 )
-
-if TYPE_CHECKING:
-    from ._core import _Csr as Csr
 
 __all__ = [
     "GRAM_BLOCK_ROWS",
