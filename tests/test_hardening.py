@@ -632,3 +632,9 @@ def test_cli_memory_error_is_one_line_and_exit_status_2(
     err = capsys.readouterr().err.strip()
     assert err.startswith(f"ials demo: factors={HUGE_K} needs at least ")
     assert len(err.splitlines()) == 1
+
+
+@pytest.mark.parametrize(("userid", "itemid", "name"), [(0, [1, 2], "itemid"), ([0], 1, "userid")])
+def test_explain_takes_one_user_and_one_item(userid: Any, itemid: Any, name: str) -> None:
+    with pytest.raises(TypeError, match=rf"{name} must be one int, got \["):
+        _model().explain(userid, _valid((N_USERS, N_ITEMS)), itemid)

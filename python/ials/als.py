@@ -74,6 +74,14 @@ def _partial_fit_ids(name: str, value: Any, factors: np.ndarray) -> np.ndarray:
     return ids
 
 
+def _one_id(name: str, value: Any, upper: int) -> int:
+    """One id (an int) in ``0..upper``, for the methods that explain a single user and item."""
+    ids, single = _ranking.as_ids(name, value, upper)
+    if not single:
+        raise TypeError(f"{name} must be one int, got {value!r:.80}")
+    return int(ids[0])
+
+
 def _check_user_weights(value: Any, k: int) -> None:
     """``value`` is what :meth:`AlternatingLeastSquares.explain` returns as ``user_weights``:
     ``scipy.linalg.cho_factor``'s ``(factor, lower)`` of a k x k system."""
@@ -434,7 +442,7 @@ class AlternatingLeastSquares:
         from scipy.linalg import cho_factor, cho_solve
 
         _, items = self.fitted_factors()
-        (item,), _ = _ranking.as_ids("itemid", itemid, items.shape[0])
+        item = _one_id("itemid", itemid, items.shape[0])
         n = _ranking.check_n(N)
         row = self._user_row(userid, user_items, items.shape[0])
         indices, data = row.indices.astype(np.int32), row.data.astype(np.float32)
@@ -465,9 +473,9 @@ class AlternatingLeastSquares:
                 f"user_items must have {n_items} columns (one per item), got shape {csr.shape}"
             )
         if csr.shape[0] == 1:
-            _ranking.as_ids("userid", userid, np.iinfo(np.int32).max)
+            _one_id("userid", userid, np.iinfo(np.int32).max)
             return csr
-        (user,), _ = _ranking.as_ids("userid", userid, csr.shape[0])
+        user = _one_id("userid", userid, csr.shape[0])
         return csr[user]
 
     @reads
