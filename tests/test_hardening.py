@@ -560,6 +560,8 @@ def test_alpha_zero_is_refused() -> None:
     trains them to about 1e-9 and ranks by ties of zeros without a word)."""
     with pytest.raises(ValueError, match=r"alpha must be a finite number > 0\.0, got 0"):
         ials.AlternatingLeastSquares(alpha=0)
+    with pytest.raises(ValueError, match=r"alpha must be finite in float32 .*, got 1e\+39"):
+        ials.AlternatingLeastSquares(alpha=1e39)
     model = ials.AlternatingLeastSquares(factors=2, iterations=1)
     model.alpha = 0.0
     with pytest.raises(ValueError, match=r"alpha must be a finite number > 0\.0, got 0\.0"):

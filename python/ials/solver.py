@@ -45,10 +45,14 @@ def check_objective(
     regularization: Any, alpha: Any, regularization_exponent: Any, unobserved_weight: Any
 ) -> Objective:
     """The objective's parameters, checked. ``alpha`` must be > 0: with 0 every stored value has
-    confidence 0, and the factors shrink to zero (implicit trains them to about 1e-9 silently)."""
+    confidence 0, and the factors shrink to zero (implicit trains them to about 1e-9 silently).
+    It must also be finite in float32, the type of the confidences."""
+    positive_alpha = check_float("alpha", alpha, exclusive=True)
+    if positive_alpha > float(np.finfo(np.float32).max):
+        raise ValueError(f"alpha must be finite in float32 (at most 3.4e38), got {alpha!r}")
     return Objective(
         check_float("regularization", regularization),
-        check_float("alpha", alpha, exclusive=True),
+        positive_alpha,
         check_float("regularization_exponent", regularization_exponent),
         check_float("unobserved_weight", unobserved_weight),
     )
