@@ -146,3 +146,16 @@ def test_loss_terms_of_row_blocks_add_up() -> None:
     assert whole.row_penalty == pytest.approx(float(np.sum(lam * (x * x).sum(axis=1))))
     total = whole.error + whole.row_penalty + whole.column_penalty
     assert whole.normalised() == pytest.approx(total / whole.weight)
+
+
+def test_loss_terms_are_built_and_pickled_as_their_parts() -> None:
+    terms = _native.LossTerms(6.0, 4.0, 1.0, 1.0)
+    again = pickle.loads(pickle.dumps(terms))
+    assert (again.error, again.weight, again.row_penalty, again.column_penalty) == (
+        6.0,
+        4.0,
+        1.0,
+        1.0,
+    )
+    assert again.normalised() == 2.0
+    assert _native.LossTerms(6.0, 0.0, 1.0, 1.0).normalised() == 8.0  # no weight: the plain sum

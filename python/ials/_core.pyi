@@ -69,6 +69,10 @@ class Objective:
 
 @final
 class LossTerms:
+    def __new__(
+        cls, error: float, weight: float, row_penalty: float, column_penalty: float
+    ) -> LossTerms: ...
+    def __reduce__(self) -> tuple[type[LossTerms], tuple[float, float, float, float]]: ...
     @property
     def error(self) -> float: ...
     @property

@@ -9,7 +9,7 @@ from typing import Any
 
 import numpy as np
 
-from .._native import gram_sum, simd_level
+from .._native import LossTerms, gram_sum, simd_level
 from .._rwlock import writing
 from .._training import Callback, train
 from .._validation import check_int
@@ -115,9 +115,12 @@ def _loss(runner: Runner, users: _Side, fixed: Broadcast, spec: Spec, item_penal
     parts, futures = runner.run("loss", len(users.blocks), submit)
     for f in futures:
         f.release()
-    total = sum(p[0] + p[2] for p in parts) + item_penalty
-    weight = sum(p[1] for p in parts)
-    return total / weight if weight > 0 else total
+    return LossTerms(
+        sum(p.error for p in parts),
+        sum(p.weight for p in parts),
+        sum(p.row_penalty for p in parts),
+        item_penalty,
+    ).normalised()
 
 
 def _check_kernels(client: Client) -> None:

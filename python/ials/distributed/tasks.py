@@ -70,12 +70,11 @@ def solve_task(
 
 def loss_task(
     rows: sp.csr_matrix, x: np.ndarray | tuple[Any, ...], y: np.ndarray, spec: Spec
-) -> tuple[float, float, float]:
-    """(weighted squared error, total confidence weight, penalty of ``x``) of one user block."""
+) -> _native.LossTerms:
+    """The parts of the objective of one user block (its column penalty is the driver's)."""
     block = core_rows(aligned_rows(rows))
     x, y = aligned_array(_block_rows(x)), aligned_array(y)
-    terms = _native.loss_terms(block, x, y, spec.objective, spec.num_threads)
-    return terms.error, terms.weight, terms.row_penalty
+    return _native.loss_terms(block, x, y, spec.objective, spec.num_threads)
 
 
 @dataclass(frozen=True)

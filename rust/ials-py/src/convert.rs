@@ -85,8 +85,8 @@ pub fn width<T: numpy::Element>(array: &PyReadonlyArray2<'_, T>) -> usize {
     array.shape()[1]
 }
 
-/// The constructor arguments of an [`Objective`], in order.
-type ObjectiveArgs = (f64, f64, f64, f64);
+/// What `__reduce__` returns for a class built from four floats: the class and its arguments.
+pub type Reduction<'py> = (Bound<'py, PyAny>, (f64, f64, f64, f64));
 
 /// The training objective, checked once when built in Python and then passed to every call.
 #[pyclass(frozen, from_py_object, module = "ials._core", name = "Objective")]
@@ -133,7 +133,7 @@ impl Objective {
     }
 
     /// Pickled as its constructor call, so it travels to Dask workers.
-    fn __reduce__<'py>(slf: &Bound<'py, Self>) -> PyResult<(Bound<'py, PyAny>, ObjectiveArgs)> {
+    fn __reduce__<'py>(slf: &Bound<'py, Self>) -> PyResult<Reduction<'py>> {
         let o = &slf.get().0;
         Ok((
             slf.get_type().into_any(),

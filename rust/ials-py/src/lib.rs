@@ -18,7 +18,9 @@ use numpy::{
 use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
 
-use convert::{mixed_dtypes, slice, slice_mut, width, Csr, Factors, FactorsMut, Objective};
+use convert::{
+    mixed_dtypes, slice, slice_mut, width, Csr, Factors, FactorsMut, Objective, Reduction,
+};
 use detached::run;
 use errors::CoreError;
 
@@ -28,6 +30,26 @@ struct LossTerms(ials_core::LossTerms);
 
 #[pymethods]
 impl LossTerms {
+    /// Parts added up by the caller (a distributed fit sums them over blocks of rows).
+    #[new]
+    fn new(error: f64, weight: f64, row_penalty: f64, column_penalty: f64) -> Self {
+        Self(ials_core::LossTerms {
+            error,
+            weight,
+            row_penalty,
+            column_penalty,
+        })
+    }
+
+    /// Pickled as its constructor call, so it travels back from Dask workers.
+    fn __reduce__<'py>(slf: &Bound<'py, Self>) -> PyResult<Reduction<'py>> {
+        let t = &slf.get().0;
+        Ok((
+            slf.get_type().into_any(),
+            (t.error, t.weight, t.row_penalty, t.column_penalty),
+        ))
+    }
+
     #[getter]
     fn error(&self) -> f64 {
         self.0.error
