@@ -7,13 +7,17 @@ every call at the seam. Arguments must already be validated and normalised (see
 
 from __future__ import annotations
 
+from typing import TypeVar
+
+import numpy as np
+import numpy.typing as npt
+
 from ._core import (
     GRAM_BLOCK_ROWS,
     MAX_THREADS,
     ItemIndex,
     LossTerms,
     Objective,
-    gram,
     gram_blocks,
     gram_sum,
     loss_terms,
@@ -24,6 +28,8 @@ from ._core import (
     solve_rows,
     top_k,
 )
+
+_F = TypeVar("_F", np.float32, np.float64)
 
 __all__ = [
     "GRAM_BLOCK_ROWS",
@@ -42,3 +48,9 @@ __all__ = [
     "solve_rows",
     "top_k",
 ]
+
+
+def gram(y: npt.NDArray[_F], num_threads: int) -> npt.NDArray[np.float64]:
+    """``y.T @ y`` in float64: the Gram matrices of ``y``'s blocks of ``GRAM_BLOCK_ROWS`` rows,
+    added in block order (bitwise what the core's solvers use, for any thread count)."""
+    return gram_sum(gram_blocks(y, num_threads))

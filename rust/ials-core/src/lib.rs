@@ -12,8 +12,8 @@ mod real;
 mod simd;
 
 pub use als::{
-    gram, gram_blocks, gram_sum, loss, loss_terms, penalty, row_normal_equations, solve_rows,
-    LossTerms, Objective, Solver, GRAM_BLOCK_ROWS,
+    gram, gram_blocks, gram_sum, loss_terms, penalty, row_normal_equations, solve_rows, LossTerms,
+    Objective, Solver, GRAM_BLOCK_ROWS,
 };
 pub use csr::{CsrMatrix, CsrView};
 pub use error::{Error, Result};

@@ -43,21 +43,8 @@ impl LossTerms {
     }
 }
 
-/// `[sum_{u,i} c_ui (p_ui - x_u . y_i)^2 + sum_u lambda_u |x_u|^2 + sum_i lambda_i |y_i|^2] / W`
-/// over all cells, stored or not, with `W = sum_stored c_ui + alpha0 (n_rows n_cols - nnz)` the
-/// total weight: [`loss_terms`], normalised.
-pub fn loss<T: Real>(
-    rows: &CsrView<'_>,
-    x: &[T],
-    y: &[T],
-    k: usize,
-    objective: &Objective,
-    interrupt: &Interrupt,
-) -> Result<f64> {
-    Ok(loss_terms(rows, x, y, k, objective, interrupt)?.normalised())
-}
-
-/// The parts of the objective. Unstored cells are summed in closed form through
+/// The parts of the objective ([`LossTerms::normalised`] is the loss implicit reports).
+/// Unstored cells are summed in closed form through
 /// `x^T (alpha0 Y^T Y) x`, so the cost is `O(nnz k + n k^2)`, never `n_rows x n_cols`.
 pub fn loss_terms<T: Real>(
     rows: &CsrView<'_>,

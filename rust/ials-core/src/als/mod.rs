@@ -10,6 +10,6 @@ pub mod solve;
 
 pub use exact::row_normal_equations;
 pub use gram::{gram, gram_blocks, gram_sum, GRAM_BLOCK_ROWS};
-pub use loss::{loss, loss_terms, penalty, LossTerms};
+pub use loss::{loss_terms, penalty, LossTerms};
 pub use objective::Objective;
 pub use solve::{solve_rows, Solver};

@@ -127,7 +127,15 @@ pub fn ranking_metrics<T: Real>(
         return Ok(out);
     }
     if ranks == Ranking::TopK {
-        return top_k_metrics(users, items, k, train, test, cutoff, out, interrupt);
+        let evaluated = Evaluated {
+            users,
+            items,
+            k,
+            train,
+            test,
+            cutoff,
+        };
+        return top_k_metrics(&evaluated, out, interrupt);
     }
     let all_items: Vec<i32> = (0..n_items as i32).collect();
     let packed = PackedStrips::new(items, k, &all_items);
@@ -153,18 +161,30 @@ pub fn ranking_metrics<T: Real>(
     Ok(out)
 }
 
-/// [`Ranking::TopK`]: each user's best `cutoff` eligible items, and which of them are held out.
-#[allow(clippy::too_many_arguments)]
-fn top_k_metrics<T: Real>(
-    users: &[T],
-    items: &[T],
+/// A model and the data it is evaluated on, checked to fit together.
+struct Evaluated<'a, T> {
+    users: &'a [T],
+    items: &'a [T],
     k: usize,
-    train: &CsrView<'_>,
-    test: &CsrView<'_>,
+    train: &'a CsrView<'a>,
+    test: &'a CsrView<'a>,
     cutoff: usize,
+}
+
+/// [`Ranking::TopK`]: each user's best `cutoff` eligible items, and which of them are held out.
+fn top_k_metrics<T: Real>(
+    evaluated: &Evaluated<'_, T>,
     mut out: Vec<UserMetrics>,
     interrupt: &Interrupt,
 ) -> Result<Vec<UserMetrics>> {
+    let Evaluated {
+        users,
+        items,
+        k,
+        train,
+        test,
+        cutoff,
+    } = *evaluated;
     // No rank reaches the number of items, whatever the cutoff.
     let width = cutoff.min(train.n_cols());
     if width == 0 {
