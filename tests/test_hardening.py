@@ -8,6 +8,7 @@ run in a child process (tests/isolated.py), so a crash fails the test instead of
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Callable
 from typing import Any
 
@@ -640,3 +641,12 @@ def test_cli_memory_error_is_one_line_and_exit_status_2(
 def test_explain_takes_one_user_and_one_item(userid: Any, itemid: Any, name: str) -> None:
     with pytest.raises(TypeError, match=rf"{name} must be one int, got \["):
         _model().explain(userid, _valid((N_USERS, N_ITEMS)), itemid)
+
+
+def test_a_loss_beyond_float64_is_inf_not_nan() -> None:
+    data = _valid((N_USERS, N_ITEMS))
+    x = np.full((N_USERS, 1), 0.5)
+    y = np.full((N_ITEMS, 1), 0.5)
+    assert math.isfinite(solver.calculate_loss(data, x, y, 1.0))
+    y[0, 0] = 1e200  # its square overflows
+    assert solver.calculate_loss(data, x, y, 1.0) == math.inf
