@@ -24,7 +24,7 @@ import os
 import sys
 import time
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 import scipy.sparse as sp
@@ -35,6 +35,8 @@ from .evaluation import METRICS, metric_label
 from .interactions import Interactions
 from .recommender import Confidence, Recommender
 from .splits import per_user_split
+
+_N = TypeVar("_N", int, float)
 
 
 def _print_json(payload: dict[str, Any]) -> None:
@@ -125,7 +127,8 @@ def _column(value: str | None, no_header: bool) -> str | int | None:
     return value
 
 
-def _read(args: argparse.Namespace) -> tuple[Interactions, float]:
+def _read(args: argparse.Namespace) -> Interactions:
+    """The data file, its sizes and reading time reported unless ``--json``."""
     start = time.perf_counter()
     data = Interactions.read(
         args.data,
@@ -135,22 +138,19 @@ def _read(args: argparse.Namespace) -> tuple[Interactions, float]:
         sep=args.sep,
         header=not args.no_header,
     )
-    return data, time.perf_counter() - start
+    if not args.json:
+        print(
+            f"read {args.data}: {data.n_users} users x {data.n_items} items, "
+            f"{data.nnz} interactions ({time.perf_counter() - start:.2f} s)"
+        )
+    return data
 
 
 def _model(args: argparse.Namespace, calculate_loss: bool = False) -> AlternatingLeastSquares:
     return AlternatingLeastSquares(
-        factors=args.factors,
-        regularization=args.regularization,
-        alpha=args.alpha,
-        dtype=args.dtype,
-        use_cg=args.use_cg,
-        iterations=args.iterations,
+        **{name: getattr(args, name) for name in _MODEL_FLAGS},
         num_threads=args.threads,
         random_state=args.seed,
-        cg_steps=args.cg_steps,
-        regularization_exponent=args.regularization_exponent,
-        unobserved_weight=args.unobserved_weight,
         calculate_training_loss=calculate_loss,
     )
 
@@ -176,12 +176,7 @@ def _fit(args: argparse.Namespace) -> int:
     model = _model(args)  # checks the parameters before the work
     confidence = _confidence(args)
     path = _check_output(args.output, args.force)
-    data, read_seconds = _read(args)
-    if not args.json:
-        print(
-            f"read {args.data}: {data.n_users} users x {data.n_items} items, "
-            f"{data.nnz} interactions ({read_seconds:.2f} s)"
-        )
+    data = _read(args)
     start = time.perf_counter()
     bundle = Recommender.fit(data, model, confidence, show_progress=not args.quiet)
     fit_seconds = time.perf_counter() - start
@@ -242,20 +237,33 @@ def _show(
         print(f"{rank:>4}  {item!s:<{width}}  {score:.4f}")
 
 
+def _ranked_items(args: argparse.Namespace, kind: str) -> int:
+    """Shows the items ranked for the ``kind`` ("user": recommendations, "item": similar items)
+    given on the command line as a raw id, or as an index where the model file holds no ids."""
+    bundle, has_ids = _load(args.model)
+    data = bundle.interactions
+    position: Callable[[Any], int]
+    rank: Callable[..., list[tuple[Any, float]]]
+    if kind == "user":
+        count, ids, position, rank = data.n_users, data.user_ids, data.user_index, bundle.recommend
+    else:
+        count, ids, position = data.n_items, data.item_ids, data.item_index
+        rank = bundle.similar_items
+    key: Any = getattr(args, kind)
+    if not has_ids:
+        key = _index(key, count, kind)
+        _no_ids_note(args.model)
+    results = rank(key, N=args.n)
+    _show(args, kind, ids[position(key)].item(), results, "item")
+    return 0
+
+
 def _recommend(args: argparse.Namespace) -> int:
     if args.all:
         return _recommend_all(args)
     if args.user is None:
         raise ValueError("give --user ID, or --all with -o FILE")
-    bundle, has_ids = _load(args.model)
-    user: Any = args.user
-    if not has_ids:
-        user = _index(args.user, bundle.n_users, "user")
-        _no_ids_note(args.model)
-    results = bundle.recommend(user, N=args.n)
-    query = bundle.user_ids[bundle.interactions.user_index(user)].item()
-    _show(args, "user", query, results, "item")
-    return 0
+    return _ranked_items(args, "user")
 
 
 def _recommend_all(args: argparse.Namespace) -> int:
@@ -292,15 +300,7 @@ def _recommend_all(args: argparse.Namespace) -> int:
 
 
 def _similar(args: argparse.Namespace) -> int:
-    bundle, has_ids = _load(args.model)
-    item: Any = args.item
-    if not has_ids:
-        item = _index(args.item, bundle.n_items, "item")
-        _no_ids_note(args.model)
-    results = bundle.similar_items(item, N=args.n)
-    query = bundle.item_ids[bundle.interactions.item_index(item)].item()
-    _show(args, "item", query, results, "item")
-    return 0
+    return _ranked_items(args, "item")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -365,13 +365,9 @@ def _read_and_split(
     args: argparse.Namespace, fraction: float, label: str
 ) -> tuple[Interactions, sp.csr_matrix, sp.csr_matrix]:
     """The data file, and a per-user split holding out ``fraction`` of each user's interactions."""
-    data, read_seconds = _read(args)
+    data = _read(args)
     train, held_out = per_user_split(data.matrix, test_fraction=fraction, random_state=args.seed)
     if not args.json:
-        print(
-            f"read {args.data}: {data.n_users} users x {data.n_items} items, "
-            f"{data.nnz} interactions ({read_seconds:.2f} s)"
-        )
         print(
             f"{label} (seed {args.seed}): {train.nnz} interactions to train on, "
             f"{held_out.nnz} held out ({fraction:.0%} of each user's)"
@@ -557,19 +553,27 @@ def _cell_text(value: Any) -> str:
 # arguments
 
 
-def _integer(minimum: int) -> Callable[[str], int]:
-    """An argparse type: an integer >= ``minimum``."""
+def _number(
+    convert: Callable[[str], _N], noun: str, accept: Callable[[_N], bool], wanted: str
+) -> Callable[[str], _N]:
+    """An argparse type: ``convert`` of the text (else "expected ``noun``"), for which
+    ``accept`` holds (else "expected ``wanted``")."""
 
-    def parse(text: str) -> int:
+    def parse(text: str) -> _N:
         try:
-            value = int(text)
+            value = convert(text)
         except ValueError:
-            raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
-        if value < minimum:
-            raise argparse.ArgumentTypeError(f"expected an integer >= {minimum}, got {text!r}")
+            raise argparse.ArgumentTypeError(f"expected {noun}, got {text!r}") from None
+        if not accept(value):
+            raise argparse.ArgumentTypeError(f"expected {wanted}, got {text!r}")
         return value
 
     return parse
+
+
+def _integer(minimum: int) -> Callable[[str], int]:
+    """An argparse type: an integer >= ``minimum``."""
+    return _number(int, "an integer", lambda value: value >= minimum, f"an integer >= {minimum}")
 
 
 _positive = _integer(1)
@@ -583,24 +587,10 @@ def _port(text: str) -> int:
     return value
 
 
-def _fraction(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
-    if not 0.0 < value < 1.0:
-        raise argparse.ArgumentTypeError(f"expected a number between 0 and 1, got {text!r}")
-    return value
-
-
-def _positive_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
-    if not (np.isfinite(value) and value > 0):
-        raise argparse.ArgumentTypeError(f"expected a number > 0, got {text!r}")
-    return value
+_fraction = _number(float, "a number", lambda value: 0.0 < value < 1.0, "a number between 0 and 1")
+_positive_float = _number(
+    float, "a number", lambda value: bool(np.isfinite(value)) and value > 0, "a number > 0"
+)
 
 
 def _output_arguments(parser: argparse.ArgumentParser) -> None:
@@ -621,9 +611,23 @@ def _data_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def _split_arguments(parser: argparse.ArgumentParser, fraction_flag: str, use: str) -> None:
+    """The data file, the share of each user's interactions held out (``fraction_flag``, read by
+    ``_read_and_split``) and the cut-off of the metrics measured on them."""
+    _data_arguments(parser)
+    parser.add_argument(
+        fraction_flag,
+        type=_fraction,
+        default=0.2,
+        help=f"share of each user's interactions held out {use}",
+    )
+    parser.add_argument("--k", type=_positive, default=20, help="cut-off of the metrics")
+
+
 _DEFAULTS = inspect.signature(AlternatingLeastSquares).parameters
-# The model settings `fit --params FILE` accepts and `tune -o FILE` writes (argparse dest names).
-_SETTINGS = (
+# The flags named as the model's parameters (--threads and --seed are its num_threads and
+# random_state).
+_MODEL_FLAGS = (
     "factors",
     "iterations",
     "regularization",
@@ -633,11 +637,9 @@ _SETTINGS = (
     "cg_steps",
     "use_cg",
     "dtype",
-    "confidence",
-    "confidence_alpha",
-    "confidence_eps",
-    "seed",
 )
+# The model settings `fit --params FILE` accepts and `tune -o FILE` writes (argparse dest names).
+_SETTINGS = (*_MODEL_FLAGS, "confidence", "confidence_alpha", "confidence_eps", "seed")
 
 
 def _model_arguments(parser: argparse.ArgumentParser) -> None:
@@ -732,11 +734,23 @@ def _parser() -> argparse.ArgumentParser:
     )
     commands = parser.add_subparsers(dest="command", required=True)
 
-    demo = commands.add_parser(
-        "demo",
-        help="fit, evaluate and show the embedded synthetic data",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
-    )
+    def command(
+        name: str,
+        run: Callable[[argparse.Namespace], int],
+        summary: str,
+        description: str | None = None,
+    ) -> argparse.ArgumentParser:
+        """A subcommand whose help shows the defaults, running ``run``."""
+        sub = commands.add_parser(
+            name,
+            help=summary,
+            description=description,
+            formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        )
+        sub.set_defaults(run=run)
+        return sub
+
+    demo = command("demo", _demo, "fit, evaluate and show the embedded synthetic data")
     demo.add_argument("--users", type=_positive, default=2000, help="synthetic listeners")
     demo.add_argument("--items", type=_positive, default=1000, help="synthetic items")
     demo.add_argument("--factors", type=_positive, default=32, help="latent factors k")
@@ -744,13 +758,12 @@ def _parser() -> argparse.ArgumentParser:
     demo.add_argument("--seed", type=_non_negative, default=0, help="seed of data and factors")
     demo.add_argument("--show", type=_non_negative, default=5, help="users whose top items show")
     demo.add_argument("--quiet", action="store_true", help="no progress bars")
-    demo.set_defaults(run=_demo)
 
-    fit = commands.add_parser(
+    fit = command(
         "fit",
-        help="train on an interaction file and save the model bundle",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
-        description="Trains on a log of interactions and saves one model bundle: settings, "
+        _fit,
+        "train on an interaction file and save the model bundle",
+        "Trains on a log of interactions and saves one model bundle: settings, "
         "factors, the raw user and item ids with each user's history, and the confidence "
         "transform (read by ials recommend, similar, serve and ials.Recommender.load).",
     )
@@ -759,15 +772,12 @@ def _parser() -> argparse.ArgumentParser:
     fit.add_argument("--force", action="store_true", help="overwrite an existing model file")
     _model_arguments(fit)
     _output_arguments(fit)
-    fit.set_defaults(run=_fit)
 
     for name, help_text, id_flag, id_help, run in (
         ("recommend", "best unseen items for a user", "--user", "raw user id", _recommend),
         ("similar", "items most similar to an item", "--item", "raw item id", _similar),
     ):
-        lookup = commands.add_parser(
-            name, help=help_text, formatter_class=argparse.ArgumentDefaultsHelpFormatter
-        )
+        lookup = command(name, run, help_text)
         lookup.add_argument("model", help="model file written by `ials fit`")
         lookup.add_argument(id_flag, required=name == "similar", help=id_help)
         lookup.add_argument("-n", type=_positive, default=10, help="how many items")
@@ -789,13 +799,12 @@ def _parser() -> argparse.ArgumentParser:
                 "--block-users", type=_positive, default=4096, help="users ranked per call"
             )
         _output_arguments(lookup)
-        lookup.set_defaults(run=run)
 
-    serve = commands.add_parser(
+    serve = command(
         "serve",
-        help="HTTP JSON API for a model bundle (needs the serve extra)",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
-        description="Serves recommendations, similar items and users, explanations and scores "
+        _serve,
+        "HTTP JSON API for a model bundle (needs the serve extra)",
+        "Serves recommendations, similar items and users, explanations and scores "
         "by raw id; the OpenAPI schema is at /openapi.json and /docs. POST /admin/reload or "
         "SIGHUP loads the model file again and swaps it in without failing a request.",
     )
@@ -813,21 +822,11 @@ def _parser() -> argparse.ArgumentParser:
         "concurrent requests",
     )
     serve.add_argument("--quiet", action="store_true", help="log warnings only")
-    serve.set_defaults(run=_serve)
 
-    evaluate = commands.add_parser(
-        "evaluate",
-        help="hold out part of each user's interactions, fit, measure the ranking",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    evaluate = command(
+        "evaluate", _evaluate, "hold out part of each user's interactions, fit, measure the ranking"
     )
-    _data_arguments(evaluate)
-    evaluate.add_argument(
-        "--test-fraction",
-        type=_fraction,
-        default=0.2,
-        help="share of each user's interactions held out for the metrics",
-    )
-    evaluate.add_argument("--k", type=_positive, default=20, help="cut-off of the metrics")
+    _split_arguments(evaluate, "--test-fraction", "for the metrics")
     _model_arguments(evaluate)
     evaluate.add_argument(
         "--plot", metavar="FILE.png", help="draw training loss and validation metric per iteration"
@@ -836,14 +835,11 @@ def _parser() -> argparse.ArgumentParser:
         "--metric", choices=list(METRICS), default="ndcg", help="validation metric of --plot"
     )
     _output_arguments(evaluate)
-    evaluate.set_defaults(run=_evaluate)
 
-    tune = commands.add_parser(
-        "tune",
-        help="search model settings on a validation split carved from the data",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    tune = command(
+        "tune", _tune, "search model settings on a validation split carved from the data"
     )
-    _data_arguments(tune)
+    _split_arguments(tune, "--validation-fraction", "to score the settings")
     tune.add_argument("--budget", type=_positive_float, default=600.0, help="seconds")
     tune.add_argument("--trials", type=_positive, default=None, help="settings to try at most")
     tune.add_argument(
@@ -853,14 +849,7 @@ def _parser() -> argparse.ArgumentParser:
         help="random search, or successive halving of the iterations",
     )
     tune.add_argument("--factors", type=_positive, default=64, help="latent factors k (fixed)")
-    tune.add_argument("--k", type=_positive, default=20, help="cut-off of the metrics")
     tune.add_argument("--metric", choices=list(METRICS), default="ndcg", help="selection metric")
-    tune.add_argument(
-        "--validation-fraction",
-        type=_fraction,
-        default=0.2,
-        help="share of each user's interactions held out to score the settings",
-    )
     tune.add_argument("--seed", type=_non_negative, default=0, help="seed of split and search")
     tune.add_argument("--threads", type=_non_negative, default=0, help="0: every core")
     tune.add_argument("--top", type=_positive, default=10, help="rows of the table shown")
@@ -874,7 +863,6 @@ def _parser() -> argparse.ArgumentParser:
     )
     tune.add_argument("--force", action="store_true", help="overwrite existing output files")
     _output_arguments(tune)
-    tune.set_defaults(run=_tune)
     return parser
 
 
