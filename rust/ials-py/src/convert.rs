@@ -89,9 +89,29 @@ pub fn width<T: numpy::Element>(array: &PyReadonlyArray2<'_, T>) -> usize {
 pub type Reduction<'py> = (Bound<'py, PyAny>, (f64, f64, f64, f64));
 
 /// The training objective, checked once when built in Python and then passed to every call.
-#[pyclass(frozen, from_py_object, module = "ials._core", name = "Objective")]
-#[derive(Clone)]
-pub struct Objective(pub ials_core::Objective);
+#[pyclass(frozen, from_py_object, eq, module = "ials._core", name = "Objective")]
+#[derive(Clone, PartialEq)]
+pub struct Objective {
+    #[pyo3(get)]
+    regularization: f64,
+    #[pyo3(get)]
+    alpha: f64,
+    #[pyo3(get)]
+    regularization_exponent: f64,
+    #[pyo3(get)]
+    unobserved_weight: f64,
+}
+
+impl Objective {
+    pub fn core(&self) -> ials_core::Objective {
+        ials_core::Objective {
+            regularization: self.regularization,
+            alpha: self.alpha as f32,
+            regularization_exponent: self.regularization_exponent,
+            unobserved_weight: self.unobserved_weight,
+        }
+    }
+}
 
 #[pymethods]
 impl Objective {
@@ -102,60 +122,33 @@ impl Objective {
         regularization_exponent: f64,
         unobserved_weight: f64,
     ) -> PyResult<Self> {
-        let objective = ials_core::Objective {
+        let objective = Self {
             regularization,
-            alpha: alpha as f32,
+            alpha,
             regularization_exponent,
             unobserved_weight,
         };
-        objective.validate().map_err(CoreError)?;
-        Ok(Self(objective))
-    }
-
-    #[getter]
-    fn regularization(&self) -> f64 {
-        self.0.regularization
-    }
-
-    #[getter]
-    fn alpha(&self) -> f64 {
-        self.0.alpha as f64
-    }
-
-    #[getter]
-    fn regularization_exponent(&self) -> f64 {
-        self.0.regularization_exponent
-    }
-
-    #[getter]
-    fn unobserved_weight(&self) -> f64 {
-        self.0.unobserved_weight
+        objective.core().validate().map_err(CoreError)?;
+        Ok(objective)
     }
 
     /// Pickled as its constructor call, so it travels to Dask workers.
     fn __reduce__<'py>(slf: &Bound<'py, Self>) -> PyResult<Reduction<'py>> {
-        let o = &slf.get().0;
-        Ok((
-            slf.get_type().into_any(),
-            (
-                o.regularization,
-                o.alpha as f64,
-                o.regularization_exponent,
-                o.unobserved_weight,
-            ),
-        ))
+        let o = slf.get();
+        let arguments = (
+            o.regularization,
+            o.alpha,
+            o.regularization_exponent,
+            o.unobserved_weight,
+        );
+        Ok((slf.get_type().into_any(), arguments))
     }
 
     fn __repr__(&self) -> String {
-        let o = &self.0;
         format!(
             "Objective(regularization={}, alpha={}, regularization_exponent={}, \
              unobserved_weight={})",
-            o.regularization, o.alpha, o.regularization_exponent, o.unobserved_weight
+            self.regularization, self.alpha, self.regularization_exponent, self.unobserved_weight
         )
-    }
-
-    fn __eq__(&self, other: &Self) -> bool {
-        self.0 == other.0
     }
 }

@@ -26,53 +26,52 @@ use errors::CoreError;
 
 /// The parts of the training objective over a block of rows (see `ials_core::LossTerms`).
 #[pyclass(frozen, module = "ials._core", name = "LossTerms")]
-struct LossTerms(ials_core::LossTerms);
+struct LossTerms {
+    #[pyo3(get)]
+    error: f64,
+    #[pyo3(get)]
+    weight: f64,
+    #[pyo3(get)]
+    row_penalty: f64,
+    #[pyo3(get)]
+    column_penalty: f64,
+}
+
+impl From<ials_core::LossTerms> for LossTerms {
+    fn from(t: ials_core::LossTerms) -> Self {
+        Self::new(t.error, t.weight, t.row_penalty, t.column_penalty)
+    }
+}
 
 #[pymethods]
 impl LossTerms {
     /// Parts added up by the caller (a distributed fit sums them over blocks of rows).
     #[new]
     fn new(error: f64, weight: f64, row_penalty: f64, column_penalty: f64) -> Self {
-        Self(ials_core::LossTerms {
+        Self {
             error,
             weight,
             row_penalty,
             column_penalty,
-        })
+        }
     }
 
     /// Pickled as its constructor call, so it travels back from Dask workers.
     fn __reduce__<'py>(slf: &Bound<'py, Self>) -> PyResult<Reduction<'py>> {
-        let t = &slf.get().0;
-        Ok((
-            slf.get_type().into_any(),
-            (t.error, t.weight, t.row_penalty, t.column_penalty),
-        ))
-    }
-
-    #[getter]
-    fn error(&self) -> f64 {
-        self.0.error
-    }
-
-    #[getter]
-    fn weight(&self) -> f64 {
-        self.0.weight
-    }
-
-    #[getter]
-    fn row_penalty(&self) -> f64 {
-        self.0.row_penalty
-    }
-
-    #[getter]
-    fn column_penalty(&self) -> f64 {
-        self.0.column_penalty
+        let t = slf.get();
+        let arguments = (t.error, t.weight, t.row_penalty, t.column_penalty);
+        Ok((slf.get_type().into_any(), arguments))
     }
 
     /// The objective normalised by the total weight, as implicit reports it.
     fn normalised(&self) -> f64 {
-        self.0.normalised()
+        ials_core::LossTerms {
+            error: self.error,
+            weight: self.weight,
+            row_penalty: self.row_penalty,
+            column_penalty: self.column_penalty,
+        }
+        .normalised()
     }
 }
 
@@ -113,7 +112,7 @@ fn solve_rows(
         None => Solver::Cholesky,
     };
     let gram = slice(&gram, "gram")?;
-    let o = &objective.0;
+    let o = &objective.core();
     match (x, y) {
         (FactorsMut::F32(x), Factors::F32(y)) => {
             typed(py, &rows, x, y, gram, o, solver, num_threads)
@@ -155,8 +154,8 @@ fn normal_equations<'py>(
     let (indices, data) = (slice(&indices, "indices")?, slice(&data, "data")?);
     let gram = slice(&gram, "gram")?;
     let (a, b, k) = match &y {
-        Factors::F32(y) => typed(indices, data, y, gram, &objective.0)?,
-        Factors::F64(y) => typed(indices, data, y, gram, &objective.0)?,
+        Factors::F32(y) => typed(indices, data, y, gram, &objective.core())?,
+        Factors::F64(y) => typed(indices, data, y, gram, &objective.core())?,
     };
     let a = Array2::from_shape_vec((k, k), a).expect("k x k system");
     Ok((a.into_pyarray(py), b.into_pyarray(py)))
@@ -240,11 +239,15 @@ fn loss_terms(
         })
     }
     let terms = match (&x, &y) {
-        (Factors::F32(x), Factors::F32(y)) => typed(py, &rows, x, y, &objective.0, num_threads),
-        (Factors::F64(x), Factors::F64(y)) => typed(py, &rows, x, y, &objective.0, num_threads),
+        (Factors::F32(x), Factors::F32(y)) => {
+            typed(py, &rows, x, y, &objective.core(), num_threads)
+        }
+        (Factors::F64(x), Factors::F64(y)) => {
+            typed(py, &rows, x, y, &objective.core(), num_threads)
+        }
         _ => Err(mixed_dtypes()),
     }?;
-    Ok(LossTerms(terms))
+    Ok(terms.into())
 }
 
 /// `sum_u lambda_u |x_u|^2` over the rows of `x`, `lambda_u` by the length of row u of `rows`.
@@ -252,8 +255,8 @@ fn loss_terms(
 fn penalty(rows: Csr<'_>, x: Factors<'_>, objective: Objective) -> PyResult<f64> {
     let view = rows.view()?;
     let result = match &x {
-        Factors::F32(x) => ials_core::penalty(&view, slice(x, "x")?, width(x), &objective.0),
-        Factors::F64(x) => ials_core::penalty(&view, slice(x, "x")?, width(x), &objective.0),
+        Factors::F32(x) => ials_core::penalty(&view, slice(x, "x")?, width(x), &objective.core()),
+        Factors::F64(x) => ials_core::penalty(&view, slice(x, "x")?, width(x), &objective.core()),
     };
     Ok(result.map_err(CoreError)?)
 }

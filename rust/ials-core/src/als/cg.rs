@@ -68,19 +68,9 @@ pub fn add_data_term<T: Real, A: Arith>(
             return;
         }
     }
-    add_data_term_generic::<T, A>(term, v, out, dots)
-}
-
-/// The portable body of [`add_data_term`], in the order of the AVX2 one: when `k` is a multiple
-/// of [`DOT_BLOCK`], the dot products of whole blocks of rows use one accumulator vector per row
-/// summed pairwise; the other rows use [`dot`]'s order.
-#[inline(always)]
-pub(crate) fn add_data_term_generic<T: Real, A: Arith>(
-    term: &DataTerm<'_, T>,
-    v: &[T],
-    out: &mut [T],
-    dots: &mut Vec<T>,
-) {
+    // The generic body, in the order of the AVX2 one: when `k` is a multiple of `DOT_BLOCK`, the
+    // dot products of whole blocks of rows use one accumulator vector per row summed pairwise;
+    // the other rows use `dot`'s order.
     let k = term.k;
     let row = |c: i32| &term.y[c as usize * k..(c as usize + 1) * k];
     let n = term.cols.len();
@@ -348,8 +338,8 @@ mod avx2 {
 mod tests {
     use super::*;
     use crate::linalg::vector::tests::bits;
-    use crate::simd::testing::{avx2_or_skip, fused};
-    use crate::simd::{Fused, Unfused};
+    use crate::simd::testing::{avx2_or_skip, fused, generic_fused};
+    use crate::simd::Unfused;
 
     struct Case {
         y: Vec<f32>,
@@ -429,7 +419,7 @@ mod tests {
                     weights: &c.weights,
                 };
                 let mut generic = c.start.clone();
-                add_data_term_generic::<f32, Fused>(&term, &c.v, &mut generic, &mut Vec::new());
+                add_data_term(generic_fused(), &term, &c.v, &mut generic, &mut Vec::new());
                 let mut special = c.start.clone();
                 let mut dots = vec![0.0f32; n];
                 // SAFETY: the token above proves the CPU has AVX2 and FMA; k % 8 == 0.

@@ -78,41 +78,51 @@ pub fn solve_rows<T: Real>(
                 ));
             }
             let weighted_gram: Vec<T> = gram.iter().map(|&g| T::from_f64(w0 * g)).collect();
-            x.par_chunks_mut(ROW_CHUNK * k)
-                .enumerate()
-                .try_for_each(|(chunk, x_rows)| {
-                    interrupt.check()?;
-                    dispatch(CgRows {
-                        rows,
-                        first_row: chunk * ROW_CHUNK,
-                        x: x_rows,
-                        y,
-                        k,
-                        weighted_gram: &weighted_gram,
-                        objective,
-                        steps,
-                    });
-                    Ok(())
-                })
+            in_row_chunks(x, k, interrupt, |first_row, x| {
+                dispatch(CgRows {
+                    rows,
+                    first_row,
+                    x,
+                    y,
+                    k,
+                    weighted_gram: &weighted_gram,
+                    objective,
+                    steps,
+                });
+                Ok(())
+            })
         }
         Solver::Cholesky => {
             let weighted_gram: Vec<f64> = gram.iter().map(|&g| w0 * g).collect();
-            x.par_chunks_mut(ROW_CHUNK * k)
-                .enumerate()
-                .try_for_each(|(chunk, x_rows)| {
-                    interrupt.check()?;
-                    dispatch(CholeskyRows {
-                        rows,
-                        first_row: chunk * ROW_CHUNK,
-                        x: x_rows,
-                        y,
-                        k,
-                        weighted_gram: &weighted_gram,
-                        objective,
-                    })
+            in_row_chunks(x, k, interrupt, |first_row, x| {
+                dispatch(CholeskyRows {
+                    rows,
+                    first_row,
+                    x,
+                    y,
+                    k,
+                    weighted_gram: &weighted_gram,
+                    objective,
                 })
+            })
         }
     }
+}
+
+/// Runs `solve(first_row, rows)` on chunks of `ROW_CHUNK` rows of `x` in parallel, checking for a
+/// requested stop before each chunk.
+fn in_row_chunks<T: Real>(
+    x: &mut [T],
+    k: usize,
+    interrupt: &Interrupt,
+    solve: impl Fn(usize, &mut [T]) -> Result<()> + Sync + Send,
+) -> Result<()> {
+    x.par_chunks_mut(ROW_CHUNK * k)
+        .enumerate()
+        .try_for_each(|(chunk, x_rows)| {
+            interrupt.check()?;
+            solve(chunk * ROW_CHUNK, x_rows)
+        })
 }
 
 /// Checks that every row's penalty is finite in `T`. It grows with the row's length, so the

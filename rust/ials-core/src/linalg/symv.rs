@@ -23,7 +23,27 @@ pub fn symv<T: Real, A: Arith>(arith: A, m: &[T], v: &[T], out: &mut [T]) {
         return unsafe { avx2::symv_f32(m, v, out) };
     }
     let _ = arith;
-    symv_generic::<T, A>(m, v, out)
+    // The generic body: per output, one FMA chain over the rows of `M` in order.
+    let k = v.len();
+    debug_assert_eq!(m.len(), k * k);
+    let full = k - k % LANES;
+    for start in (0..full).step_by(LANES) {
+        let mut acc = [T::ZERO; LANES];
+        for (row, &vj) in m.chunks_exact(k).zip(v) {
+            let column = &row[start..start + LANES];
+            for t in 0..LANES {
+                acc[t] = A::fma(vj, column[t], acc[t]);
+            }
+        }
+        out[start..start + LANES].copy_from_slice(&acc);
+    }
+    for (i, o) in out.iter_mut().enumerate().skip(full) {
+        let mut sum = T::ZERO;
+        for (row, &vj) in m.chunks_exact(k).zip(v) {
+            sum = A::fma(vj, row[i], sum);
+        }
+        *o = sum;
+    }
 }
 
 /// `out_r = M v_r` for each `k`-long row `v_r` of `vs`, with exactly the arithmetic of [`symv`]
@@ -45,31 +65,6 @@ pub fn symv_rows<T: Real, A: Arith>(arith: A, m: &[T], k: usize, vs: &[T], outs:
     }
     for (v, out) in vs.chunks_exact(k).zip(outs.chunks_exact_mut(k)) {
         symv(arith, m, v, out);
-    }
-}
-
-/// The portable `M v` behind [`symv`]: per output, one FMA chain over the rows of `M` in order.
-#[inline(always)]
-pub(crate) fn symv_generic<T: Real, A: Arith>(m: &[T], v: &[T], out: &mut [T]) {
-    let k = v.len();
-    debug_assert_eq!(m.len(), k * k);
-    let full = k - k % LANES;
-    for start in (0..full).step_by(LANES) {
-        let mut acc = [T::ZERO; LANES];
-        for (row, &vj) in m.chunks_exact(k).zip(v) {
-            let column = &row[start..start + LANES];
-            for t in 0..LANES {
-                acc[t] = A::fma(vj, column[t], acc[t]);
-            }
-        }
-        out[start..start + LANES].copy_from_slice(&acc);
-    }
-    for (i, o) in out.iter_mut().enumerate().skip(full) {
-        let mut sum = T::ZERO;
-        for (row, &vj) in m.chunks_exact(k).zip(v) {
-            sum = A::fma(vj, row[i], sum);
-        }
-        *o = sum;
     }
 }
 
@@ -183,8 +178,8 @@ mod avx2 {
 mod tests {
     use super::*;
     use crate::linalg::vector::tests::{bits, close, vector};
-    use crate::simd::testing::{avx2_or_skip, fused};
-    use crate::simd::{Fused, Unfused};
+    use crate::simd::testing::{avx2_or_skip, fused, generic_fused};
+    use crate::simd::Unfused;
 
     /// `B + B^T` for a `k x k` row-major `B`: a symmetric test matrix.
     fn symmetrised<T: Real>(b: &[T], k: usize) -> Vec<T> {
@@ -244,7 +239,7 @@ mod tests {
             let vs: Vec<f32> = (0..4 * k).map(|i| (i % 11) as f32 / 11.0 - 0.3).collect();
             let mut generic = vec![f32::NAN; 4 * k];
             for (v, out) in vs.chunks_exact(k).zip(generic.chunks_exact_mut(k)) {
-                symv_generic::<f32, Fused>(&m, v, out);
+                symv(generic_fused(), &m, v, out);
             }
             let mut one = vec![f32::NAN; k];
             // SAFETY: the token above proves the CPU has AVX2 and FMA.

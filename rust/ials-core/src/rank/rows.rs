@@ -27,17 +27,7 @@ pub(crate) fn score_rows<T: Real, A: Arith>(
         return unsafe { avx2::score_rows_f32(q, &rows, out) };
     }
     let _ = arith;
-    score_rows_generic::<T, A>(queries, rows, scores)
-}
-
-/// `query . row` for each query (`k` long each, one per entry of `scores`) and each row, one
-/// FMA per factor in order (the arithmetic of [`score_one`]): the portable body of [`score_rows`].
-#[inline(always)]
-pub(crate) fn score_rows_generic<T: Real, A: Arith>(
-    queries: &[T],
-    rows: &[&[T]; ROWS],
-    scores: &mut [[T; ROWS]],
-) {
+    // The generic body: each score one FMA per factor in order (the arithmetic of `score_one`).
     let k = queries.len() / scores.len().max(1);
     for (query, scores) in queries.chunks_exact(k.max(1)).zip(scores.iter_mut()) {
         *scores = [T::ZERO; ROWS];
@@ -148,7 +138,7 @@ mod tests {
     use super::*;
     use crate::linalg::vector::tests::bits;
     use crate::rank::strip::score_one;
-    use crate::simd::testing::avx2_or_skip;
+    use crate::simd::testing::{avx2_or_skip, generic_fused};
     use crate::simd::Fused;
 
     #[test]
@@ -166,7 +156,7 @@ mod tests {
                     .map(|i| ((i * 13 % 29) as f32) / 14.0 - 1.0)
                     .collect();
                 let mut generic = vec![[0.0f32; ROWS]; n_queries];
-                score_rows_generic::<f32, Fused>(&queries, &rows, &mut generic);
+                score_rows(generic_fused(), &queries, &rows, &mut generic);
                 let mut special = vec![[0.0f32; ROWS]; n_queries];
                 // SAFETY: the token above proves the CPU has AVX2 and FMA.
                 unsafe { avx2::score_rows_f32(&queries, &rows, special.as_flattened_mut()) };

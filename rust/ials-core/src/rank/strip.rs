@@ -6,7 +6,7 @@ use crate::Real;
 
 use super::layout::{StripScores, MICRO, STRIP};
 
-/// `q . y` with exactly the arithmetic of [`score_strip_generic`] (one FMA per factor, in order), so a
+/// `q . y` with exactly the arithmetic of [`score_strip`] (one FMA per factor, in order), so a
 /// score computed alone equals the same score computed in a strip, bit for bit.
 #[inline(always)]
 pub(crate) fn score_one<T: Real, A: Arith>(q: &[T], y: &[T]) -> T {
@@ -15,8 +15,8 @@ pub(crate) fn score_one<T: Real, A: Arith>(q: &[T], y: &[T]) -> T {
         .fold(T::ZERO, |acc, (&a, &b)| A::fma(a, b, acc))
 }
 
-/// Scores of a group of queries against a packed strip (see [`score_strip_generic`]); a mask with
-/// bit m set when some score of query m is at or above `bars[m]`.
+/// `scores.0[m][j] = query m of group . item j of strip`; a mask with bit m set when some score
+/// of query m (padding included) is at or above `bars[m]`.
 #[inline(always)]
 pub(crate) fn score_strip<T: Real, A: Arith>(
     arith: A,
@@ -38,33 +38,7 @@ pub(crate) fn score_strip<T: Real, A: Arith>(
         return unsafe { avx2::score_strip_f32(g, s, k, b, out) };
     }
     let _ = arith;
-    score_strip_generic::<T, A>(group, strip, k, bars, scores)
-}
-
-/// Bit masks of the scores of a strip above and equal to `x` (bit j: item j).
-#[inline(always)]
-pub(crate) fn compare_strip<T: Real, A: Arith>(arith: A, scores: &[T; STRIP], x: T) -> (u32, u32) {
-    #[cfg(target_arch = "x86_64")]
-    if let (Some(_), Some(s)) = (arith.avx2(), crate::simd::as_f32(scores)) {
-        let x = crate::simd::as_f32(std::slice::from_ref(&x)).expect("T is f32 here")[0];
-        // SAFETY: the strategy holds an AVX2 token, which exists only on CPUs with AVX2.
-        return unsafe { avx2::compare_strip_f32(s, x) };
-    }
-    let _ = arith;
-    compare_strip_generic(scores, x)
-}
-
-/// `scores.0[m][j] = query m of group . item j of strip`, with one FMA per factor in order (the
-/// arithmetic of [`score_one`]): the portable body of [`score_strip`]. Returns a mask with bit m set
-/// when some score of query m (padding included) is at or above `bars[m]`.
-#[inline(always)]
-pub(crate) fn score_strip_generic<T: Real, A: Arith>(
-    group: &[T],
-    strip: &[T],
-    k: usize,
-    bars: &[T; MICRO],
-    scores: &mut StripScores<T>,
-) -> u32 {
+    // The generic body: each score one FMA per factor in order (the arithmetic of `score_one`).
     let mut acc = [[T::ZERO; STRIP]; MICRO];
     for (column, q) in strip
         .chunks_exact(STRIP)
@@ -83,6 +57,19 @@ pub(crate) fn score_strip_generic<T: Real, A: Arith>(
     }
     scores.0 = acc;
     above
+}
+
+/// Bit masks of the scores of a strip above and equal to `x` (bit j: item j).
+#[inline(always)]
+pub(crate) fn compare_strip<T: Real, A: Arith>(arith: A, scores: &[T; STRIP], x: T) -> (u32, u32) {
+    #[cfg(target_arch = "x86_64")]
+    if let (Some(_), Some(s)) = (arith.avx2(), crate::simd::as_f32(scores)) {
+        let x = crate::simd::as_f32(std::slice::from_ref(&x)).expect("T is f32 here")[0];
+        // SAFETY: the strategy holds an AVX2 token, which exists only on CPUs with AVX2.
+        return unsafe { avx2::compare_strip_f32(s, x) };
+    }
+    let _ = arith;
+    compare_strip_generic(scores, x)
 }
 
 /// Bit masks over a strip of the scores above `x` and equal to `x` (bit j: item j).
@@ -179,7 +166,7 @@ mod avx2 {
 mod tests {
     use super::*;
     use crate::linalg::vector::tests::bits;
-    use crate::simd::testing::avx2_or_skip;
+    use crate::simd::testing::{avx2_or_skip, generic_fused};
     use crate::simd::Fused;
 
     fn values(n: usize, seed: usize) -> Vec<f32> {
@@ -198,8 +185,7 @@ mod tests {
             let strip = values(STRIP * k, k + 1);
             let mut generic = StripScores::<f32>::default();
             let bars = [-1.0, 0.0, 0.5, f32::NEG_INFINITY, 2.0, -0.25];
-            let generic_mask =
-                score_strip_generic::<f32, Fused>(&group, &strip, k, &bars, &mut generic);
+            let generic_mask = score_strip(generic_fused(), &group, &strip, k, &bars, &mut generic);
             let mut special = StripScores::<f32>::default();
             // SAFETY: the token above proves the CPU has AVX2 and FMA.
             let special_mask = unsafe {

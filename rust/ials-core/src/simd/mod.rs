@@ -215,6 +215,12 @@ pub(crate) mod testing {
         Avx2::detect().map(|token| Fused { avx2: Some(token) })
     }
 
+    /// Fused arithmetic without the AVX2 bodies: the generic body of every kernel with the
+    /// arithmetic (one rounding per multiply-add) its AVX2 twin has, to compare them bit for bit.
+    pub(crate) fn generic_fused() -> Fused {
+        Fused { avx2: None }
+    }
+
     /// The AVX2 token, or `None` after saying on stderr that `test` is skipped on this CPU.
     pub(crate) fn avx2_or_skip(test: &str) -> Option<Avx2> {
         let token = Avx2::detect();
