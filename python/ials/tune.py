@@ -63,7 +63,7 @@ import sys
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import scipy.sparse as sp
@@ -122,32 +122,36 @@ def _real(name: str, value: Any) -> float:
 
 
 @dataclass(frozen=True)
-class LogUniform:
-    """A real number whose logarithm is uniform between ``log(low)`` and ``log(high)``."""
+class _Interval:
+    """The bounds ``low <= high`` of a real distribution, both finite; a subclass draws."""
 
     low: float
     high: float
 
+    # LogUniform draws between the logarithms of the bounds, which needs low > 0.
+    _positive: ClassVar[bool] = False
+
     def __post_init__(self) -> None:
-        low, high = _real("LogUniform low", self.low), _real("LogUniform high", self.high)
-        if not 0.0 < low <= high:
-            raise ValueError(f"LogUniform needs 0 < low <= high, got low={low!r}, high={high!r}")
+        kind = type(self).__name__
+        low, high = _real(f"{kind} low", self.low), _real(f"{kind} high", self.high)
+        if not low <= high or (self._positive and not low > 0.0):
+            need = "0 < low <= high" if self._positive else "low <= high"
+            raise ValueError(f"{kind} needs {need}, got low={low!r}, high={high!r}")
+
+
+@dataclass(frozen=True)
+class LogUniform(_Interval):
+    """A real number whose logarithm is uniform between ``log(low)`` and ``log(high)``."""
+
+    _positive: ClassVar[bool] = True
 
     def sample(self, rng: np.random.Generator) -> float:
         return float(math.exp(rng.uniform(math.log(self.low), math.log(self.high))))
 
 
 @dataclass(frozen=True)
-class Uniform:
+class Uniform(_Interval):
     """A real number uniform between ``low`` and ``high``."""
-
-    low: float
-    high: float
-
-    def __post_init__(self) -> None:
-        low, high = _real("Uniform low", self.low), _real("Uniform high", self.high)
-        if not low <= high:
-            raise ValueError(f"Uniform needs low <= high, got low={low!r}, high={high!r}")
 
     def sample(self, rng: np.random.Generator) -> float:
         return float(rng.uniform(self.low, self.high))
@@ -499,38 +503,32 @@ class _Candidate:
     trained: int = 0
 
 
+@dataclass(eq=False)
 class _Search:
-    def __init__(
-        self,
-        train: sp.csr_matrix,
-        validation: sp.csr_matrix,
-        factors: int,
-        space: dict[str, Any],
-        metric: str,
-        K: int,
-        num_threads: int,
-        model_seed: int,
-        model_factory: Callable[..., Any] | None,
-        budget_seconds: float | None,
-        reporter: _Reporter,
-    ) -> None:
-        self.train = train
-        self.validation = validation
-        self.factors = factors
-        self.space = space
-        self.metric = metric
-        self.K = K
-        self.num_threads = num_threads
-        self.model_seed = model_seed
-        self.model_factory = model_factory
-        self.budget_seconds = budget_seconds
-        self.reporter = reporter
-        self.start = time.perf_counter()
-        self.rows: list[dict[str, Any]] = []
-        self.sign = 1.0 if METRICS[metric] else -1.0
-        self.best_score = -math.inf  # signed: higher is better
-        self.mean_row = train.nnz / max(train.shape[0], 1)
-        positive = train.data[train.data > 0]
+    """What one search trains on and ranks by, and its results so far."""
+
+    train: sp.csr_matrix
+    validation: sp.csr_matrix
+    factors: int
+    space: dict[str, Any]
+    metric: str
+    K: int
+    num_threads: int
+    model_seed: int
+    model_factory: Callable[..., Any] | None
+    budget_seconds: float | None
+    reporter: _Reporter
+    start: float = field(init=False, default_factory=time.perf_counter)
+    rows: list[dict[str, Any]] = field(init=False, default_factory=list)
+    best_score: float = field(init=False, default=-math.inf)  # signed: higher is better
+    sign: float = field(init=False)
+    mean_row: float = field(init=False)
+    median: float = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.sign = 1.0 if METRICS[self.metric] else -1.0
+        self.mean_row = self.train.nnz / max(self.train.shape[0], 1)
+        positive = self.train.data[self.train.data > 0]
         self.median = float(np.median(positive)) if positive.size else 1.0
 
     def out_of_time(self) -> bool:
@@ -636,21 +634,27 @@ def _has_distribution(space: Mapping[str, Any], skip: str | None) -> bool:
     )
 
 
+def _stopped(search: _Search, number: int, max_trials: int | None, varied: bool) -> str | None:
+    """Why the search ends before its trial ``number`` (None: it goes on)."""
+    if max_trials is not None and number >= max_trials:
+        return "max_trials"
+    if number > 0 and search.out_of_time():
+        return "budget"
+    if number > 0 and not varied:
+        return "space"
+    return None
+
+
 def _random(search: _Search, rng: np.random.Generator, max_trials: int | None) -> str:
     varied = _has_distribution(search.space, None)
     number = 0
-    while True:
-        if max_trials is not None and number >= max_trials:
-            return "max_trials"
-        if number > 0 and search.out_of_time():
-            return "budget"
-        if number > 0 and not varied:
-            return "space"
+    while (stopped := _stopped(search, number, max_trials, varied)) is None:
         settings = _draw(search.space, rng, None)
         candidate = _Candidate(number, settings)
         search.train_to(candidate, int(settings["iterations"]), 0)
         candidate.model = None  # free the factors
         number += 1
+    return stopped
 
 
 def _rungs(space: Mapping[str, Any], eta: int) -> list[int]:
@@ -672,13 +676,7 @@ def _halving(search: _Search, rng: np.random.Generator, max_trials: int | None, 
     varied = _has_distribution(search.space, "iterations")
     bracket_size = eta ** len(rungs)
     number = 0
-    while True:
-        if max_trials is not None and number >= max_trials:
-            return "max_trials"
-        if number > 0 and search.out_of_time():
-            return "budget"
-        if number > 0 and not varied:
-            return "space"
+    while (stopped := _stopped(search, number, max_trials, varied)) is None:
         size = bracket_size if max_trials is None else min(bracket_size, max_trials - number)
         if not varied:
             size = 1
@@ -702,6 +700,7 @@ def _halving(search: _Search, rng: np.random.Generator, max_trials: int | None, 
             candidates = [candidate for _, _, candidate in scored[:keep]]
         for candidate in candidates:
             candidate.model = None
+    return stopped
 
 
 def _check_sparse(name: str, value: Any) -> sp.csr_matrix:
