@@ -159,3 +159,21 @@ def test_loss_terms_are_built_and_pickled_as_their_parts() -> None:
     )
     assert again.normalised() == 2.0
     assert _native.LossTerms(6.0, 0.0, 1.0, 1.0).normalised() == 8.0  # no weight: the plain sum
+
+
+def test_ctrl_c_during_fit_leaves_a_usable_model() -> None:
+    out = _run_interrupted(
+        setup="""
+import ials
+rows = sp.random(40_000, 2_000, density=0.01, format="csr", random_state=0, dtype=np.float32)
+model = ials.AlternatingLeastSquares(factors=256, use_cg=False, iterations=50, random_state=0)
+""",
+        call="model.fit(rows, show_progress=False)",
+        after=(
+            "print('finite', bool(np.isfinite(model.user_factors).all() "
+            "and np.isfinite(model.item_factors).all()), "
+            "'ranks', len(model.recommend(0, rows[0], N=5)[0]))"
+        ),
+    )
+    assert "interrupted" in out
+    assert "finite True ranks 5" in out
