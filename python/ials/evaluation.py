@@ -30,8 +30,9 @@ only looks inside the top K, and it has no recall or percentile ranking.
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 
@@ -160,26 +161,25 @@ def _factors(model: Any) -> tuple[np.ndarray, np.ndarray]:
     return np.ascontiguousarray(users), np.ascontiguousarray(items)
 
 
+# The one-metric functions take implicit's arguments, the first six of ranking_metrics_at_k.
+_ONE_METRIC = inspect.signature(ranking_metrics_at_k)
+_ONE_METRIC = _ONE_METRIC.replace(
+    parameters=list(_ONE_METRIC.parameters.values())[:6], return_annotation="float"
+)
+
+
 def _one(metric: str) -> Callable[..., float]:
-    def compute(
-        model: Any,
-        train_user_items: Any,
-        test_user_items: Any,
-        K: int = 10,
-        show_progress: bool = True,
-        num_threads: int = 0,
-    ) -> float:
+    def compute(*args: Any, **kwargs: Any) -> float:
+        given = _ONE_METRIC.bind(*args, **kwargs)
+        given.apply_defaults()  # all six in given.args, in order
+        model, train, test, K, show_progress, num_threads = given.args
+        full = metric in FULL_RANKING
         metrics = ranking_metrics_at_k(
-            model,
-            train_user_items,
-            test_user_items,
-            K,
-            show_progress,
-            num_threads,
-            full_ranking=metric in FULL_RANKING,
+            model, train, test, K, show_progress, num_threads, full_ranking=full
         )
         return metrics[metric]
 
+    cast(Any, compute).__signature__ = _ONE_METRIC
     compute.__name__ = compute.__qualname__ = f"{metric}_at_k"
     compute.__doc__ = f"``ranking_metrics_at_k(...)['{metric}']`` (see the module docstring)."
     return compute
