@@ -71,9 +71,8 @@ def linear(R: _S, alpha: float) -> _S:
 
     Returns
     -------
-    Sparse matrix of the same class as ``R`` (canonical, no explicit zeros), with
-    dtype float64 if ``R`` is float64, else float32.  Fit it with the model's
-    ``alpha=1.0``.
+    The transformed copy of ``R`` described in the module docstring; fit it with
+    the model's ``alpha=1.0``.
     """
     a = _check_scalar("alpha", alpha, allow_zero=True)
     return _transform(R, lambda r: 1.0 + a * r)
@@ -94,9 +93,8 @@ def log(R: _S, alpha: float, eps: float = 1.0) -> _S:
 
     Returns
     -------
-    Sparse matrix of the same class as ``R`` (canonical, no explicit zeros), with
-    dtype float64 if ``R`` is float64, else float32.  Fit it with the model's
-    ``alpha=1.0``.
+    The transformed copy of ``R`` described in the module docstring; fit it with
+    the model's ``alpha=1.0``.
     """
     a = _check_scalar("alpha", alpha, allow_zero=True)
     e = _check_scalar("eps", eps, allow_zero=False)
