@@ -64,8 +64,9 @@ x = np.zeros((rows.shape[0], k), dtype=np.float32)
 y = rng.normal(0, 0.1, (rows.shape[1], k)).astype(np.float32)
 gram = _native.gram(y, 2)
 objective = check_objective(0.1, 1.0, 0.0, 1.0)
+exact = _native.Solver.cholesky()
 """,
-        call="_native.solve_rows(core_rows(rows), x, y, gram, objective, None, 2)",
+        call="_native.solve_rows(core_rows(rows), x, y, gram, objective, exact, 2)",
         after="print('untouched rows', int((np.abs(x).sum(axis=1) == 0).sum()))",
     )
     assert "interrupted" in out

@@ -21,6 +21,7 @@ __all__ = [
     "ItemIndex",
     "LossTerms",
     "Objective",
+    "Solver",
     "gram_blocks",
     "gram_sum",
     "loss_terms",
@@ -99,13 +100,24 @@ class ItemIndex(Generic[_F]):
         num_threads: int,
     ) -> tuple[npt.NDArray[np.int32], npt.NDArray[_F]]: ...
 
+@final
+class Solver:
+    """How each row's least-squares problem is solved."""
+
+    @staticmethod
+    def cg(steps: int) -> Solver: ...
+    @staticmethod
+    def cholesky() -> Solver: ...
+    @staticmethod
+    def block(size: int, sweeps: int) -> Solver: ...
+
 def solve_rows(
     rows: _Csr,
     x: npt.NDArray[_F],
     y: npt.NDArray[_F],
     gram: npt.NDArray[np.float64],
     objective: Objective,
-    cg_steps: int | None,
+    solver: Solver,
     num_threads: int,
 ) -> None: ...
 def normal_equations(

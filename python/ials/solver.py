@@ -154,8 +154,8 @@ def half_sweep(
     """:func:`solve_rows` on arguments that were already checked and normalised."""
     if gram_matrix is None:
         gram_matrix = _native.gram(y, num_threads)
-    steps = cg_steps if use_cg else None
-    _native.solve_rows(rows, x, y, gram_matrix, objective, steps, num_threads)
+    solver = _native.Solver.cg(cg_steps) if use_cg else _native.Solver.cholesky()
+    _native.solve_rows(rows, x, y, gram_matrix, objective, solver, num_threads)
 
 
 def loss(

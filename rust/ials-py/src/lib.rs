@@ -75,8 +75,49 @@ impl LossTerms {
     }
 }
 
-/// One half-sweep: solves every row of `x` against the fixed `y`, in place. `cg_steps=None`
-/// solves each row exactly (Cholesky).
+/// How each row's least-squares problem is solved (see `ials_core::Solver`).
+#[pyclass(frozen, from_py_object, module = "ials._core", name = "Solver")]
+#[derive(Clone)]
+struct RowSolver(Solver);
+
+#[pymethods]
+impl RowSolver {
+    /// `steps` warm-started conjugate-gradient steps per row.
+    #[staticmethod]
+    fn cg(steps: usize) -> PyResult<Self> {
+        if steps == 0 {
+            return Err(PyValueError::new_err("cg_steps must be >= 1, got 0"));
+        }
+        Ok(Self(Solver::ConjugateGradient { steps }))
+    }
+
+    /// Each row's system factored exactly (Cholesky, f64).
+    #[staticmethod]
+    fn cholesky() -> Self {
+        Self(Solver::Cholesky)
+    }
+
+    /// `sweeps` passes of block coordinate descent over blocks of `size` coordinates (iALS++).
+    #[staticmethod]
+    fn block(size: usize, sweeps: usize) -> PyResult<Self> {
+        if size == 0 || sweeps == 0 {
+            return Err(PyValueError::new_err(format!(
+                "block_size and block_sweeps must be >= 1, got {size} and {sweeps}"
+            )));
+        }
+        Ok(Self(Solver::Block { size, sweeps }))
+    }
+
+    fn __repr__(&self) -> String {
+        match self.0 {
+            Solver::ConjugateGradient { steps } => format!("Solver.cg({steps})"),
+            Solver::Cholesky => "Solver.cholesky()".into(),
+            Solver::Block { size, sweeps } => format!("Solver.block({size}, {sweeps})"),
+        }
+    }
+}
+
+/// One half-sweep: solves every row of `x` against the fixed `y`, in place.
 #[pyfunction]
 #[allow(clippy::too_many_arguments)]
 fn solve_rows(
@@ -86,7 +127,7 @@ fn solve_rows(
     y: Factors<'_>,
     gram: PyReadonlyArray2<'_, f64>,
     objective: Objective,
-    cg_steps: Option<usize>,
+    solver: RowSolver,
     num_threads: usize,
 ) -> PyResult<()> {
     fn typed<T: Real + Element>(
@@ -107,10 +148,7 @@ fn solve_rows(
             ials_core::solve_rows(&rows, x, y, k, gram, objective, solver, stop)
         })
     }
-    let solver = match cg_steps {
-        Some(steps) => Solver::ConjugateGradient { steps },
-        None => Solver::Cholesky,
-    };
+    let solver = solver.0;
     let gram = slice(&gram, "gram")?;
     let o = &objective.core();
     match (x, y) {
@@ -510,6 +548,7 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<Objective>()?;
     m.add_class::<LossTerms>()?;
     m.add_class::<ItemIndex>()?;
+    m.add_class::<RowSolver>()?;
     m.add("GRAM_BLOCK_ROWS", ials_core::GRAM_BLOCK_ROWS)?;
     m.add("MAX_THREADS", ials_core::MAX_THREADS)?;
     m.add_function(wrap_pyfunction!(solve_rows, m)?)?;

@@ -1,6 +1,7 @@
 //! Alternating least squares for implicit feedback: the objective, the Gram matrix, the row
 //! solves (conjugate gradient and exact) and the training loss.
 
+pub(crate) mod block;
 pub(crate) mod cg;
 pub(crate) mod exact;
 pub mod gram;

@@ -20,6 +20,7 @@ use crate::parallel::Interrupt;
 use crate::simd::dispatch;
 use crate::Real;
 
+use super::block::BlockRows;
 use super::cg::CgRows;
 use super::exact::CholeskyRows;
 use super::objective::Objective;
@@ -34,6 +35,9 @@ pub enum Solver {
     ConjugateGradient { steps: usize },
     /// Cholesky factorisation of the row's system in f64.
     Cholesky,
+    /// `sweeps` passes of block coordinate descent over blocks of `size` coordinates (iALS++),
+    /// warm-started from the current row, in f64; with `size >= k` one pass is the exact solve.
+    Block { size: usize, sweeps: usize },
 }
 
 /// Solves every row of `x` (`rows.n_rows() x k`, row-major) against the fixed `y`
@@ -90,6 +94,27 @@ pub fn solve_rows<T: Real>(
                     steps,
                 });
                 Ok(())
+            })
+        }
+        Solver::Block { size, sweeps } => {
+            if size == 0 || sweeps == 0 {
+                return Err(Error::InvalidParameter(format!(
+                    "block_size and block_sweeps must be >= 1, got {size} and {sweeps}"
+                )));
+            }
+            let weighted_gram: Vec<f64> = gram.iter().map(|&g| w0 * g).collect();
+            in_row_chunks(x, k, interrupt, |first_row, x| {
+                dispatch(BlockRows {
+                    rows,
+                    first_row,
+                    x,
+                    y,
+                    k,
+                    weighted_gram: &weighted_gram,
+                    objective,
+                    size,
+                    sweeps,
+                })
             })
         }
         Solver::Cholesky => {
