@@ -12,42 +12,16 @@ from typing import TypeVar
 import numpy as np
 import numpy.typing as npt
 
-from ._core import (
-    GRAM_BLOCK_ROWS,
-    MAX_THREADS,
-    ItemIndex,
-    LossTerms,
-    Objective,
-    gram_blocks,
-    gram_sum,
-    loss_terms,
-    normal_equations,
-    penalty,
-    ranking_metrics,
-    simd_level,
-    solve_rows,
-    top_k,
-)
+from . import _core
+
+# The seam passes on every name the extension exports (listed once, in its stub's __all__).
+from ._core import *  # noqa: F403
+from ._core import gram_blocks, gram_sum
 
 _F = TypeVar("_F", np.float32, np.float64)
 
-__all__ = [
-    "GRAM_BLOCK_ROWS",
-    "MAX_THREADS",
-    "ItemIndex",
-    "LossTerms",
-    "Objective",
-    "gram",
-    "gram_blocks",
-    "gram_sum",
-    "loss_terms",
-    "normal_equations",
-    "penalty",
-    "ranking_metrics",
-    "simd_level",
-    "solve_rows",
-    "top_k",
-]
+__all__ = ["gram"]
+__all__ += _core.__all__
 
 
 def gram(y: npt.NDArray[_F], num_threads: int) -> npt.NDArray[np.float64]:
