@@ -145,26 +145,29 @@ _R = TypeVar("_R")
 _S = TypeVar("_S")
 
 
-def reads(method: Callable[Concatenate[_S, _P], _R]) -> Callable[Concatenate[_S, _P], _R]:
-    """The method runs holding the model's lock for reading."""
+def _holding(
+    hold: Callable[[ReadWriteLock], AbstractContextManager[None]],
+    method: Callable[Concatenate[_S, _P], _R],
+) -> Callable[Concatenate[_S, _P], _R]:
+    """``method``, run inside ``hold`` (``ReadWriteLock.reading`` or ``.writing``) of the lock of
+    the object it is called on."""
 
     def locked(self: _S, /, *args: _P.args, **kwargs: _P.kwargs) -> _R:
-        with lock_of(self).reading():
+        with hold(lock_of(self)):
             return method(self, *args, **kwargs)
 
     functools.update_wrapper(locked, method)
     return locked
+
+
+def reads(method: Callable[Concatenate[_S, _P], _R]) -> Callable[Concatenate[_S, _P], _R]:
+    """The method runs holding the model's lock for reading."""
+    return _holding(ReadWriteLock.reading, method)
 
 
 def writes(method: Callable[Concatenate[_S, _P], _R]) -> Callable[Concatenate[_S, _P], _R]:
     """The method runs holding the model's lock for writing (alone)."""
-
-    def locked(self: _S, /, *args: _P.args, **kwargs: _P.kwargs) -> _R:
-        with lock_of(self).writing():
-            return method(self, *args, **kwargs)
-
-    functools.update_wrapper(locked, method)
-    return locked
+    return _holding(ReadWriteLock.writing, method)
 
 
 __all__ = ["ReadWriteLock", "lock_of", "reading", "reads", "writes", "writing"]
