@@ -18,7 +18,7 @@ import numpy as np
 from ._progress import Progress
 from ._validation import CoreRows
 from .callbacks import run_callback
-from .solver import Objective, half_sweep, loss
+from .solver import Objective, RowSolver, half_sweep, loss
 
 if TYPE_CHECKING:
     from .als import AlternatingLeastSquares
@@ -36,11 +36,19 @@ class FitSettings:
 
     objective: Objective
     dtype: np.dtype[Any]
-    use_cg: bool
-    cg_steps: int
+    solver: RowSolver
     num_threads: int
     iterations: int
     calculate_training_loss: bool
+
+    # implicit's names for the row solver.
+    @property
+    def use_cg(self) -> bool:
+        return self.solver.kind == "cg"
+
+    @property
+    def cg_steps(self) -> int:
+        return self.solver.cg_steps
 
 
 class HalfSweeps(Protocol):
@@ -81,7 +89,7 @@ class LocalHalfSweeps:
 
     def _solve(self, rows: CoreRows, x: np.ndarray, y: np.ndarray) -> None:
         s = self._settings
-        half_sweep(rows, x, y, None, s.objective, s.use_cg, s.cg_steps, s.num_threads)
+        half_sweep(rows, x, y, None, s.objective, s.solver, s.num_threads)
 
     def loss(self) -> float:
         s = self._settings

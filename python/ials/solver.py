@@ -7,6 +7,7 @@ other tools (and a distributed driver working on blocks of rows) can use the sam
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -24,6 +25,55 @@ from ._validation import (
 
 Objective = _native.Objective
 """The training objective's parameters, checked by the core when built."""
+
+
+SOLVERS = ("cg", "cholesky", "block")
+"""The row solvers a model can use (its ``solver`` parameter)."""
+
+
+@dataclass(frozen=True)
+class RowSolver:
+    """How each row's least-squares problem is solved, checked (:func:`check_solver`); a plain
+    value, so that distributed tasks can carry it.
+
+    ``kind`` is ``"cg"`` (``cg_steps`` warm-started conjugate-gradient iterations),
+    ``"cholesky"`` (the exact solve) or ``"block"`` (``block_sweeps`` passes of block coordinate
+    descent over blocks of ``block_size`` coordinates, warm-started: iALS++)."""
+
+    kind: str
+    cg_steps: int
+    block_size: int
+    block_sweeps: int
+
+    def native(self) -> _native.Solver:
+        if self.kind == "cg":
+            return _native.Solver.cg(self.cg_steps)
+        if self.kind == "block":
+            return _native.Solver.block(self.block_size, self.block_sweeps)
+        return _native.Solver.cholesky()
+
+
+EXACT = RowSolver("cholesky", cg_steps=1, block_size=1, block_sweeps=1)
+"""The exact solve, which fold-ins use whatever the model trains with."""
+
+
+def check_solver(
+    solver: Any, use_cg: Any, cg_steps: Any, block_size: Any, block_sweeps: Any
+) -> RowSolver:
+    """The row solver the parameters select, each checked: ``solver`` None follows implicit's
+    ``use_cg`` (``"cg"`` when true, ``"cholesky"`` otherwise); an explicit name wins."""
+    if solver is None:
+        kind = "cg" if use_cg else "cholesky"
+    elif isinstance(solver, str) and solver in SOLVERS:
+        kind = solver
+    else:
+        raise ValueError(f"solver must be None or one of {', '.join(SOLVERS)}, got {solver!r:.80}")
+    return RowSolver(
+        kind,
+        cg_steps=check_int("cg_steps", cg_steps, 1),
+        block_size=check_int("block_size", block_size, 1),
+        block_sweeps=check_int("block_sweeps", block_sweeps, 1),
+    )
 
 
 def check_gram_memory(subject: str, k: int) -> None:
@@ -95,6 +145,9 @@ def solve_rows(
     unobserved_weight: float = 1.0,
     gram: np.ndarray | None = None,
     num_threads: int = 0,
+    solver: str | None = None,
+    block_size: int = 64,
+    block_sweeps: int = 1,
 ) -> None:
     """Solve every row of ``x`` against the fixed factors ``y``, in place (one ALS half-sweep).
 
@@ -109,11 +162,19 @@ def solve_rows(
     user_items : sparse (n_rows x n_cols)
         The interactions of the rows being solved; any scipy.sparse format (CSR avoids a copy).
     x : ndarray (n_rows x k), float32 or float64, C-contiguous, writeable
-        The rows to solve; conjugate gradient starts from their current values.
+        The rows to solve; conjugate gradient and the block solver start from their current
+        values.
     y : ndarray (n_cols x k), same dtype as ``x``
         The fixed side.
     use_cg, cg_steps
         ``cg_steps`` conjugate-gradient iterations (default), or an exact Cholesky solve in float64.
+    solver, block_size, block_sweeps
+        ``solver`` None follows ``use_cg``; ``"cg"`` or ``"cholesky"`` choose those explicitly, and
+        ``"block"`` runs ``block_sweeps`` passes of block coordinate descent (iALS++) over blocks
+        of ``block_size`` consecutive coordinates, each block solved exactly (in float64) with
+        the others fixed. One pass costs ``O(n_u k b + k^2 + k b^2)`` per row for block size
+        ``b`` instead of the exact solve's ``O(n_u k^2 + k^3)``; ``block_size >= k`` makes one
+        pass the exact solve, and more passes approach it.
     gram : ndarray (k x k), optional
         ``y.T @ y`` if already known (for example summed over blocks); computed when omitted.
     num_threads : int
@@ -128,7 +189,7 @@ def solve_rows(
         raise ValueError("x must be writeable: it is solved in place")
     check_gram_memory(f"x and y with {x.shape[1]} columns", x.shape[1])
     objective = check_objective(regularization, alpha, regularization_exponent, unobserved_weight)
-    cg_steps = check_int("cg_steps", cg_steps, 1)
+    row_solver = check_solver(solver, use_cg, cg_steps, block_size, block_sweeps)
     num_threads = check_int("num_threads", num_threads, 0)
     k = y.shape[1]
     gram_matrix = None
@@ -138,7 +199,7 @@ def solve_rows(
             raise ValueError(f"gram must have shape ({k}, {k}), got {gram_matrix.shape}")
     rows = core_rows(csr)
     check_penalty(rows, objective, x.dtype)
-    half_sweep(rows, x, y, gram_matrix, objective, bool(use_cg), cg_steps, num_threads)
+    half_sweep(rows, x, y, gram_matrix, objective, row_solver, num_threads)
 
 
 def half_sweep(
@@ -147,15 +208,13 @@ def half_sweep(
     y: np.ndarray,
     gram_matrix: np.ndarray | None,
     objective: Objective,
-    use_cg: bool,
-    cg_steps: int,
+    solver: RowSolver,
     num_threads: int,
 ) -> None:
     """:func:`solve_rows` on arguments that were already checked and normalised."""
     if gram_matrix is None:
         gram_matrix = _native.gram(y, num_threads)
-    solver = _native.Solver.cg(cg_steps) if use_cg else _native.Solver.cholesky()
-    _native.solve_rows(rows, x, y, gram_matrix, objective, solver, num_threads)
+    _native.solve_rows(rows, x, y, gram_matrix, objective, solver.native(), num_threads)
 
 
 def loss(

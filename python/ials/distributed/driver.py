@@ -150,8 +150,9 @@ def fit(
     factors).
 
     Every parameter of the model is honoured (``factors``, ``regularization``, ``alpha``,
-    ``dtype``, ``use_cg``, ``cg_steps``, ``iterations``, ``calculate_training_loss``,
-    ``random_state``, ``regularization_exponent``, ``unobserved_weight``), and so are existing
+    ``dtype``, ``use_cg``, ``cg_steps``, ``solver``, ``block_size``, ``block_sweeps``,
+    ``iterations``, ``calculate_training_loss``, ``random_state``, ``regularization_exponent``,
+    ``unobserved_weight``), and so are existing
     factors that fit the data, as in ``model.fit``. ``callback(iteration, seconds, loss)`` runs
     on the client after each sweep and may raise :class:`ials.callbacks.StopFitting`.
 
@@ -186,8 +187,7 @@ def fit(
         _check_kernels(client)
         spec = Spec(
             settings.objective,
-            use_cg=settings.use_cg,
-            cg_steps=settings.cg_steps,
+            solver=settings.solver,
             num_threads=threads,
             penalties=settings.calculate_training_loss,
         )

@@ -15,7 +15,7 @@ import scipy.sparse as sp
 from .. import _native
 from .._validation import core_rows
 from ..als import AlternatingLeastSquares
-from ..solver import Objective, half_sweep
+from ..solver import Objective, RowSolver, half_sweep
 
 
 @dataclass(frozen=True)
@@ -23,8 +23,7 @@ class Spec:
     """What a block's solve and loss need besides their data: the model's checked parameters."""
 
     objective: Objective
-    use_cg: bool
-    cg_steps: int
+    solver: RowSolver
     num_threads: int
     penalties: bool
 
@@ -63,7 +62,7 @@ def solve_task(
     x = np.array(_block_rows(x), copy=True, order="C")  # solved in place: never shared memory
     block = core_rows(aligned_rows(rows))
     y, gram_y = aligned_array(y), aligned_array(gram_y)
-    half_sweep(block, x, y, gram_y, spec.objective, spec.use_cg, spec.cg_steps, spec.num_threads)
+    half_sweep(block, x, y, gram_y, spec.objective, spec.solver, spec.num_threads)
     penalty = _native.penalty(block, x, spec.objective) if spec.penalties else 0.0
     return x, _native.gram_blocks(x, spec.num_threads), penalty
 
