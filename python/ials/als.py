@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from typing import Any
+from typing import Any, overload
 
 import numpy as np
 
@@ -115,6 +115,33 @@ def _store_rows(factors: np.ndarray, ids: np.ndarray, rows: np.ndarray) -> np.nd
     return factors
 
 
+class _Factors:
+    """A factor matrix attribute of the model: a plain numpy array (None before a fit) whose
+    assignment waits for the model's readers and drops the caches ``derived`` from it."""
+
+    def __init__(self, *derived: str) -> None:
+        self.derived = derived
+
+    def __set_name__(self, owner: type, name: str) -> None:
+        self.stored = "_" + name
+
+    @overload
+    def __get__(self, model: None, owner: type) -> _Factors: ...
+    @overload
+    def __get__(self, model: object, owner: type) -> np.ndarray | None: ...
+    def __get__(self, model: object, owner: type) -> _Factors | np.ndarray | None:
+        if model is None:
+            return self
+        factors: np.ndarray | None = getattr(model, self.stored)
+        return factors
+
+    def __set__(self, model: object, value: np.ndarray | None) -> None:
+        with lock_of(model).writing():
+            setattr(model, self.stored, value)
+            for cache in self.derived:
+                setattr(model, cache, None)
+
+
 class AlternatingLeastSquares:
     """Weighted matrix factorisation for implicit feedback (Hu, Koren & Volinsky, ICDM 2008).
 
@@ -217,35 +244,23 @@ class AlternatingLeastSquares:
         self.item_factors = None
         self.fit_settings()  # checks every parameter
 
-    # The factor matrices are plain numpy arrays; assigning one drops what was derived from it.
-    @property
-    def user_factors(self) -> np.ndarray | None:
-        return self._user_factors
-
-    @user_factors.setter
-    def user_factors(self, value: np.ndarray | None) -> None:
-        with lock_of(self).writing():
-            self._user_factors = value
-            self._user_norms: np.ndarray | None = None
-
-    @property
-    def item_factors(self) -> np.ndarray | None:
-        return self._item_factors
-
-    @item_factors.setter
-    def item_factors(self, value: np.ndarray | None) -> None:
-        with lock_of(self).writing():
-            self._item_factors = value
-            self._item_norms: np.ndarray | None = None
-            self._item_gram: np.ndarray | None = None
-            self._item_index: _native.ItemIndex[Any] | None = None
+    user_factors = _Factors("_user_norms")
+    item_factors = _Factors("_item_norms", "_item_gram", "_item_index")
+    _user_factors: np.ndarray | None
+    _item_factors: np.ndarray | None
+    # Derived from the factors, built on first use.
+    _user_norms: np.ndarray | None
+    _item_norms: np.ndarray | None
+    _item_gram: np.ndarray | None
+    _item_index: _native.ItemIndex[Any] | None
 
     def __getstate__(self) -> dict[str, Any]:
         """Pickled without what is derived from the factors (rebuilt on use): the prepared item
         index is a native object, and the rest would only make the pickle larger."""
         state = self.__dict__.copy()
-        for derived in ("_user_norms", "_item_norms", "_item_gram", "_item_index"):
-            state[derived] = None
+        for factors in (AlternatingLeastSquares.user_factors, AlternatingLeastSquares.item_factors):
+            for derived in factors.derived:
+                state[derived] = None
         return state
 
     def _prepared_items(self, items: np.ndarray) -> _native.ItemIndex[Any]:
