@@ -9,7 +9,9 @@ member per entry, every one a plain (never an object) array:
 * the constructor parameters as 0-d arrays, under the names implicit 0.7.3 uses (``factors``,
   ``regularization``, ``alpha``, ``dtype`` as a name, ``use_native``, ``use_cg``, ``iterations``,
   ``calculate_training_loss``, ``num_threads``, ``cg_steps``, ``random_state`` when it is an int
-  seed) plus ``regularization_exponent`` and ``unobserved_weight``;
+  seed) plus ``regularization_exponent``, ``unobserved_weight``, ``block_size``, ``block_sweeps``
+  and ``solver`` (str, absent when None); files written before the block solver, without the
+  last three, load with their defaults;
 * ``user_factors``, ``item_factors`` (absent for an unfitted model);
 * optionally the training interactions with their raw ids (``interactions_user_ids``,
   ``interactions_item_ids``, and the CSR arrays ``interactions_indptr``,
@@ -67,8 +69,11 @@ _PARAMETERS = {
     "cg_steps": "int",
     "regularization_exponent": "float",
     "unobserved_weight": "float",
+    "solver": "str",
+    "block_size": "int",
+    "block_sweeps": "int",
 }
-_OPTIONAL_PARAMETERS = {"random_state"}
+_OPTIONAL_PARAMETERS = {"random_state", "solver", "block_size", "block_sweeps"}
 _FACTORS = ("user_factors", "item_factors")
 _INTERACTIONS = (
     "interactions_user_ids",
@@ -207,9 +212,9 @@ def _parameter_entries(model: Any) -> tuple[dict[str, np.ndarray], str]:
     notes = []
     for name, kind in _PARAMETERS.items():
         value = getattr(model, name)
+        if value is None:  # None is each optional parameter's default: absent from the file
+            continue
         if name == "random_state":
-            if value is None:
-                continue
             if isinstance(value, numbers.Integral) and not isinstance(value, bool):
                 if np.iinfo(np.int64).min <= int(value) <= np.iinfo(np.int64).max:
                     entries[name] = np.array(int(value), dtype=np.int64)
@@ -217,7 +222,7 @@ def _parameter_entries(model: Any) -> tuple[dict[str, np.ndarray], str]:
             notes.append(f"random_state ({type(value).__name__}) was not saved; it loads as None")
             continue
         if kind == "str":
-            entries[name] = np.array(np.dtype(value).name)
+            entries[name] = np.array(np.dtype(value).name if name == "dtype" else str(value))
         elif kind == "int":
             entries[name] = np.array(int(value), dtype=np.int64)
         elif kind == "float":
