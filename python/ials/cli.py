@@ -34,6 +34,7 @@ from .als import AlternatingLeastSquares
 from .evaluation import METRICS, metric_label
 from .interactions import Interactions
 from .recommender import Confidence, Recommender
+from .solver import SOLVERS
 from .splits import per_user_split
 
 _N = TypeVar("_N", int, float)
@@ -636,6 +637,9 @@ _MODEL_FLAGS = (
     "unobserved_weight",
     "cg_steps",
     "use_cg",
+    "solver",
+    "block_size",
+    "block_sweeps",
     "dtype",
 )
 # The model settings `fit --params FILE` accepts and `tune -o FILE` writes (argparse dest names).
@@ -657,6 +661,8 @@ def _model_arguments(parser: argparse.ArgumentParser) -> None:
         ),
         ("unobserved_weight", float, "alpha0, the confidence of every cell not in the data"),
         ("cg_steps", _positive, "conjugate-gradient iterations per row and half-sweep"),
+        ("block_size", _positive, "factors per block of --solver block"),
+        ("block_sweeps", _positive, "passes over the blocks of --solver block per row"),
     ):
         flag = "--" + name.replace("_", "-")
         setting(flag, type=kind, default=_DEFAULTS[name].default, help=text)
@@ -665,6 +671,12 @@ def _model_arguments(parser: argparse.ArgumentParser) -> None:
         action=argparse.BooleanOptionalAction,
         default=_DEFAULTS["use_cg"].default,
         help="conjugate gradient; --no-use-cg solves each row exactly (Cholesky)",
+    )
+    setting(
+        "--solver",
+        choices=SOLVERS,
+        help="row solver: cg, cholesky (exact) or block (iALS++: block coordinate descent, the "
+        "fastest for large --factors); when not given, --use-cg picks cg or cholesky",
     )
     setting(
         "--dtype",
