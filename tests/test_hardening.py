@@ -650,3 +650,11 @@ def test_a_loss_beyond_float64_is_inf_not_nan() -> None:
     assert math.isfinite(solver.calculate_loss(data, x, y, 1.0))
     y[0, 0] = 1e200  # its square overflows
     assert solver.calculate_loss(data, x, y, 1.0) == math.inf
+
+
+@pytest.mark.parametrize(("transform", "args"), [("linear", (1e308,)), ("log", (1.0, 1e-320))])
+def test_a_confidence_beyond_float32_is_refused(transform: str, args: tuple[float, ...]) -> None:
+    R = sp.csr_matrix(np.array([[1.0, 0.0, 3.0]], dtype=np.float32))
+    with pytest.raises(ValueError, match=r"R's value 1\.0 gives a confidence beyond float32"):
+        getattr(confidence, transform)(R, *args)
+    assert np.isfinite(confidence.linear(R, 1e30).data).all()

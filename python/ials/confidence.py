@@ -135,7 +135,14 @@ def _transform(R: _S, f: Callable[[NDArray[np.float64]], NDArray[np.float64]]) -
             f"R must hold finite, non-negative values; found {float(data[k])} at ({row}, {col})"
         )
 
-    work.data = f(data).astype(out_dtype)
+    with np.errstate(over="ignore"):  # reported below
+        transformed = f(data).astype(out_dtype)
+    if not np.isfinite(transformed).all():
+        raise ValueError(
+            f"R's value {float(data[~np.isfinite(transformed)][0])} gives a confidence beyond "
+            f"{np.dtype(out_dtype).name}: use a smaller alpha (or, for log, a larger eps)"
+        )
+    work.data = transformed
     if fmt == "bsr":
         work = work.tobsr(blocksize=(1, 1))
     elif fmt not in ("csr", "csc", "coo"):
