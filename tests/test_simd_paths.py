@@ -1,4 +1,4 @@
-"""The portable kernels and the AVX2+FMA kernels (chosen at run time) agree.
+"""The portable kernels and the AVX2+FMA and AVX-512 kernels (chosen at run time) agree.
 
 The same computation runs in a child process forced onto the portable path (`IALS_SIMD=portable`)
 and here on the best path this CPU offers; results must agree to rounding (fused and unfused
@@ -14,6 +14,7 @@ from pathlib import Path
 
 import ials
 import numpy as np
+import pytest
 
 WORK = """
 import sys
@@ -105,4 +106,19 @@ def test_the_environment_switch_is_honoured_and_nothing_else_changes() -> None:
         check=True,
     )
     assert out.stdout.strip() == "portable"
-    assert ials.simd_level() in {"portable", "avx2+fma"}
+    assert ials.simd_level() in {"portable", "avx2+fma", "avx512"}
+
+
+def test_avx512_and_avx2_paths_give_the_same_bits(tmp_path: Path) -> None:
+    """The AVX-512 and AVX2 bodies of each kernel come from one source and run each output's
+    FMAs in the same order (the kernels without an AVX-512 body use the AVX2 one), so training
+    and ranking give identical bits on both levels."""
+    if ials.simd_level() != "avx512":
+        pytest.skip(f"this CPU runs {ials.simd_level()}: no AVX-512 path to compare")
+    avx2 = run(tmp_path, "avx2")
+    native = run(tmp_path, None)
+    assert str(avx2["level"]) == "avx2+fma"
+    assert str(native["level"]) == "avx512"
+    for name in avx2:
+        if name != "level":
+            np.testing.assert_array_equal(avx2[name], native[name], err_msg=name)

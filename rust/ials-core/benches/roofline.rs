@@ -242,7 +242,7 @@ mod peak {
         }
         if is_x86_feature_detected!("avx512f") {
             sets.push(super::InstructionSet {
-                name: "avx512f",
+                name: "avx512",
                 lanes: 16,
                 run: avx512,
             });
@@ -282,8 +282,8 @@ fn main() {
             peak_in_use = Some(rate);
         }
     }
-    if sets.iter().all(|s| s.name != "avx512f") {
-        println!("  avx512f   absent on this CPU");
+    if sets.iter().all(|s| s.name != "avx512") {
+        println!("  avx512    absent on this CPU");
     }
 
     let (users, source) = match read_adjacency(&args.data) {

@@ -44,7 +44,7 @@ pub fn add_data_term<T: Real, A: Arith>(
     dots: &mut Vec<T>,
 ) {
     #[cfg(target_arch = "x86_64")]
-    if term.k % DOT_BLOCK == 0 {
+    if term.k.is_multiple_of(DOT_BLOCK) {
         if let (Some(_), Some(y), Some(weights), Some(v), Some(out)) = (
             arith.avx2(),
             crate::simd::as_f32(term.y),
@@ -74,7 +74,7 @@ pub fn add_data_term<T: Real, A: Arith>(
     let k = term.k;
     let row = |c: i32| &term.y[c as usize * k..(c as usize + 1) * k];
     let n = term.cols.len();
-    let blocked = if k % DOT_BLOCK == 0 {
+    let blocked = if k.is_multiple_of(DOT_BLOCK) {
         n - n % DOT_BLOCK
     } else {
         0
@@ -143,7 +143,9 @@ impl<T: Real> Kernel for CgRows<'_, T> {
         let (p_all, ap_all) = rest.split_at_mut(LOCKSTEP * k);
         let w0 = T::from_f64(objective.unobserved_weight);
         let tolerance = T::from_f64(CG_TOLERANCE);
-        let together = if std::mem::size_of_val(gram) > GRAM_IN_L1 {
+        // AVX-512 vectors are too wide for one row alone to keep enough FMA chains in flight
+        // below 128 factors; the rows' results are the same bits either way.
+        let together = if std::mem::size_of_val(gram) > GRAM_IN_L1 || arith.avx512().is_some() {
             LOCKSTEP
         } else {
             1

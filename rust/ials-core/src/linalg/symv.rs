@@ -5,6 +5,8 @@ use crate::simd::Arith;
 use crate::Real;
 
 use super::vector::LANES;
+#[cfg(target_arch = "x86_64")]
+use crate::simd::Vectors;
 
 /// `out = M v` for a symmetric row-major `k x k` matrix `M`.
 ///
@@ -13,14 +15,16 @@ use super::vector::LANES;
 #[inline(always)]
 pub fn symv<T: Real, A: Arith>(arith: A, m: &[T], v: &[T], out: &mut [T]) {
     #[cfg(target_arch = "x86_64")]
-    if let (Some(_), Some(m), Some(v), Some(out)) = (
-        arith.avx2(),
+    if let (Some(vectors), Some(m), Some(v), Some(out)) = (
+        crate::simd::vectors(arith),
         crate::simd::as_f32(m),
         crate::simd::as_f32(v),
         crate::simd::as_f32_mut(out),
     ) {
-        // SAFETY: the strategy holds an AVX2 token, which exists only on CPUs with AVX2 and FMA.
-        return unsafe { avx2::symv_f32(m, v, out) };
+        return match vectors {
+            Vectors::V4(s) => wide::symv(s, m, v, out),
+            Vectors::V3(s) => wide::symv(s, m, v, out),
+        };
     }
     let _ = arith;
     // The generic body: per output, one FMA chain over the rows of `M` in order.
@@ -53,14 +57,16 @@ pub fn symv<T: Real, A: Arith>(arith: A, m: &[T], v: &[T], out: &mut [T]) {
 pub fn symv_rows<T: Real, A: Arith>(arith: A, m: &[T], k: usize, vs: &[T], outs: &mut [T]) {
     #[cfg(target_arch = "x86_64")]
     if vs.len() == 4 * k {
-        if let (Some(_), Some(m), Some(vs), Some(outs)) = (
-            arith.avx2(),
+        if let (Some(vectors), Some(m), Some(vs), Some(outs)) = (
+            crate::simd::vectors(arith),
             crate::simd::as_f32(m),
             crate::simd::as_f32(vs),
             crate::simd::as_f32_mut(outs),
         ) {
-            // SAFETY: the strategy holds an AVX2 token: the CPU has AVX2 and FMA.
-            return unsafe { avx2::symv4_f32(m, k, vs, outs) };
+            return match vectors {
+                Vectors::V4(s) => wide::symv4(s, m, k, vs, outs),
+                Vectors::V3(s) => wide::symv4(s, m, k, vs, outs),
+            };
         }
     }
     for (v, out) in vs.chunks_exact(k).zip(outs.chunks_exact_mut(k)) {
@@ -68,49 +74,24 @@ pub fn symv_rows<T: Real, A: Arith>(arith: A, m: &[T], k: usize, vs: &[T], outs:
     }
 }
 
+/// The bodies for every vector width, one source: each output is the same FMA chain over the
+/// rows of `M` as in the generic body, so every level gives the same bits.
 #[cfg(target_arch = "x86_64")]
-mod avx2 {
-    use std::arch::x86_64::*;
+mod wide {
+    use crate::simd::F32Vectors;
 
-    /// `out = M v` for a symmetric row-major `k x k` matrix: `out[b] = sum_j v[j] M[j][b]`, with
-    /// eight accumulator registers (64 outputs) in flight so the FMA latency is hidden; narrower
-    /// passes finish the remainder.
-    #[target_feature(enable = "avx2,fma")]
-    #[inline]
-    pub(super) unsafe fn symv_f32(m: &[f32], v: &[f32], out: &mut [f32]) {
+    /// `out = M v` for a symmetric row-major `k x k` matrix: `out[b] = sum_j v[j] M[j][b]`. Blocks
+    /// of 8 vectors of outputs (64 with AVX2, 128 with AVX-512) keep eight FMA chains in flight;
+    /// the remainder goes in blocks of 4, 2 and 1 vectors, then one output at a time.
+    #[inline(always)]
+    pub(super) fn symv<S: F32Vectors>(s: S, m: &[f32], v: &[f32], out: &mut [f32]) {
         let k = v.len();
         assert!(m.len() >= k * k && out.len() >= k);
-        let (pm, po) = (m.as_ptr(), out.as_mut_ptr());
         let mut start = 0;
-        // SAFETY: every load reads `m[j * k + start..][..8 * lanes]` with j < k and start + 8 * lanes <= k, inside the asserted `k * k`; every store writes `out[start..][..8 * lanes]`, inside the asserted `k`.
-        unsafe {
-            while start + 64 <= k {
-                let mut acc = [_mm256_setzero_ps(); 8];
-                for (j, &vj) in v.iter().enumerate() {
-                    let b = _mm256_set1_ps(vj);
-                    let row = pm.add(j * k + start);
-                    for (lane, a) in acc.iter_mut().enumerate() {
-                        *a = _mm256_fmadd_ps(b, _mm256_loadu_ps(row.add(8 * lane)), *a);
-                    }
-                }
-                for (lane, a) in acc.iter().enumerate() {
-                    _mm256_storeu_ps(po.add(start + 8 * lane), *a);
-                }
-                start += 64;
-            }
-            while start + 8 <= k {
-                let mut acc = _mm256_setzero_ps();
-                for (j, &vj) in v.iter().enumerate() {
-                    acc = _mm256_fmadd_ps(
-                        _mm256_set1_ps(vj),
-                        _mm256_loadu_ps(pm.add(j * k + start)),
-                        acc,
-                    );
-                }
-                _mm256_storeu_ps(po.add(start), acc);
-                start += 8;
-            }
-        }
+        start = outputs::<S, 8>(s, m, v, out, start);
+        start = outputs::<S, 4>(s, m, v, out, start);
+        start = outputs::<S, 2>(s, m, v, out, start);
+        start = outputs::<S, 1>(s, m, v, out, start);
         for b in start..k {
             let mut sum = 0.0f32;
             for (j, &vj) in v.iter().enumerate() {
@@ -120,46 +101,81 @@ mod avx2 {
         }
     }
 
-    /// `out_r = M v_r` for four vectors at once: each 16-wide block of `M`'s rows is loaded once
-    /// for all four. Every output is the same sequence of FMAs over j as in `symv_f32`, so the
-    /// results are bitwise those of four separate calls.
-    #[target_feature(enable = "avx2,fma")]
-    #[inline]
-    pub(super) unsafe fn symv4_f32(m: &[f32], k: usize, v: &[f32], out: &mut [f32]) {
-        assert!(m.len() >= k * k && v.len() >= 4 * k && out.len() >= 4 * k);
-        let (pm, pv, po) = (m.as_ptr(), v.as_ptr(), out.as_mut_ptr());
-        let mut start = 0;
-        // SAFETY: loads read `m[j * k + start..][..16]` (j < k, start + 16 <= k: inside the asserted `k * k`) and `v[r * k + j]` (r < 4, j < k: inside `4 * k`); stores write `out[r * k + start..][..16]`, inside `4 * k`.
+    /// Outputs from `start` on in blocks of `VECTORS` vectors while whole blocks fit; where the
+    /// next output starts.
+    #[inline(always)]
+    fn outputs<S: F32Vectors, const VECTORS: usize>(
+        s: S,
+        m: &[f32],
+        v: &[f32],
+        out: &mut [f32],
+        mut start: usize,
+    ) -> usize {
+        let (k, lanes) = (v.len(), S::LANES);
+        let (pm, po) = (m.as_ptr(), out.as_mut_ptr());
+        // SAFETY: every load reads `m[j * k + start..][..VECTORS * lanes]` with j < k and the
+        // block inside 0..k, so inside `k * k` (asserted by `symv`); stores write the block of
+        // `out[..k]`.
         unsafe {
-            while start + 16 <= k {
-                let mut acc = [_mm256_setzero_ps(); 8];
+            while start + VECTORS * lanes <= k {
+                let mut acc = [s.zero(); VECTORS];
+                for (j, &vj) in v.iter().enumerate() {
+                    let b = s.splat(vj);
+                    let row = pm.add(j * k + start);
+                    for (lane, a) in acc.iter_mut().enumerate() {
+                        *a = s.fma(b, s.load(row.add(lanes * lane)), *a);
+                    }
+                }
+                for (lane, a) in acc.iter().enumerate() {
+                    s.store(po.add(start + lanes * lane), *a);
+                }
+                start += VECTORS * lanes;
+            }
+        }
+        start
+    }
+
+    /// `out_r = M v_r` for four vectors at once: each block of `M`'s rows is loaded once for
+    /// all four, and every output is the FMA chain of [`symv`].
+    #[inline(always)]
+    pub(super) fn symv4<S: F32Vectors>(s: S, m: &[f32], k: usize, v: &[f32], out: &mut [f32]) {
+        let lanes = S::LANES;
+        assert!(m.len() >= k * k && v.len() >= 4 * k && out.len() >= 4 * k);
+        let (pm, po) = (m.as_ptr(), out.as_mut_ptr());
+        let mut start = 0;
+        // SAFETY: loads read `m[j * k + start..][..2 * lanes]` (j < k, the block inside 0..k:
+        // inside the asserted `k * k`); stores write `out[r * k + start..][..2 * lanes]` (r < 4:
+        // inside `4 * k`).
+        unsafe {
+            while start + 2 * lanes <= k {
+                let mut acc = [s.zero(); 8];
                 for j in 0..k {
                     let row = pm.add(j * k + start);
-                    let (lo, hi) = (_mm256_loadu_ps(row), _mm256_loadu_ps(row.add(8)));
+                    let (lo, hi) = (s.load(row), s.load(row.add(lanes)));
                     for r in 0..4 {
-                        let q = _mm256_broadcast_ss(&*pv.add(r * k + j));
-                        acc[2 * r] = _mm256_fmadd_ps(q, lo, acc[2 * r]);
-                        acc[2 * r + 1] = _mm256_fmadd_ps(q, hi, acc[2 * r + 1]);
+                        let q = s.splat(v[r * k + j]);
+                        acc[2 * r] = s.fma(q, lo, acc[2 * r]);
+                        acc[2 * r + 1] = s.fma(q, hi, acc[2 * r + 1]);
                     }
                 }
                 for r in 0..4 {
-                    _mm256_storeu_ps(po.add(r * k + start), acc[2 * r]);
-                    _mm256_storeu_ps(po.add(r * k + start + 8), acc[2 * r + 1]);
+                    s.store(po.add(r * k + start), acc[2 * r]);
+                    s.store(po.add(r * k + start + lanes), acc[2 * r + 1]);
                 }
-                start += 16;
+                start += 2 * lanes;
             }
-            while start + 8 <= k {
-                let mut acc = [_mm256_setzero_ps(); 4];
+            while start + lanes <= k {
+                let mut acc = [s.zero(); 4];
                 for j in 0..k {
-                    let column = _mm256_loadu_ps(pm.add(j * k + start));
+                    let column = s.load(pm.add(j * k + start));
                     for (r, a) in acc.iter_mut().enumerate() {
-                        *a = _mm256_fmadd_ps(_mm256_broadcast_ss(&*pv.add(r * k + j)), column, *a);
+                        *a = s.fma(s.splat(v[r * k + j]), column, *a);
                     }
                 }
                 for (r, a) in acc.iter().enumerate() {
-                    _mm256_storeu_ps(po.add(r * k + start), *a);
+                    s.store(po.add(r * k + start), *a);
                 }
-                start += 8;
+                start += lanes;
             }
         }
         for r in 0..4 {
@@ -178,7 +194,7 @@ mod avx2 {
 mod tests {
     use super::*;
     use crate::linalg::vector::tests::{bits, close, vector};
-    use crate::simd::testing::{avx2_or_skip, fused, generic_fused};
+    use crate::simd::testing::{avx2_or_skip, avx512_or_skip, fused, fused_avx512, generic_fused};
     use crate::simd::Unfused;
 
     /// `B + B^T` for a `k x k` row-major `B`: a symmetric test matrix.
@@ -229,11 +245,7 @@ mod tests {
         }
     }
 
-    #[test]
-    fn avx2_symv_bodies_are_their_generic_twins_bit_for_bit() {
-        let Some(_) = avx2_or_skip("avx2_symv_bodies_are_their_generic_twins_bit_for_bit") else {
-            return;
-        };
+    fn check_level<S: crate::simd::F32Vectors>(s: S) {
         for k in SIZES {
             let m = test_matrix(k);
             let vs: Vec<f32> = (0..4 * k).map(|i| (i % 11) as f32 / 11.0 - 0.3).collect();
@@ -242,13 +254,26 @@ mod tests {
                 symv(generic_fused(), &m, v, out);
             }
             let mut one = vec![f32::NAN; k];
-            // SAFETY: the token above proves the CPU has AVX2 and FMA.
-            unsafe { avx2::symv_f32(&m, &vs[..k], &mut one) };
+            wide::symv(s, &m, &vs[..k], &mut one);
             assert_eq!(bits(&one), bits(&generic[..k]), "symv k={k}");
             let mut four = vec![f32::NAN; 4 * k];
-            // SAFETY: as above.
-            unsafe { avx2::symv4_f32(&m, k, &vs, &mut four) };
+            wide::symv4(s, &m, k, &vs, &mut four);
             assert_eq!(bits(&four), bits(&generic), "symv4 k={k}");
+        }
+    }
+
+    #[test]
+    fn avx2_symv_bodies_are_their_generic_twins_bit_for_bit() {
+        if let Some(token) = avx2_or_skip("avx2_symv_bodies_are_their_generic_twins_bit_for_bit") {
+            check_level(crate::simd::V3(token));
+        }
+    }
+
+    #[test]
+    fn avx512_symv_bodies_are_their_generic_twins_bit_for_bit() {
+        let name = "avx512_symv_bodies_are_their_generic_twins_bit_for_bit";
+        if let Some(token) = avx512_or_skip(name) {
+            check_level(crate::simd::V4(token));
         }
     }
 
@@ -270,7 +295,7 @@ mod tests {
         for k in SIZES {
             for rows in 1..=5 {
                 check(Unfused, k, rows);
-                if let Some(fused) = fused() {
+                for fused in [fused(), fused_avx512()].into_iter().flatten() {
                     check(fused, k, rows);
                 }
             }

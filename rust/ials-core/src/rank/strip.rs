@@ -5,6 +5,8 @@ use crate::simd::Arith;
 use crate::Real;
 
 use super::layout::{StripScores, MICRO, STRIP};
+#[cfg(target_arch = "x86_64")]
+use crate::simd::Vectors;
 
 /// `q . y` with exactly the arithmetic of [`score_strip`] (one FMA per factor, in order), so a
 /// score computed alone equals the same score computed in a strip, bit for bit.
@@ -27,15 +29,17 @@ pub(crate) fn score_strip<T: Real, A: Arith>(
     scores: &mut StripScores<T>,
 ) -> u32 {
     #[cfg(target_arch = "x86_64")]
-    if let (Some(_), Some(g), Some(s), Some(b)) = (
-        arith.avx2(),
+    if let (Some(vectors), Some(g), Some(s), Some(b)) = (
+        crate::simd::vectors(arith),
         crate::simd::as_f32(group),
         crate::simd::as_f32(strip),
         crate::simd::as_f32(bars),
     ) {
         let out = crate::simd::as_f32_mut(scores.0.as_flattened_mut()).expect("T is f32 here");
-        // SAFETY: the strategy holds an AVX2 token, which exists only on CPUs with AVX2 and FMA.
-        return unsafe { avx2::score_strip_f32(g, s, k, b, out) };
+        return match vectors {
+            Vectors::V4(v) => wide::score_strip(v, g, s, k, b, out),
+            Vectors::V3(v) => wide::score_strip(v, g, s, k, b, out),
+        };
     }
     let _ = arith;
     // The generic body: each score one FMA per factor in order (the arithmetic of `score_one`).
@@ -63,10 +67,12 @@ pub(crate) fn score_strip<T: Real, A: Arith>(
 #[inline(always)]
 pub(crate) fn compare_strip<T: Real, A: Arith>(arith: A, scores: &[T; STRIP], x: T) -> (u32, u32) {
     #[cfg(target_arch = "x86_64")]
-    if let (Some(_), Some(s)) = (arith.avx2(), crate::simd::as_f32(scores)) {
+    if let (Some(vectors), Some(s)) = (crate::simd::vectors(arith), crate::simd::as_f32(scores)) {
         let x = crate::simd::as_f32(std::slice::from_ref(&x)).expect("T is f32 here")[0];
-        // SAFETY: the strategy holds an AVX2 token, which exists only on CPUs with AVX2.
-        return unsafe { avx2::compare_strip_f32(s, x) };
+        return match vectors {
+            Vectors::V4(v) => wide::compare_strip(v, s, x),
+            Vectors::V3(v) => wide::compare_strip(v, s, x),
+        };
     }
     let _ = arith;
     compare_strip_generic(scores, x)
@@ -83,80 +89,80 @@ pub(crate) fn compare_strip_generic<T: Real>(scores: &[T; STRIP], x: T) -> (u32,
     (greater, equal)
 }
 
+/// The bodies for every vector width, one source: each score is the same FMA chain as in the
+/// generic body, so every level gives the same bits.
 #[cfg(target_arch = "x86_64")]
-mod avx2 {
-    use std::arch::x86_64::*;
-
+mod wide {
     use super::{MICRO, STRIP};
+    use crate::simd::F32Vectors;
 
-    /// `MICRO` queries against one strip of `STRIP` items: `STRIP / 8` accumulator registers per
-    /// query, each strip column loaded once for all the queries, both operands read as contiguous
-    /// streams (the same arithmetic as the portable kernel: one FMA per factor, in order, so
-    /// scores agree bit for bit with `score_one`). The scores are compared with the bars while
-    /// still in registers.
-    #[target_feature(enable = "avx2,fma")]
-    #[inline]
-    pub(super) unsafe fn score_strip_f32(
+    /// The most vectors one strip row takes (AVX2's 8 lanes).
+    const MAX_VECTORS: usize = STRIP / 8;
+
+    /// `MICRO` queries against one strip of `STRIP` items: `STRIP / LANES` accumulators per
+    /// query, each strip column loaded once for all the queries, both operands read as
+    /// contiguous streams. The scores are compared with the bars while still in registers.
+    #[inline(always)]
+    pub(super) fn score_strip<S: F32Vectors>(
+        s: S,
         group: &[f32],
         strip: &[f32],
         k: usize,
         bars: &[f32],
         out: &mut [f32],
     ) -> u32 {
-        const VECTORS: usize = STRIP / 8;
-        // The accumulators, one strip column and a broadcast must fit the 16 registers.
-        const { assert!(STRIP % 8 == 0 && MICRO * VECTORS + VECTORS < 16) };
+        let vectors = STRIP / S::LANES;
+        // The accumulators, one strip column and a broadcast must fit AVX2's 16 registers.
+        const { assert!(STRIP.is_multiple_of(8) && MICRO * MAX_VECTORS + MAX_VECTORS < 16) };
+        assert!(STRIP.is_multiple_of(S::LANES) && vectors <= MAX_VECTORS);
         assert!(group.len() >= MICRO * k && strip.len() >= STRIP * k);
         assert!(bars.len() >= MICRO && out.len() >= MICRO * STRIP);
-        let (pg, ps) = (group.as_ptr(), strip.as_ptr());
-        let mut acc = [_mm256_setzero_ps(); MICRO * VECTORS];
-        // SAFETY: for d < k the loads read `strip[d * STRIP..][..STRIP]` and `group[d * MICRO + m]` (m < MICRO), inside the asserted `STRIP * k` and `MICRO * k`.
+        let (pg, ps, po) = (group.as_ptr(), strip.as_ptr(), out.as_mut_ptr());
+        let mut acc = [s.zero(); MICRO * MAX_VECTORS];
+        // SAFETY: for d < k the loads read `strip[d * STRIP..][..STRIP]` and
+        // `group[d * MICRO + m]` (m < MICRO), inside the asserted `STRIP * k` and `MICRO * k`.
         unsafe {
             for d in 0..k {
                 let column = ps.add(d * STRIP);
-                let mut items = [_mm256_setzero_ps(); VECTORS];
-                for (v, item) in items.iter_mut().enumerate() {
-                    *item = _mm256_loadu_ps(column.add(8 * v));
+                let mut items = [s.zero(); MAX_VECTORS];
+                for (v, item) in items.iter_mut().enumerate().take(vectors) {
+                    *item = s.load(column.add(S::LANES * v));
                 }
                 for m in 0..MICRO {
-                    let q = _mm256_broadcast_ss(&*pg.add(d * MICRO + m));
-                    for (v, &item) in items.iter().enumerate() {
-                        acc[m * VECTORS + v] = _mm256_fmadd_ps(q, item, acc[m * VECTORS + v]);
+                    let q = s.splat(*pg.add(d * MICRO + m));
+                    for (v, &item) in items.iter().enumerate().take(vectors) {
+                        acc[m * vectors + v] = s.fma(q, item, acc[m * vectors + v]);
                     }
                 }
             }
         }
-        let po = out.as_mut_ptr();
         let mut above = 0;
-        for (m, vectors) in acc.chunks_exact(VECTORS).enumerate() {
-            let bar = _mm256_set1_ps(bars[m]);
-            let mut over = _mm256_setzero_ps();
-            // SAFETY: m < MICRO and 8 * v < STRIP, so the store writes inside the asserted `MICRO * STRIP`.
-            unsafe {
-                for (v, &scores) in vectors.iter().enumerate() {
-                    _mm256_storeu_ps(po.add(m * STRIP + 8 * v), scores);
-                    over = _mm256_or_ps(over, _mm256_cmp_ps::<_CMP_GE_OQ>(scores, bar));
-                }
+        for m in 0..MICRO {
+            let bar = s.splat(bars[m]);
+            let mut over = 0;
+            for v in 0..vectors {
+                let scores = acc[m * vectors + v];
+                // SAFETY: m < MICRO and (v + 1) * LANES <= STRIP: inside the asserted
+                // `MICRO * STRIP`.
+                unsafe { s.store(po.add(m * STRIP + S::LANES * v), scores) };
+                over |= s.ge(scores, bar);
             }
-            above |= ((_mm256_movemask_ps(over) != 0) as u32) << m;
+            above |= ((over != 0) as u32) << m;
         }
         above
     }
 
-    /// Bit masks of a strip's scores above and equal to `x`: a compare and a move-mask per
-    /// eight scores.
-    #[target_feature(enable = "avx2,fma")]
-    #[inline]
-    pub(super) unsafe fn compare_strip_f32(scores: &[f32], x: f32) -> (u32, u32) {
+    /// Bit masks of a strip's scores above and equal to `x`: a compare and a mask per vector.
+    #[inline(always)]
+    pub(super) fn compare_strip<S: F32Vectors>(s: S, scores: &[f32], x: f32) -> (u32, u32) {
         assert!(scores.len() >= STRIP);
-        let x = _mm256_set1_ps(x);
+        let x = s.splat(x);
         let (mut greater, mut equal) = (0u32, 0u32);
-        for v in 0..STRIP / 8 {
-            // SAFETY: 8 * v + 8 <= STRIP, inside the asserted length.
-            let eight = unsafe { _mm256_loadu_ps(scores.as_ptr().add(8 * v)) };
-            greater |=
-                (_mm256_movemask_ps(_mm256_cmp_ps::<_CMP_GT_OQ>(eight, x)) as u32) << (8 * v);
-            equal |= (_mm256_movemask_ps(_mm256_cmp_ps::<_CMP_EQ_OQ>(eight, x)) as u32) << (8 * v);
+        for v in 0..STRIP / S::LANES {
+            // SAFETY: (v + 1) * LANES <= STRIP, inside the asserted length.
+            let values = unsafe { s.load(scores.as_ptr().add(S::LANES * v)) };
+            greater |= s.gt(values, x) << (S::LANES * v);
+            equal |= s.eq(values, x) << (S::LANES * v);
         }
         (greater, equal)
     }
@@ -166,7 +172,7 @@ mod avx2 {
 mod tests {
     use super::*;
     use crate::linalg::vector::tests::bits;
-    use crate::simd::testing::{avx2_or_skip, generic_fused};
+    use crate::simd::testing::{avx2_or_skip, avx512_or_skip, generic_fused};
     use crate::simd::Fused;
 
     fn values(n: usize, seed: usize) -> Vec<f32> {
@@ -175,11 +181,7 @@ mod tests {
             .collect()
     }
 
-    #[test]
-    fn avx2_strip_kernels_are_their_generic_twins_bit_for_bit() {
-        let Some(_) = avx2_or_skip("avx2_strip_kernels_are_their_generic_twins_bit_for_bit") else {
-            return;
-        };
+    fn check_level<S: crate::simd::F32Vectors>(s: S) {
         for k in [1, 3, 8, 17, 64, 128] {
             let group = values(MICRO * k, k);
             let strip = values(STRIP * k, k + 1);
@@ -187,10 +189,8 @@ mod tests {
             let bars = [-1.0, 0.0, 0.5, f32::NEG_INFINITY, 2.0, -0.25];
             let generic_mask = score_strip(generic_fused(), &group, &strip, k, &bars, &mut generic);
             let mut special = StripScores::<f32>::default();
-            // SAFETY: the token above proves the CPU has AVX2 and FMA.
-            let special_mask = unsafe {
-                avx2::score_strip_f32(&group, &strip, k, &bars, special.0.as_flattened_mut())
-            };
+            let special_mask =
+                wide::score_strip(s, &group, &strip, k, &bars, special.0.as_flattened_mut());
             assert_eq!(special_mask, generic_mask, "k={k}");
             assert_eq!(
                 bits(generic.0.as_flattened()),
@@ -205,11 +205,26 @@ mod tests {
                     row[3].to_bits()
                 );
                 for x in [row[0], row[7], 0.0, f32::NEG_INFINITY] {
-                    // SAFETY: as above.
-                    let special = unsafe { avx2::compare_strip_f32(row, x) };
+                    let special = wide::compare_strip(s, row, x);
                     assert_eq!(special, compare_strip_generic(row, x), "k={k} m={m}");
                 }
             }
+        }
+    }
+
+    #[test]
+    fn avx2_strip_kernels_are_their_generic_twins_bit_for_bit() {
+        let name = "avx2_strip_kernels_are_their_generic_twins_bit_for_bit";
+        if let Some(token) = avx2_or_skip(name) {
+            check_level(crate::simd::V3(token));
+        }
+    }
+
+    #[test]
+    fn avx512_strip_kernels_are_their_generic_twins_bit_for_bit() {
+        let name = "avx512_strip_kernels_are_their_generic_twins_bit_for_bit";
+        if let Some(token) = avx512_or_skip(name) {
+            check_level(crate::simd::V4(token));
         }
     }
 }

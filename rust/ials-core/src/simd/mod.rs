@@ -11,7 +11,13 @@
 //! [`Avx2`] token. Tokens come only from CPU detection, and [`Fused`], the strategy that carries
 //! one, is built only by [`dispatch`]: specialised code cannot run on a CPU without its features.
 
+mod vectors;
+
 use std::sync::OnceLock;
+
+pub(crate) use vectors::F32Vectors;
+#[cfg(target_arch = "x86_64")]
+pub(crate) use vectors::{V3, V4};
 
 use crate::Real;
 
@@ -24,6 +30,9 @@ pub trait Arith: Copy + Send + Sync {
 
     /// Proof that AVX2, FMA and POPCNT may be used, when this strategy runs with them.
     fn avx2(self) -> Option<Avx2>;
+
+    /// Proof that AVX-512 (F, VL, BW, DQ) may be used too, when this strategy runs with it.
+    fn avx512(self) -> Option<Avx512>;
 }
 
 /// Proof that the CPU has AVX2, FMA and POPCNT: only [`Avx2::detect`] makes one.
@@ -51,11 +60,37 @@ impl Avx2 {
     }
 }
 
-/// Hardware fused multiply-add, and the AVX2 bodies when it runs on x86-64. Built only by
-/// [`dispatch`].
+/// Proof that the CPU has AVX-512 F, VL, BW and DQ besides AVX2: only [`Avx512::detect`] makes
+/// one.
+#[derive(Clone, Copy, Debug)]
+pub struct Avx512 {
+    _detected: (),
+}
+
+impl Avx512 {
+    /// A token when the CPU has the features (whatever `IALS_SIMD` says).
+    pub fn detect() -> Option<Self> {
+        #[cfg(target_arch = "x86_64")]
+        {
+            if Avx2::detect().is_some()
+                && std::is_x86_feature_detected!("avx512f")
+                && std::is_x86_feature_detected!("avx512vl")
+                && std::is_x86_feature_detected!("avx512bw")
+                && std::is_x86_feature_detected!("avx512dq")
+            {
+                return Some(Self { _detected: () });
+            }
+        }
+        None
+    }
+}
+
+/// Hardware fused multiply-add, and the hand-written bodies of the levels it runs with on
+/// x86-64. Built only by [`dispatch`].
 #[derive(Clone, Copy)]
 pub struct Fused {
     avx2: Option<Avx2>,
+    avx512: Option<Avx512>,
 }
 
 /// Separate multiply and add, generic bodies only: correct on any CPU.
@@ -72,6 +107,11 @@ impl Arith for Fused {
     fn avx2(self) -> Option<Avx2> {
         self.avx2
     }
+
+    #[inline(always)]
+    fn avx512(self) -> Option<Avx512> {
+        self.avx512
+    }
 }
 
 impl Arith for Unfused {
@@ -82,6 +122,11 @@ impl Arith for Unfused {
 
     #[inline(always)]
     fn avx2(self) -> Option<Avx2> {
+        None
+    }
+
+    #[inline(always)]
+    fn avx512(self) -> Option<Avx512> {
         None
     }
 }
@@ -119,10 +164,11 @@ pub trait Kernel {
 }
 
 /// The instruction sets with a dedicated code path.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub enum SimdLevel {
     Portable,
     Avx2Fma,
+    Avx512,
 }
 
 impl SimdLevel {
@@ -130,24 +176,34 @@ impl SimdLevel {
         match self {
             SimdLevel::Portable => "portable",
             SimdLevel::Avx2Fma => "avx2+fma",
+            SimdLevel::Avx512 => "avx512",
         }
     }
 }
 
 fn detected() -> SimdLevel {
-    match Avx2::detect() {
-        Some(_) => SimdLevel::Avx2Fma,
-        None => SimdLevel::Portable,
+    if Avx512::detect().is_some() {
+        SimdLevel::Avx512
+    } else if Avx2::detect().is_some() {
+        SimdLevel::Avx2Fma
+    } else {
+        SimdLevel::Portable
     }
 }
 
-/// The level in use: the best the CPU offers, or `portable` when the environment variable
-/// `IALS_SIMD=portable` asks for it (so tests can compare the paths on one machine).
+/// The level in use: the best the CPU offers, or a lower one that the environment variable
+/// `IALS_SIMD` asks for (`portable`, `avx2`), so tests can compare the paths on one machine.
+/// A level the CPU lacks is never used.
 pub fn simd_level() -> SimdLevel {
     static LEVEL: OnceLock<SimdLevel> = OnceLock::new();
-    *LEVEL.get_or_init(|| match std::env::var("IALS_SIMD").as_deref() {
-        Ok("portable") => SimdLevel::Portable,
-        _ => detected(),
+    *LEVEL.get_or_init(|| {
+        let best = detected();
+        let asked = match std::env::var("IALS_SIMD").as_deref() {
+            Ok("portable") => SimdLevel::Portable,
+            Ok("avx2") => SimdLevel::Avx2Fma,
+            _ => best,
+        };
+        asked.min(best)
     })
 }
 
@@ -156,17 +212,29 @@ pub fn simd_level() -> SimdLevel {
 pub fn dispatch<K: Kernel>(kernel: K) -> K::Output {
     #[cfg(target_arch = "x86_64")]
     {
-        if simd_level() == SimdLevel::Avx2Fma {
-            if let Some(token) = Avx2::detect() {
-                // SAFETY: the token proves the CPU has AVX2, FMA and POPCNT.
-                return unsafe { run_avx2_fma(kernel, token) };
+        match simd_level() {
+            SimdLevel::Avx512 => {
+                if let (Some(avx2), Some(avx512)) = (Avx2::detect(), Avx512::detect()) {
+                    // SAFETY: the tokens prove the CPU has AVX-512 F/VL/BW/DQ, AVX2, FMA, POPCNT.
+                    return unsafe { run_avx512(kernel, avx2, avx512) };
+                }
             }
+            SimdLevel::Avx2Fma => {
+                if let Some(token) = Avx2::detect() {
+                    // SAFETY: the token proves the CPU has AVX2, FMA and POPCNT.
+                    return unsafe { run_avx2_fma(kernel, token) };
+                }
+            }
+            SimdLevel::Portable => {}
         }
     }
     #[cfg(target_arch = "aarch64")]
     {
         // NEON with fused multiply-add is part of the aarch64 baseline.
-        return kernel.run(Fused { avx2: None });
+        return kernel.run(Fused {
+            avx2: None,
+            avx512: None,
+        });
     }
     #[allow(unreachable_code)]
     kernel.run(Unfused)
@@ -175,7 +243,36 @@ pub fn dispatch<K: Kernel>(kernel: K) -> K::Output {
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma,popcnt")]
 fn run_avx2_fma<K: Kernel>(kernel: K, token: Avx2) -> K::Output {
-    kernel.run(Fused { avx2: Some(token) })
+    kernel.run(Fused {
+        avx2: Some(token),
+        avx512: None,
+    })
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx512vl,avx512bw,avx512dq,avx2,fma,popcnt")]
+fn run_avx512<K: Kernel>(kernel: K, avx2: Avx2, avx512: Avx512) -> K::Output {
+    kernel.run(Fused {
+        avx2: Some(avx2),
+        avx512: Some(avx512),
+    })
+}
+
+/// The widest f32 vectors a strategy may use: AVX-512, else AVX2, else none.
+#[cfg(target_arch = "x86_64")]
+pub(crate) enum Vectors {
+    V4(V4),
+    V3(V3),
+}
+
+#[cfg(target_arch = "x86_64")]
+#[inline(always)]
+pub(crate) fn vectors<A: Arith>(arith: A) -> Option<Vectors> {
+    match (arith.avx512(), arith.avx2()) {
+        (Some(avx512), _) => Some(Vectors::V4(V4(avx512))),
+        (None, Some(avx2)) => Some(Vectors::V3(V3(avx2))),
+        (None, None) => None,
+    }
 }
 
 /// Asks the CPU to start loading `values` into cache (a hint; a no-op off x86-64).
@@ -205,20 +302,34 @@ pub fn prefetch<T>(values: &[T]) {
 /// bodies directly beside their generic twins.
 #[cfg(test)]
 pub(crate) mod testing {
-    use super::{Avx2, Fused};
+    use super::{Avx2, Avx512, Fused};
 
-    /// `Fused` as [`dispatch`](super::dispatch) would build it here, when the CPU has FMA.
+    /// `Fused` with the AVX2 bodies (not the AVX-512 ones), when the CPU has them.
     pub(crate) fn fused() -> Option<Fused> {
         if cfg!(target_arch = "aarch64") {
-            return Some(Fused { avx2: None });
+            return Some(generic_fused());
         }
-        Avx2::detect().map(|token| Fused { avx2: Some(token) })
+        Avx2::detect().map(|token| Fused {
+            avx2: Some(token),
+            avx512: None,
+        })
+    }
+
+    /// `Fused` with the AVX-512 bodies, when the CPU has them.
+    pub(crate) fn fused_avx512() -> Option<Fused> {
+        Some(Fused {
+            avx2: Some(Avx2::detect()?),
+            avx512: Some(Avx512::detect()?),
+        })
     }
 
     /// Fused arithmetic without the AVX2 bodies: the generic body of every kernel with the
     /// arithmetic (one rounding per multiply-add) its AVX2 twin has, to compare them bit for bit.
     pub(crate) fn generic_fused() -> Fused {
-        Fused { avx2: None }
+        Fused {
+            avx2: None,
+            avx512: None,
+        }
     }
 
     /// The AVX2 token, or `None` after saying on stderr that `test` is skipped on this CPU.
@@ -226,6 +337,15 @@ pub(crate) mod testing {
         let token = Avx2::detect();
         if token.is_none() {
             eprintln!("SKIPPED {test}: this CPU has no AVX2+FMA");
+        }
+        token
+    }
+
+    /// The AVX-512 token, or `None` after saying on stderr that `test` is skipped on this CPU.
+    pub(crate) fn avx512_or_skip(test: &str) -> Option<Avx512> {
+        let token = Avx512::detect();
+        if token.is_none() {
+            eprintln!("SKIPPED {test}: this CPU has no AVX-512 (F, VL, BW, DQ)");
         }
         token
     }
