@@ -537,7 +537,7 @@ fn ranking_metrics<'py>(
     Ok(table.into_pyarray(py))
 }
 
-/// The instruction set the kernels run with ("avx2+fma" or "portable").
+/// The instruction set the kernels run with: "avx512", "avx2+fma" or "portable".
 #[pyfunction]
 fn simd_level() -> &'static str {
     ials_core::simd_level().name()
