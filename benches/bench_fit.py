@@ -8,8 +8,10 @@ then computes the training loss of each library's final factors with ``ials.calc
 formula for both) and prints a summary and a markdown row for ``benches/RESULTS.md``.
 
 The implicit child runs with ``OPENBLAS_NUM_THREADS=1`` (implicit's own advice; it parallelises
-over rows itself) and without ``OPENBLAS_CORETYPE`` / ``OPENBLAS_L2_SIZE``; the ials child gets
-``OPENBLAS_NUM_THREADS=1`` too, so ``--threads`` is the only parallelism on either side.
+over rows itself) and, unless ``--implicit-blas preset``, without ``OPENBLAS_CORETYPE`` /
+``OPENBLAS_L2_SIZE`` (some machines of this workplace preset them, which selects older OpenBLAS
+kernels; run both and quote implicit's faster); the ials child gets ``OPENBLAS_NUM_THREADS=1`` too,
+so ``--threads`` is the only parallelism on either side.
 
     python benches/bench_fit.py --dataset gowalla --factors 64 --iterations 10 --threads 2
     python benches/bench_fit.py --dataset synthetic --exact --repeats 3
@@ -60,6 +62,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--items", type=int, default=20_000, help="synthetic only")
     parser.add_argument("--nnz", type=int, default=3_000_000, help="synthetic only")
     parser.add_argument("--only", choices=LIBRARIES, help="run one library only")
+    parser.add_argument(
+        "--implicit-blas",
+        choices=["unset", "preset"],
+        default="unset",
+        help="implicit's OPENBLAS_CORETYPE/OPENBLAS_L2_SIZE: removed, or as the machine sets them",
+    )
     parser.add_argument("--json", type=Path, help="also write all measurements here")
     parser.add_argument("--child", choices=LIBRARIES, help=argparse.SUPPRESS)
     parser.add_argument("--workdir", type=Path, help=argparse.SUPPRESS)
@@ -163,12 +171,13 @@ def run_child(args: argparse.Namespace) -> None:
 # parent
 
 
-def child_env(library: str) -> dict[str, str]:
+def child_env(library: str, implicit_blas: str = "unset") -> dict[str, str]:
     env = dict(os.environ)
     env["OPENBLAS_NUM_THREADS"] = "1"
     if library == "implicit":
-        env.pop("OPENBLAS_CORETYPE", None)
-        env.pop("OPENBLAS_L2_SIZE", None)
+        if implicit_blas == "unset":
+            env.pop("OPENBLAS_CORETYPE", None)
+            env.pop("OPENBLAS_L2_SIZE", None)
         env["MKL_NUM_THREADS"] = "1"
     return env
 
@@ -191,7 +200,11 @@ def machine() -> str:
 
 
 def run_library(
-    library: str, argv: list[str], workdir: Path, script: str = __file__
+    library: str,
+    argv: list[str],
+    workdir: Path,
+    script: str = __file__,
+    implicit_blas: str = "unset",
 ) -> dict[str, Any]:
     """Runs ``script`` (this one by default) as a child measuring ``library``; its JSON result."""
     command = [
@@ -203,7 +216,7 @@ def run_library(
         "--workdir",
         str(workdir),
     ]
-    subprocess.run(command, env=child_env(library), check=True)
+    subprocess.run(command, env=child_env(library, implicit_blas), check=True)
     result: dict[str, Any] = json.loads((workdir / f"{library}.json").read_text())
     return result
 
@@ -240,7 +253,7 @@ def main(argv: list[str] | None = None) -> None:
         np.save(workdir / "x0.npy", x0)
         np.save(workdir / "y0.npy", y0)
         for library in libraries:
-            result = run_library(library, argv, workdir)
+            result = run_library(library, argv, workdir, implicit_blas=args.implicit_blas)
             x = np.load(workdir / f"{library}_x.npy")
             y = np.load(workdir / f"{library}_y.npy")
             result["loss"] = ials.calculate_loss(
