@@ -150,7 +150,7 @@ class AlternatingLeastSquares:
     same factors. Each least-squares step is ``cg_steps`` warm-started conjugate-gradient
     iterations (Takacs, Pilaszy & Tikk, RecSys 2011), an exact Cholesky solve with
     ``use_cg=False``, or, with ``solver="block"``, block coordinate descent (iALS++: Rendle,
-    Krichene, Zhang & Anil 2021), the fastest for large ``factors``.
+    Krichene, Zhang & Anil 2021), meant for large ``factors``.
 
     Parameters
     ----------
@@ -184,9 +184,10 @@ class AlternatingLeastSquares:
         The row solver; None follows ``use_cg``. ``"block"`` makes ``block_sweeps`` passes over
         blocks of ``block_size`` consecutive factors per row and half-sweep, each block solved
         exactly with the other factors fixed, warm-started from the current row: per row
-        ``O(n_u k b + k b^2)`` for block size ``b`` instead of the exact solve's
-        ``O(n_u k^2 + k^3)`` and CG's ``O(cg_steps (n_u k + k^2))``. The objective never
-        increases; ``block_size >= factors`` makes one pass the exact solve.
+        ``O(n_u k b + k^2 + k b^2)`` for block size ``b`` instead of the exact solve's
+        ``O(n_u k^2 + k^3)`` and CG's ``O(cg_steps (n_u k + k^2))``. No pass raises the
+        objective; ``block_size >= factors`` makes one pass the exact solve. Fold-ins
+        (``recalculate_*``, ``partial_fit_*``) solve exactly whatever the solver.
     block_size : int
         Factors per block of the block solver (iALS++ uses 32 to 128).
     block_sweeps : int

@@ -675,8 +675,8 @@ def _model_arguments(parser: argparse.ArgumentParser) -> None:
     setting(
         "--solver",
         choices=SOLVERS,
-        help="row solver: cg, cholesky (exact) or block (iALS++: block coordinate descent, the "
-        "fastest for large --factors); when not given, --use-cg picks cg or cholesky",
+        help="row solver: cg, cholesky (exact) or block (iALS++: block coordinate descent, for "
+        "large --factors); when not given, --use-cg picks cg or cholesky",
     )
     setting(
         "--dtype",
