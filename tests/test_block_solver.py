@@ -343,8 +343,11 @@ def test_the_cli_fits_with_the_block_solver(tmp_path: Path) -> None:
     flags = ["--factors", "5", "--iterations", "2", "--quiet"]
     args = ["fit", str(log), "-o", str(out), *flags, "--solver", "block", "--block-size", "2"]
     assert main([*args, "--block-sweeps", "3"]) == 0
-    model = ials.Recommender.load(str(out) + ".npz").model
+    bundle = ials.Recommender.load(str(out) + ".npz")
+    model = bundle.model
     assert (model.solver, model.block_size, model.block_sweeps) == ("block", 2, 3)
+    settings = bundle.info()["settings"]
+    assert (settings["solver"], settings["block_size"], settings["block_sweeps"]) == ("block", 2, 3)
     with pytest.raises(SystemExit):
         main(["fit", str(log), "-o", str(out), "--solver", "blok"])
     with pytest.raises(SystemExit):
