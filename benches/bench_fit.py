@@ -53,6 +53,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     solver = parser.add_mutually_exclusive_group()
     solver.add_argument("--cg", dest="use_cg", action="store_true", default=True, help="(default)")
     solver.add_argument("--exact", dest="use_cg", action="store_false")
+    parser.add_argument(
+        "--block-size",
+        type=int,
+        help="ials only: the block solver (iALS++) with blocks of this many factors",
+    )
     parser.add_argument("--cg-steps", type=int, default=3)
     parser.add_argument("--regularization", type=float, default=0.01)
     parser.add_argument("--alpha", type=float, default=1.0)
@@ -132,6 +137,8 @@ def run_child(args: argparse.Namespace) -> None:
                 dtype=dtype,
                 use_cg=args.use_cg,
                 cg_steps=args.cg_steps,
+                solver=None if args.block_size is None else "block",
+                block_size=args.block_size or 64,
                 iterations=args.iterations,
                 num_threads=args.threads,
             )
@@ -288,6 +295,8 @@ def main(argv: list[str] | None = None) -> None:
         )
 
     solver = f"cg{args.cg_steps}" if args.use_cg else "exact"
+    if args.block_size is not None:
+        solver = f"block{args.block_size} (ials; implicit {solver})"
     ratio_text = "-" if np.isnan(ratio) else f"{ratio:.2f}"
     command = shlex.join(["python", "benches/bench_fit.py", *argv])
     date = dt.date.today().isoformat()
