@@ -149,9 +149,8 @@ class AlternatingLeastSquares:
     differences): same arguments, defaults and confidence convention, so the same data, parameters
     and starting factors give the same factors. Each least-squares step is ``cg_steps``
     warm-started conjugate-gradient iterations (Takacs, Pilaszy & Tikk, RecSys 2011), an exact
-    Cholesky solve with
-    ``use_cg=False``, or, with ``solver="block"``, block coordinate descent (iALS++: Rendle,
-    Krichene, Zhang & Anil 2021), meant for large ``factors``.
+    Cholesky solve with ``use_cg=False``, or, with ``solver="block"``, block coordinate descent
+    (iALS++: Rendle, Krichene, Zhang & Anil 2021), meant for large ``factors``.
 
     Parameters
     ----------
