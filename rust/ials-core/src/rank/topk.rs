@@ -15,11 +15,12 @@
 //! can exceed `|q| |y|` (Cauchy-Schwarz), so a query is done once that bound for the next strip
 //! falls below its bar: later strips have smaller norms and the bar only rises. Done queries
 //! leave the block's groups (which are repacked), so the kernel only runs for queries still
-//! scanning. On gowalla's ALS factors a query with N = 10 is done after 6% (64 factors) to 14%
-//! (128 factors) of the items. The bound allows for the rounding of the scores, so results are
-//! exactly those of scoring every item. Ordering the items (norms, a sort, a permuted packing)
-//! costs about as much as scoring a few hundred queries against every item, so calls with fewer
-//! queries than [`NORM_ORDER_FROM`] scan the items in id order and score them all. Below
+//! scanning (benches/RESULTS.md records how few items that leaves on real factors). The bound
+//! allows for the rounding of the scores, so results are exactly those of scoring every item.
+//! Ordering the items (norms, a sort, a permuted packing) costs about as much as scoring a few
+//! hundred queries against every item, so calls with fewer queries than [`NORM_ORDER_FROM`] scan
+//! the items in id order and score them all, unless the items were prepared once for many calls
+//! ([`ItemIndex`]). Below
 //! [`PACK_FROM`] queries even packing the strips costs more than it saves: the scores are then
 //! taken from the item rows where they lie, with the same arithmetic.
 
@@ -38,8 +39,8 @@ use super::layout::{pack_groups, PackedStrips, StripScores, MICRO, ROWS, STRIP};
 use super::rows::{score_rows, MAX_QUERIES};
 use super::strip::{score_one, score_strip};
 
-/// Calls with at least this many queries order the items by norm and stop early (measured on
-/// gowalla at 64 factors: about break-even at 256 queries, 1.4x faster at 512, 2x slower at 1).
+/// Calls with at least this many queries order the items by norm and stop early: about where
+/// the ordering pays for itself (the measurement is in benches/RESULTS.md).
 const NORM_ORDER_FROM: usize = 256;
 /// Calls with at least this many queries pack the items into strips; fewer read the item rows in
 /// place ([`ScoreRows`], each block of rows transposed once for all the queries). Packing is a
