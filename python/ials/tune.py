@@ -40,7 +40,9 @@ settings that do not depend on the number of factors, which stays fixed (``facto
     ALS sweeps; with ``method="halving"`` it is the resource that successive halving allocates
     instead of a sampled setting.
 
-plus ``eps`` (of the log transform, 1 unless set) and ``cg_steps``, and, as fixed values only,
+plus ``eps`` (of the log transform, 1 unless set), ``cg_steps``, the row solver's ``solver``
+(None, ``"cg"``, ``"cholesky"`` or ``"block"``: a fixed value or a :class:`Choice`),
+``block_size`` and ``block_sweeps`` (integers or :class:`IntRange`), and, as fixed values only,
 ``use_cg`` and ``dtype``. A distribution is :class:`LogUniform`, :class:`Uniform`,
 :class:`IntRange` or :class:`Choice`; a list or tuple is a :class:`Choice`; anything else is a
 fixed value.
@@ -70,14 +72,18 @@ import scipy.sparse as sp
 
 from ._validation import check_int, check_random_state
 from .evaluation import METRICS, metric_label
+from .solver import SOLVERS
 
 __all__ = [
     "DEFAULT_SPACE",
+    "SCALING_SPACE",
     "Choice",
     "IntRange",
     "LogUniform",
+    "ScalingResult",
     "TuneResult",
     "Uniform",
+    "scale_dimension",
     "search",
 ]
 
@@ -94,7 +100,8 @@ _SEARCHED = (
     "regularization",
     "iterations",
 )
-_FIXED_ONLY = ("eps", "cg_steps", "use_cg", "dtype")
+# Drawn after the others, so that adding them kept the trials of a seed unchanged.
+_FIXED_ONLY = ("eps", "cg_steps", "use_cg", "dtype", "solver", "block_size", "block_sweeps")
 _KEYS = _SEARCHED + _FIXED_ONLY
 _MODEL_KEYS = (
     "alpha",
@@ -105,6 +112,9 @@ _MODEL_KEYS = (
     "cg_steps",
     "use_cg",
     "dtype",
+    "solver",
+    "block_size",
+    "block_sweeps",
 )
 
 
@@ -215,6 +225,13 @@ def _check_value(name: str, value: Any) -> None:
                     f"space['confidence'] must be among {', '.join(CONFIDENCES)}, got {option!r}"
                 )
         return
+    if name == "solver":
+        for option in value.options if isinstance(value, Choice) else (value,):
+            if option is not None and option not in SOLVERS:
+                raise ValueError(
+                    f"space['solver'] must be None or among {', '.join(SOLVERS)}, got {option!r}"
+                )
+        return
     if name in ("use_cg", "dtype"):
         if isinstance(value, LogUniform | Uniform | IntRange | Choice):
             raise TypeError(f"space[{name!r}] must be a fixed value, got {value!r}")
@@ -226,7 +243,7 @@ def _check_value(name: str, value: Any) -> None:
         bounds = value.options
     else:
         bounds = (value,)
-    if name in ("iterations", "cg_steps"):
+    if name in ("iterations", "cg_steps", "block_size", "block_sweeps"):
         if isinstance(value, LogUniform | Uniform):
             raise TypeError(f"space[{name!r}] must be an integer or an IntRange, got {value!r}")
         for bound in bounds:
@@ -302,6 +319,9 @@ _PARAMETER_COLUMNS = (
     "regularization_exponent",
     "unobserved_weight",
     "iterations",
+    "solver",
+    "block_size",
+    "block_sweeps",
 )
 
 
@@ -703,6 +723,13 @@ def _halving(search: _Search, rng: np.random.Generator, max_trials: int | None, 
     return stopped
 
 
+def _binary(matrix: sp.csr_matrix) -> bool:
+    """Whether every stored value is the same (where the confidence transform and alpha are not
+    searched by default)."""
+    values = matrix.data
+    return values.size > 0 and bool(np.all(values == values[0]))
+
+
 def _check_sparse(name: str, value: Any) -> sp.csr_matrix:
     from ._validation import as_csr
 
@@ -817,8 +844,7 @@ def search(
     if held_out.nnz == 0:
         raise ValueError("validation holds no interaction that is not also in train")
     values = train_csr.data
-    binary = values.size > 0 and bool(np.all(values == values[0]))
-    resolved = _resolve_space(space, binary)
+    resolved = _resolve_space(space, _binary(train_csr))
     transforms = resolved["confidence"]
     transforms = transforms.options if isinstance(transforms, Choice) else (transforms,)
     if bool((values < 0).any()) and any(option != "raw" for option in transforms):
@@ -868,4 +894,291 @@ def search(
         stopped=stopped,
         random_state=model_seed,
         model_factory=model,
+    )
+
+
+# ---------------------------------------------------------------------------------------------
+# scaling the embedding
+
+
+SCALING_SPACE: dict[str, Any] = {"regularization_exponent": 1.0, "iterations": 16}
+"""What :func:`scale_dimension` changes in :data:`DEFAULT_SPACE` before the caller's ``space``:
+the frequency-scaled penalty (nu = 1) and a fixed number of sweeps, as Rendle et al. (2022) do;
+``regularization`` and ``unobserved_weight`` stay searched."""
+
+# Re-tuned around the previous size's best at every doubling (the other settings stay fixed to
+# it): the penalty and the unobserved weight are what moves with the dimension.
+_RETUNED = ("regularization", "unobserved_weight")
+
+
+@dataclass
+class ScalingResult:
+    """What :func:`scale_dimension` found: one :class:`TuneResult` per size tried.
+
+    Attributes
+    ----------
+    searches : list of TuneResult
+        The search at each size, in order (``factors`` doubling from the first).
+    chosen : TuneResult
+        The search of the size whose best score is the best of all (the first of equal scores):
+        :attr:`params`, :attr:`factors`, :meth:`make_model` and :meth:`transform` are its.
+    stopped : str
+        Why the doubling ended: ``"no_improvement"`` (the last size did not beat the best by
+        more than ``min_improvement``), ``"max_factors"`` (the next size would exceed it),
+        ``"budget"`` or ``"max_trials"`` (the total budget is spent).
+    seconds : float
+        Wall time of all the searches.
+    metric, K
+        The selection metric and its cut-off.
+    """
+
+    searches: list[TuneResult]
+    chosen: TuneResult
+    stopped: str
+    seconds: float
+    metric: str
+    K: int
+
+    @property
+    def factors(self) -> int:
+        return self.chosen.factors
+
+    @property
+    def best(self) -> dict[str, Any]:
+        return self.chosen.best
+
+    @property
+    def best_score(self) -> float:
+        return self.chosen.best_score
+
+    @property
+    def params(self) -> dict[str, Any]:
+        """The chosen size's best model settings (without ``factors``: see :attr:`factors`)."""
+        return self.chosen.params
+
+    @property
+    def confidence(self) -> str:
+        return self.chosen.confidence
+
+    @property
+    def random_state(self) -> int:
+        return self.chosen.random_state
+
+    @property
+    def trials(self) -> list[dict[str, Any]]:
+        """Every evaluation of every size, each row with its ``factors``."""
+        return [
+            {"factors": result.factors, **row} for result in self.searches for row in result.trials
+        ]
+
+    def transform(self, user_items: Any) -> Any:
+        return self.chosen.transform(user_items)
+
+    def make_model(self, factors: int | None = None, **overrides: Any) -> Any:
+        return self.chosen.make_model(factors, **overrides)
+
+    @property
+    def curve(self) -> list[dict[str, Any]]:
+        """Validation quality against dimension and time: per size tried, ``factors``, the best
+        row's settings and metrics, ``trials`` (settings tried), ``evaluations``, ``seconds``
+        (that size's search), ``elapsed`` (since the start, at the end of that size) and
+        ``chosen``."""
+        rows: list[dict[str, Any]] = []
+        elapsed = 0.0
+        for result in self.searches:
+            elapsed += result.seconds
+            row: dict[str, Any] = {"factors": result.factors}
+            row.update({k: v for k, v in result.best.items() if k not in ("trial", "rung")})
+            row["trials"] = len({trial["trial"] for trial in result.trials})
+            row["evaluations"] = len(result.trials)
+            row["seconds"] = result.seconds
+            row["elapsed"] = elapsed
+            row["chosen"] = result is self.chosen
+            rows.append(row)
+        return rows
+
+    def to_markdown(self) -> str:
+        """:attr:`curve` as a markdown table, one row per size in order."""
+        label = metric_label(self.metric, self.K)
+        rows = self.curve
+        present = {key for row in rows for key in row}
+        columns = ["factors", "score"] + (["recall"] if self.metric != "recall" else [])
+        columns += ["row_penalty", "regularization", "unobserved_weight"]
+        columns = [name for name in columns if name in present]
+        columns += ["trials", "seconds", "elapsed", "chosen"]
+        names = [label if name == "score" else name for name in columns]
+        lines = ["| " + " | ".join(names) + " |", "|" + "|".join("---" for _ in names) + "|"]
+        for row in rows:
+            lines.append("| " + " | ".join(_cell(row.get(name, "")) for name in columns) + " |")
+        return "\n".join(lines)
+
+
+def _around(best: Mapping[str, Any], space: Mapping[str, Any], width: float) -> dict[str, Any]:
+    """The space of the next size: the re-tuned settings searched log-uniformly within a factor
+    ``width`` of ``best``'s (when ``space`` searched them), every other one fixed to ``best``'s."""
+    sampled = {"regularization": "row_penalty", "alpha": "median_confidence"}
+    narrowed: dict[str, Any] = {}
+    for name in _KEYS:
+        if name not in space:
+            narrowed[name] = None  # stays out of the model's arguments
+            continue
+        value = best.get(sampled.get(name, name), space[name])  # eps: only drawn for log
+        searched = isinstance(space[name], LogUniform | Uniform | Choice)
+        if name in _RETUNED and searched and value > 0:
+            narrowed[name] = LogUniform(value / width, value * width)
+        else:
+            narrowed[name] = value
+    return narrowed
+
+
+def scale_dimension(
+    train: Any,
+    validation: Any,
+    *,
+    factors: int = 128,
+    max_factors: int | None = None,
+    space: Mapping[str, Any] | None = None,
+    trials_per_size: int = 8,
+    budget_seconds: float | None = 3600.0,
+    max_trials: int | None = None,
+    search_width: float = 4.0,
+    min_improvement: float = 0.0,
+    method: str = "random",
+    K: int = 20,
+    metric: str = "ndcg",
+    random_state: Any = None,
+    show_progress: bool = True,
+    num_threads: int = 0,
+    reduction_factor: int = 3,
+    model: Callable[..., Any] | None = None,
+) -> ScalingResult:
+    """Rendle et al.'s protocol ("Revisiting the Performance of iALS on Item Recommendation
+    Benchmarks", RecSys 2022): :func:`search` the settings at ``factors``, then double the
+    factors while the best validation score improves, re-tuning the penalty and the unobserved
+    weight at each size around the previous size's best (log-uniformly within a factor
+    ``search_width``; every other setting stays the previous best's).
+
+    Every model is fitted on ``train`` and ranked on ``validation`` only, as in :func:`search`.
+
+    Parameters
+    ----------
+    train, validation : scipy.sparse matrices, users x items
+        As in :func:`search` (validation carved from the training data, never the test set).
+    factors : int >= 1
+        The starting size.
+    max_factors : int or None
+        No size above it is tried (None: no limit but the budget and the scores).
+    space : dict or None
+        The settings searched at the starting size: :data:`DEFAULT_SPACE` updated with
+        :data:`SCALING_SPACE` (nu = 1, 16 sweeps), then with ``space``.
+    trials_per_size : int >= 1
+        Settings tried at each size (``max_trials`` of each :func:`search`).
+    budget_seconds : float > 0 or None
+        Total wall time: no evaluation starts once it is spent (the first always runs).
+    max_trials : int >= 1 or None
+        Total settings tried over all sizes. ``budget_seconds`` and ``max_trials`` cannot both be
+        None.
+    search_width : float > 1
+        The re-tuned settings are searched between the previous best / width and * width.
+    min_improvement : float >= 0
+        A size counts as better when its best score beats the best so far by more than this.
+    method, K, metric, random_state, show_progress, num_threads, reduction_factor, model
+        As in :func:`search`; ``random_state`` seeds every size's search.
+
+    Returns
+    -------
+    ScalingResult
+    """
+    factors = check_int("factors", factors, 1)
+    if max_factors is not None:
+        max_factors = check_int("max_factors", max_factors, factors)
+    trials_per_size = check_int("trials_per_size", trials_per_size, 1)
+    width = _real("search_width", search_width)
+    if not width > 1.0:
+        raise ValueError(f"search_width must be > 1, got {search_width!r}")
+    threshold = _real("min_improvement", min_improvement)
+    if threshold < 0:
+        raise ValueError(f"min_improvement must be >= 0, got {min_improvement!r}")
+    if budget_seconds is not None:
+        budget = _real("budget_seconds", budget_seconds)
+        if budget <= 0:
+            raise ValueError(f"budget_seconds must be > 0, got {budget_seconds!r}")
+        budget_seconds = budget
+    if max_trials is not None:
+        max_trials = check_int("max_trials", max_trials, 1)
+    if budget_seconds is None and max_trials is None:
+        raise ValueError("budget_seconds and max_trials cannot both be None: the search must end")
+    if space is not None and not isinstance(space, Mapping):
+        raise TypeError(f"space must be a dict of settings, got {type(space).__name__}")
+    rng = check_random_state(random_state)
+    if not isinstance(rng, np.random.Generator):
+        raise TypeError(
+            f"random_state must be None, an int or a numpy.random.Generator, got {random_state!r}"
+        )
+    if not isinstance(metric, str) or metric.lower() not in METRICS:
+        raise ValueError(f"metric must be one of {', '.join(METRICS)}, got {metric!r}")
+    sign = 1.0 if METRICS[metric.lower()] else -1.0
+
+    given: dict[str, Any] = {**SCALING_SPACE, **(space or {})}
+    # Resolved the way search resolves it, to know what the later sizes narrow or fix.
+    resolved = _resolve_space(given, _binary(_check_sparse("train", train)))
+    size_space = given
+    start = time.perf_counter()
+    searches: list[TuneResult] = []
+    chosen: TuneResult | None = None
+    size = factors
+    tried = 0
+    while True:
+        remaining: float | None = None
+        if budget_seconds is not None:
+            remaining = max(budget_seconds - (time.perf_counter() - start), 1e-9)
+        trials = trials_per_size if max_trials is None else min(trials_per_size, max_trials - tried)
+        result = search(
+            train,
+            validation,
+            factors=size,
+            space=size_space,
+            budget_seconds=remaining,
+            max_trials=trials,
+            method=method,
+            K=K,
+            metric=metric,
+            random_state=int(rng.integers(2**31 - 1)),
+            show_progress=show_progress,
+            num_threads=num_threads,
+            reduction_factor=reduction_factor,
+            model=model,
+        )
+        searches.append(result)
+        tried += len({row["trial"] for row in result.trials})
+        if show_progress:
+            print(
+                f"factors {size}: best {metric_label(result.metric, result.K)} "
+                f"{result.best_score:.4f} ({result.seconds:.1f} s)",
+                file=sys.stderr,
+            )
+        improved = chosen is None or sign * (result.best_score - chosen.best_score) > threshold
+        if improved:
+            chosen = result
+        if not improved:
+            stopped = "no_improvement"
+        elif max_factors is not None and 2 * size > max_factors:
+            stopped = "max_factors"
+        elif max_trials is not None and tried >= max_trials:
+            stopped = "max_trials"
+        elif budget_seconds is not None and time.perf_counter() - start >= budget_seconds:
+            stopped = "budget"
+        else:
+            size_space = _around(result.best, resolved, width)
+            size *= 2
+            continue
+        break
+    assert chosen is not None  # the first size always improves on nothing
+    return ScalingResult(
+        searches=searches,
+        chosen=chosen,
+        stopped=stopped,
+        seconds=time.perf_counter() - start,
+        metric=metric.lower(),
+        K=K,
     )
