@@ -439,18 +439,33 @@ def _finite_or_none(value: Any) -> Any:
 
 def _tune(args: argparse.Namespace) -> int:
     """Carves a validation split out of the data (a fraction of each user's interactions) and
-    searches the model settings that rank it best (``ials.tune.search``)."""
-    from .tune import search
+    searches the model settings that rank it best (``ials.tune.search``), or, with
+    ``--double-factors``, doubles the factors while that improves
+    (``ials.tune.scale_dimension``)."""
+    from .tune import ScalingResult, scale_dimension, search
 
+    scaling = {
+        name: getattr(args, name) for name in ("max_factors", "trials_per_size") if name in args
+    }
+    if scaling and not args.double_factors:
+        flags = ", ".join("--" + name.replace("_", "-") for name in scaling)
+        raise ValueError(f"{flags} only apply with --double-factors")
     if args.output is not None:  # refused before the search, not after
         _refuse_existing(args.output, args.force)
     if args.model_output is not None:
         _check_output(args.model_output, args.force)
     data, train, validation = _read_and_split(args, args.validation_fraction, "validation split")
-    result = search(
+    fixed = {
+        name: getattr(args, name)
+        for name in ("solver", "block_size", "block_sweeps")
+        if getattr(args, name) is not None
+    }
+    tune = scale_dimension if args.double_factors else search
+    result = tune(
         train,
         validation,
         factors=args.factors,
+        space=fixed,
         budget_seconds=args.budget,
         max_trials=args.trials,
         method=args.method,
@@ -459,6 +474,7 @@ def _tune(args: argparse.Namespace) -> int:
         random_state=args.seed,
         show_progress=not args.quiet,
         num_threads=args.threads,
+        **scaling,
     )
     written = _save_tuned(args, data, result)
     if args.json:
@@ -470,7 +486,7 @@ def _tune(args: argparse.Namespace) -> int:
                 "validation_interactions": int(validation.nnz),
                 "validation_fraction": args.validation_fraction,
                 "seed": args.seed,
-                "factors": args.factors,
+                "factors": result.factors,
                 "k": args.k,
                 "metric": args.metric,
                 "method": args.method,
@@ -485,16 +501,31 @@ def _tune(args: argparse.Namespace) -> int:
                 "trials": [
                     {k: _finite_or_none(v) for k, v in row.items()} for row in result.trials
                 ],
+                **(
+                    {
+                        "curve": [
+                            {k: _finite_or_none(v) for k, v in row.items()} for row in result.curve
+                        ]
+                    }
+                    if isinstance(result, ScalingResult)
+                    else {}
+                ),
             }
         )
         return 0
     label = metric_label(args.metric, args.k)
-    settings = sorted({row["trial"] for row in result.trials})
+    settings = {(row.get("factors"), row["trial"]) for row in result.trials}
+    how = f"{args.method} search"
+    if args.double_factors:
+        how += f" doubling factors from {args.factors}"
     print(
         f"{len(settings)} settings, {len(result.trials)} evaluations in {result.seconds:.1f} s "
-        f"({args.method} search, stopped by {result.stopped.replace('_', ' ')})"
+        f"({how}, stopped by {result.stopped.replace('_', ' ')})"
     )
-    print(result.to_markdown(limit=args.top))
+    if isinstance(result, ScalingResult):
+        print(result.to_markdown())
+    else:
+        print(result.to_markdown(limit=args.top))
     params = ", ".join(f"{name}={_cell_text(value)}" for name, value in result.params.items())
     print(f"best {label} {result.best_score:.4f}: confidence={result.confidence}")
     if result.confidence != "raw":
@@ -503,7 +534,7 @@ def _tune(args: argparse.Namespace) -> int:
             f"  transform: ials.confidence.{result.confidence}(R, alpha="
             f"{result.best['alpha']:.4g}{eps}), then the model with alpha=1"
         )
-    print(f"  AlternatingLeastSquares(factors={args.factors}, {params})")
+    print(f"  AlternatingLeastSquares(factors={result.factors}, {params})")
     for what, path in written.items():
         print(f"saved {what.replace('_', ' ')}: {path}")
     return 0
@@ -511,8 +542,10 @@ def _tune(args: argparse.Namespace) -> int:
 
 def _best_settings(args: argparse.Namespace, result: Any) -> dict[str, Any]:
     """The best trial's settings under the flag names of ``fit`` (what ``--params`` reads)."""
-    settings: dict[str, Any] = {"factors": args.factors}
+    settings: dict[str, Any] = {"factors": result.factors}
     for name, value in result.params.items():
+        if value is None:  # solver None: the model's default, which fit applies too
+            continue
         settings[name] = np.dtype(value).name if name == "dtype" else _finite_or_none(value)
     transformed = result.confidence != "raw"
     settings["confidence"] = result.confidence
@@ -860,7 +893,36 @@ def _parser() -> argparse.ArgumentParser:
         default="random",
         help="random search, or successive halving of the iterations",
     )
-    tune.add_argument("--factors", type=_positive, default=64, help="latent factors k (fixed)")
+    tune.add_argument(
+        "--factors",
+        type=_positive,
+        default=64,
+        help="latent factors k (fixed; the starting size with --double-factors)",
+    )
+    tune.add_argument(
+        "--solver", choices=SOLVERS, help="row solver of every model (None: the model's)"
+    )
+    tune.add_argument("--block-size", type=_positive, help="factors per block of --solver block")
+    tune.add_argument(
+        "--block-sweeps", type=_positive, help="passes over the blocks of --solver block per row"
+    )
+    scale = tune.add_argument_group(
+        "scaling the embedding (Rendle et al. 2022)",
+        "search at --factors, then double the factors while validation improves, re-tuning the "
+        "penalty (nu = 1) and the unobserved weight around the previous best at each size; "
+        "--budget and --trials are totals",
+    )
+    scale.add_argument("--double-factors", action="store_true", help="follow the protocol")
+    # Not given: scale_dimension's defaults (no limit, 8), and neither may come without it.
+    scale.add_argument(
+        "--max-factors", type=_positive, default=argparse.SUPPRESS, help="largest size tried"
+    )
+    scale.add_argument(
+        "--trials-per-size",
+        type=_positive,
+        default=argparse.SUPPRESS,
+        help="settings tried at each size (8)",
+    )
     tune.add_argument("--metric", choices=list(METRICS), default="ndcg", help="selection metric")
     tune.add_argument("--seed", type=_non_negative, default=0, help="seed of split and search")
     tune.add_argument("--threads", type=_non_negative, default=0, help="0: every core")
