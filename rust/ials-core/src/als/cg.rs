@@ -3,6 +3,8 @@
 
 use crate::csr::CsrView;
 use crate::linalg::{axpy, dot, symv_rows};
+#[cfg(target_arch = "x86_64")]
+use crate::simd::Vectors;
 use crate::simd::{prefetch, Arith, Kernel};
 use crate::Real;
 
@@ -45,8 +47,8 @@ pub fn add_data_term<T: Real, A: Arith>(
 ) {
     #[cfg(target_arch = "x86_64")]
     if term.k.is_multiple_of(DOT_BLOCK) {
-        if let (Some(_), Some(y), Some(weights), Some(v), Some(out)) = (
-            arith.avx2(),
+        if let (Some(vectors), Some(y), Some(weights), Some(v), Some(out)) = (
+            crate::simd::vectors(arith),
             crate::simd::as_f32(term.y),
             crate::simd::as_f32(term.weights),
             crate::simd::as_f32(v),
@@ -61,9 +63,13 @@ pub fn add_data_term<T: Real, A: Arith>(
             let mut scratch = std::mem::take(dots);
             scratch.resize(term.cols.len(), T::ZERO);
             let f32_dots = crate::simd::as_f32_mut(&mut scratch).expect("T is f32 here");
-            // SAFETY: the strategy holds an AVX2 token, which exists only on CPUs with AVX2 and
-            // FMA; `k` is a multiple of 8 as the body requires.
-            unsafe { avx2::add_data_term_f32(&term, v, out, f32_dots) };
+            // SAFETY: the strategy holds vectors of AVX2 or wider, so the CPU has AVX2 and FMA;
+            // `k` is a multiple of 8 as the body requires.
+            unsafe { avx2::dots_f32(&term, v, f32_dots) };
+            match vectors {
+                Vectors::V4(s) => wide::add_weighted_rows(s, &term, f32_dots, out),
+                Vectors::V3(s) => wide::add_weighted_rows(s, &term, f32_dots, out),
+            }
             *dots = scratch;
             return;
         }
@@ -241,6 +247,78 @@ impl<T: Real> Kernel for CgRows<'_, T> {
     }
 }
 
+/// The weighted sum of the data term for every vector width, one source: each output is the
+/// same FMA chain over the rows as in the generic body, so every level gives the same bits.
+#[cfg(target_arch = "x86_64")]
+mod wide {
+    use super::DataTerm;
+    use crate::simd::F32Vectors;
+
+    /// `out += sum_i (w_i dots_i) y_{c_i}` with blocks of 8 vectors of outputs held in registers
+    /// while every row streams past, then blocks of 4, 2 and 1, then one output at a time.
+    #[inline(always)]
+    pub(super) fn add_weighted_rows<S: F32Vectors>(
+        s: S,
+        term: &DataTerm<'_, f32>,
+        dots: &[f32],
+        out: &mut [f32],
+    ) {
+        let (k, n) = (term.k, term.cols.len());
+        assert!(out.len() >= k && dots.len() >= n && term.weights.len() >= n);
+        for &c in term.cols {
+            assert!(c >= 0 && (c as usize + 1) * k <= term.y.len());
+        }
+        let mut start = 0;
+        start = outputs::<S, 8>(s, term, dots, out, start);
+        start = outputs::<S, 4>(s, term, dots, out, start);
+        start = outputs::<S, 2>(s, term, dots, out, start);
+        start = outputs::<S, 1>(s, term, dots, out, start);
+        for (e, o) in out.iter_mut().enumerate().take(k).skip(start) {
+            for ((&c, &w), &d) in term.cols.iter().zip(term.weights).zip(dots) {
+                *o = (w * d).mul_add(term.y[c as usize * k + e], *o);
+            }
+        }
+    }
+
+    /// Outputs from `start` on in blocks of `VECTORS` vectors while whole blocks fit; where the
+    /// next output starts.
+    #[inline(always)]
+    fn outputs<S: F32Vectors, const VECTORS: usize>(
+        s: S,
+        term: &DataTerm<'_, f32>,
+        dots: &[f32],
+        out: &mut [f32],
+        mut start: usize,
+    ) -> usize {
+        let (k, lanes) = (term.k, S::LANES);
+        let po = out.as_mut_ptr();
+        // SAFETY: every row start `cols[i] * k` has `k` values after it in `y` and `out` holds
+        // `k` values (asserted by `add_weighted_rows`); each block lies inside 0..k.
+        unsafe {
+            let row = |i: usize| term.y.as_ptr().add(term.cols[i] as usize * k);
+            while start + VECTORS * lanes <= k {
+                let mut acc = [s.zero(); VECTORS];
+                for (v, a) in acc.iter_mut().enumerate() {
+                    *a = s.load(po.add(start + lanes * v));
+                }
+                let rows = term.weights.iter().zip(dots).take(term.cols.len());
+                for (i, (&weight, &d)) in rows.enumerate() {
+                    let w = s.splat(weight * d);
+                    let r = row(i).add(start);
+                    for (v, a) in acc.iter_mut().enumerate() {
+                        *a = s.fma(w, s.load(r.add(lanes * v)), *a);
+                    }
+                }
+                for (v, a) in acc.iter().enumerate() {
+                    s.store(po.add(start + lanes * v), *a);
+                }
+                start += VECTORS * lanes;
+            }
+        }
+        start
+    }
+}
+
 #[cfg(target_arch = "x86_64")]
 mod avx2 {
     use std::arch::x86_64::*;
@@ -248,32 +326,20 @@ mod avx2 {
     use super::DataTerm;
     use crate::linalg::vector::avx2::dot_f32;
 
-    /// `out += sum_i w_i (y_{c_i} . v) y_{c_i}` for `k` a multiple of 8: first the dot products,
-    /// eight rows at a time with one accumulator each and a single transposing reduction, then
-    /// the weighted sum with 64 outputs held in registers while every row streams past.
+    /// `dots[i] = y_{c_i} . v` for `k` a multiple of 8: eight rows at a time with one
+    /// accumulator each and a single transposing reduction; the rows left over one by one.
     #[target_feature(enable = "avx2,fma")]
     #[inline]
-    pub(super) unsafe fn add_data_term_f32(
-        term: &DataTerm<'_, f32>,
-        v: &[f32],
-        out: &mut [f32],
-        dots: &mut [f32],
-    ) {
-        let DataTerm {
-            y,
-            k,
-            cols,
-            weights,
-        } = *term;
+    pub(super) unsafe fn dots_f32(term: &DataTerm<'_, f32>, v: &[f32], dots: &mut [f32]) {
+        let DataTerm { y, k, cols, .. } = *term;
         let n = cols.len();
-        assert!(k % 8 == 0 && v.len() >= k && out.len() >= k && dots.len() >= n);
-        assert!(weights.len() >= n);
+        assert!(k % 8 == 0 && v.len() >= k && dots.len() >= n);
         for &c in cols {
             assert!(c >= 0 && (c as usize + 1) * k <= y.len());
         }
         // SAFETY: every row start `cols[i] * k` has `k` values after it in `y` (asserted above);
-        // loads and stores touch `row(i)[..k]`, `v[..k]` and `out[..k]` at offsets below `k` in
-        // steps of 8 (k % 8 == 0), and `dots[..n]` in whole blocks of 8 below `n`.
+        // loads touch `row(i)[..k]` and `v[..k]` at offsets below `k` in steps of 8 (k % 8 == 0),
+        // stores `dots[..n]` in whole blocks of 8 below `n`.
         unsafe {
             let row = |i: usize| y.as_ptr().add(cols[i] as usize * k);
             let pv = v.as_ptr();
@@ -304,34 +370,6 @@ mod avx2 {
             for (j, d) in dots.iter_mut().enumerate().take(n).skip(i) {
                 *d = dot_f32(std::slice::from_raw_parts(row(j), k), v);
             }
-            let coefficient = |i: usize| _mm256_set1_ps(weights[i] * dots[i]);
-            let po = out.as_mut_ptr();
-            let mut start = 0;
-            while start + 64 <= k {
-                let mut acc = [_mm256_setzero_ps(); 8];
-                for (lane, a) in acc.iter_mut().enumerate() {
-                    *a = _mm256_loadu_ps(po.add(start + 8 * lane));
-                }
-                for i in 0..n {
-                    let w = coefficient(i);
-                    let r = row(i).add(start);
-                    for (lane, a) in acc.iter_mut().enumerate() {
-                        *a = _mm256_fmadd_ps(w, _mm256_loadu_ps(r.add(8 * lane)), *a);
-                    }
-                }
-                for (lane, a) in acc.iter().enumerate() {
-                    _mm256_storeu_ps(po.add(start + 8 * lane), *a);
-                }
-                start += 64;
-            }
-            while start < k {
-                let mut a = _mm256_loadu_ps(po.add(start));
-                for i in 0..n {
-                    a = _mm256_fmadd_ps(coefficient(i), _mm256_loadu_ps(row(i).add(start)), a);
-                }
-                _mm256_storeu_ps(po.add(start), a);
-                start += 8;
-            }
         }
     }
 }
@@ -340,7 +378,7 @@ mod avx2 {
 mod tests {
     use super::*;
     use crate::linalg::vector::tests::bits;
-    use crate::simd::testing::{avx2_or_skip, fused, generic_fused};
+    use crate::simd::testing::{avx2_or_skip, avx512_or_skip, fused, fused_avx512, generic_fused};
     use crate::simd::Unfused;
 
     struct Case {
@@ -399,18 +437,14 @@ mod tests {
         for k in SIZES {
             for n in ROW_COUNTS {
                 check(Unfused, k, n);
-                if let Some(fused) = fused() {
+                for fused in [fused(), fused_avx512()].into_iter().flatten() {
                     check(fused, k, n);
                 }
             }
         }
     }
 
-    #[test]
-    fn avx2_data_term_is_its_generic_twin_bit_for_bit() {
-        let Some(_) = avx2_or_skip("avx2_data_term_is_its_generic_twin_bit_for_bit") else {
-            return;
-        };
+    fn check_level<S: crate::simd::F32Vectors>(s: S) {
         for k in SIZES.into_iter().filter(|k| k % DOT_BLOCK == 0) {
             for n in ROW_COUNTS {
                 let c = case(k, n);
@@ -424,10 +458,25 @@ mod tests {
                 add_data_term(generic_fused(), &term, &c.v, &mut generic, &mut Vec::new());
                 let mut special = c.start.clone();
                 let mut dots = vec![0.0f32; n];
-                // SAFETY: the token above proves the CPU has AVX2 and FMA; k % 8 == 0.
-                unsafe { avx2::add_data_term_f32(&term, &c.v, &mut special, &mut dots) };
+                // SAFETY: `s` holds a token of AVX2 or wider: the CPU has AVX2 and FMA; k % 8 == 0.
+                unsafe { avx2::dots_f32(&term, &c.v, &mut dots) };
+                wide::add_weighted_rows(s, &term, &dots, &mut special);
                 assert_eq!(bits(&special), bits(&generic), "k={k} n={n}");
             }
+        }
+    }
+
+    #[test]
+    fn avx2_data_term_is_its_generic_twin_bit_for_bit() {
+        if let Some(token) = avx2_or_skip("avx2_data_term_is_its_generic_twin_bit_for_bit") {
+            check_level(crate::simd::V3(token));
+        }
+    }
+
+    #[test]
+    fn avx512_data_term_is_its_generic_twin_bit_for_bit() {
+        if let Some(token) = avx512_or_skip("avx512_data_term_is_its_generic_twin_bit_for_bit") {
+            check_level(crate::simd::V4(token));
         }
     }
 }
