@@ -1,15 +1,16 @@
 //! Run-time choice of instruction set: the bottom layer of the core.
 //!
 //! Kernels are written once, generic over an [`Arith`] strategy, and marked `#[inline(always)]`.
-//! [`dispatch`] calls them through a function compiled with AVX2+FMA enabled when the CPU has
-//! them, so LLVM vectorises the inlined body for that target, while the same wheel still runs on
-//! any x86-64. Dispatch happens once per block of rows, never per element. Rayon closures do not
-//! inherit target features, which is why each parallel task calls `dispatch` itself.
+//! [`dispatch`] calls them through a function compiled with AVX-512 or AVX2+FMA enabled when the
+//! CPU has them, so LLVM vectorises the inlined body for that target, while the same wheel still
+//! runs on any x86-64. Dispatch happens once per block of rows, never per element. Rayon closures
+//! do not inherit target features, which is why each parallel task calls `dispatch` itself.
 //!
-//! A kernel with a hand-written body for an instruction set keeps it beside its generic body (in
-//! `linalg`, `als`, `rank` or `check`) and takes it only when the strategy it was given holds an
-//! [`Avx2`] token. Tokens come only from CPU detection, and [`Fused`], the strategy that carries
-//! one, is built only by [`dispatch`]: specialised code cannot run on a CPU without its features.
+//! A kernel with hand-written bodies keeps them beside its generic body (in `linalg`, `als`,
+//! `rank`) and takes them only when the strategy it was given holds a token: [`Avx2`], and
+//! [`Avx512`] for the bodies written once over [`F32Vectors`] (8 lanes with AVX2, 16 with
+//! AVX-512). Tokens come only from CPU detection, and [`Fused`], the strategy that carries them,
+//! is built only by [`dispatch`]: specialised code cannot run on a CPU without its features.
 
 mod vectors;
 
@@ -21,8 +22,8 @@ pub(crate) use vectors::{V3, V4};
 
 use crate::Real;
 
-/// How a kernel's arithmetic runs: how `a * b + c` is evaluated, and whether hand-written
-/// AVX2 bodies may be used.
+/// How a kernel's arithmetic runs: how `a * b + c` is evaluated, and which hand-written bodies
+/// may be used.
 pub trait Arith: Copy + Send + Sync {
     /// `a * b + c`: one fused instruction under [`Fused`]; elsewhere `mul_add` would be a slow
     /// software call, so the portable strategy multiplies and adds.
