@@ -55,6 +55,11 @@ passed to the model at all, which is how a model class without that argument is 
 
 The same ``random_state`` gives the same sequence of settings and, as the models' seed is drawn
 from it too, the same scores.
+
+:func:`scale_dimension` scales the embedding as Rendle et al. (RecSys 2022) do: a search at a
+starting number of factors (nu = 1 by default), then one per doubling, re-tuning the penalty and
+the unobserved weight around the previous size's best, while the best validation score improves
+and a total budget lasts; its :class:`ScalingResult` shows quality against dimension and time.
 """
 
 from __future__ import annotations
