@@ -728,6 +728,29 @@ def _halving(search: _Search, rng: np.random.Generator, max_trials: int | None, 
     return stopped
 
 
+def _check_budget(budget_seconds: Any, max_trials: Any) -> tuple[float | None, int | None]:
+    """The wall-time and trial budgets, checked: at least one of them ends the search."""
+    if budget_seconds is not None:
+        budget = _real("budget_seconds", budget_seconds)
+        if budget <= 0:
+            raise ValueError(f"budget_seconds must be > 0, got {budget_seconds!r}")
+        budget_seconds = budget
+    if max_trials is not None:
+        max_trials = check_int("max_trials", max_trials, 1)
+    if budget_seconds is None and max_trials is None:
+        raise ValueError("budget_seconds and max_trials cannot both be None: the search must end")
+    return budget_seconds, max_trials
+
+
+def _generator(random_state: Any) -> np.random.Generator:
+    rng = check_random_state(random_state)
+    if not isinstance(rng, np.random.Generator):
+        raise TypeError(
+            f"random_state must be None, an int or a numpy.random.Generator, got {random_state!r}"
+        )
+    return rng
+
+
 def _binary(matrix: sp.csr_matrix) -> bool:
     """Whether every stored value is the same (where the confidence transform and alpha are not
     searched by default)."""
@@ -820,22 +843,10 @@ def search(
     metric = metric.lower()
     if method not in ("random", "halving"):
         raise ValueError(f"method must be 'random' or 'halving', got {method!r}")
-    if budget_seconds is not None:
-        budget = _real("budget_seconds", budget_seconds)
-        if budget <= 0:
-            raise ValueError(f"budget_seconds must be > 0, got {budget_seconds!r}")
-        budget_seconds = budget
-    if max_trials is not None:
-        max_trials = check_int("max_trials", max_trials, 1)
-    if budget_seconds is None and max_trials is None:
-        raise ValueError("budget_seconds and max_trials cannot both be None: the search must end")
+    budget_seconds, max_trials = _check_budget(budget_seconds, max_trials)
     if model is not None and not callable(model):
         raise TypeError(f"model must be a callable that builds a model, got {model!r}")
-    rng = check_random_state(random_state)
-    if not isinstance(rng, np.random.Generator):
-        raise TypeError(
-            f"random_state must be None, an int or a numpy.random.Generator, got {random_state!r}"
-        )
+    rng = _generator(random_state)
 
     train_csr = _check_sparse("train", train)
     validation_csr = _check_sparse("validation", validation)
@@ -1104,22 +1115,10 @@ def scale_dimension(
     threshold = _real("min_improvement", min_improvement)
     if threshold < 0:
         raise ValueError(f"min_improvement must be >= 0, got {min_improvement!r}")
-    if budget_seconds is not None:
-        budget = _real("budget_seconds", budget_seconds)
-        if budget <= 0:
-            raise ValueError(f"budget_seconds must be > 0, got {budget_seconds!r}")
-        budget_seconds = budget
-    if max_trials is not None:
-        max_trials = check_int("max_trials", max_trials, 1)
-    if budget_seconds is None and max_trials is None:
-        raise ValueError("budget_seconds and max_trials cannot both be None: the search must end")
+    budget_seconds, max_trials = _check_budget(budget_seconds, max_trials)
     if space is not None and not isinstance(space, Mapping):
         raise TypeError(f"space must be a dict of settings, got {type(space).__name__}")
-    rng = check_random_state(random_state)
-    if not isinstance(rng, np.random.Generator):
-        raise TypeError(
-            f"random_state must be None, an int or a numpy.random.Generator, got {random_state!r}"
-        )
+    rng = _generator(random_state)
     if not isinstance(metric, str) or metric.lower() not in METRICS:
         raise ValueError(f"metric must be one of {', '.join(METRICS)}, got {metric!r}")
     sign = 1.0 if METRICS[metric.lower()] else -1.0
