@@ -540,7 +540,7 @@ def _tune(args: argparse.Namespace) -> int:
     return 0
 
 
-def _best_settings(args: argparse.Namespace, result: Any) -> dict[str, Any]:
+def _best_settings(result: Any) -> dict[str, Any]:
     """The best trial's settings under the flag names of ``fit`` (what ``--params`` reads)."""
     settings: dict[str, Any] = {"factors": result.factors}
     for name, value in result.params.items():
@@ -559,7 +559,7 @@ def _save_tuned(args: argparse.Namespace, data: Interactions, result: Any) -> di
     """Writes the best settings (``-o``) and the model refitted with them on all the data
     (``--model-output``); returns what was written."""
     written: dict[str, str] = {}
-    settings = _best_settings(args, result)
+    settings = _best_settings(result)
     if args.output is not None:
         with open(args.output, "w", encoding="utf-8") as handle:
             json.dump(settings, handle, indent=2)
