@@ -48,6 +48,9 @@ def _malformed(kind: str, shape: tuple[int, int]) -> Any:
         m.indices = _set(m.indices, 0, 2**32 + 1)
     elif kind == "indptr decreasing":
         m.indptr = _set(m.indptr, 1, int(m.indptr[2]) + 1 if n_rows > 1 else -1)
+    elif kind == "uint64 indptr past 2**32":  # np.diff of it wraps around instead of falling
+        m.indptr = m.indptr.astype(np.uint64)
+        m.indptr[1] = 2**32 + 1
     elif kind == "indptr too short":
         m.indptr = m.indptr[:-1].copy()
     elif kind == "indptr not from 0":
@@ -82,6 +85,7 @@ STRUCTURAL = [
     "column == n_cols",
     "int64 column past 2**32",
     "indptr decreasing",
+    "uint64 indptr past 2**32",
     "indptr too short",
     "indptr not from 0",
     "indptr past the indices",

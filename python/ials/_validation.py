@@ -150,9 +150,9 @@ def _check_structure(name: str, matrix: Any) -> None:
         )
     if indptr[0] != 0:
         raise ValueError(f"{name}.indptr must start at 0, got {indptr[0]}")
-    steps = np.diff(indptr)
-    if len(steps) and steps.min() < 0:
-        at = int(np.argmax(steps < 0))
+    falls = indptr[1:] < indptr[:-1]  # not np.diff, which wraps around for unsigned types
+    if falls.any():
+        at = int(np.argmax(falls))
         raise ValueError(
             f"{name}.indptr must be non-decreasing, got {indptr[at]} then {indptr[at + 1]} "
             f"at positions {at} and {at + 1}"
