@@ -27,7 +27,7 @@ import pytest
 import scipy.sparse as sp
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from ials import confidence, evaluation, solver, splits
+from ials import confidence, evaluation, nearest_neighbours, solver, splits
 from ials.callbacks import EarlyStopping
 from isolated import assert_clean_exit, run_isolated
 
@@ -571,6 +571,8 @@ ENTRY_POINTS: dict[str, tuple[tuple[int, int], Callable[[Any, Any], Any]]] = {
     "per_user_split": ((N_USERS, N_ITEMS), lambda m, bad: splits.per_user_split(bad)),
     "Interactions": ((N_USERS, N_ITEMS), lambda m, bad: ials.Interactions(bad)),
     "confidence.log": ((N_USERS, N_ITEMS), lambda m, bad: confidence.log(bad, 1.0)),
+    "bm25_weight": ((N_USERS, N_ITEMS), lambda m, bad: nearest_neighbours.bm25_weight(bad)),
+    "tfidf_weight": ((N_USERS, N_ITEMS), lambda m, bad: nearest_neighbours.tfidf_weight(bad)),
 }
 
 
