@@ -71,6 +71,18 @@ def _malformed(kind: str, shape: tuple[int, int]) -> Any:
         csc = m.tocsc()
         csc.indices = _set(csc.indices, 0, n_rows)
         return csc
+    elif kind == "dia offsets shorter than diagonals":
+        dia = m.todia()
+        dia.offsets = dia.offsets[:-1].copy()
+        return dia
+    elif kind == "lil column past n_cols":
+        lil = m.tolil()
+        lil.rows[0] = [*lil.rows[0][:-1], n_cols + 2]
+        return lil
+    elif kind == "lil row with fewer values":
+        lil = m.tolil()
+        lil.data[0] = lil.data[0][:-1]
+        return lil
     elif kind == "nan value":
         m.data[0] = np.nan
     elif kind == "inf value":
@@ -93,6 +105,9 @@ STRUCTURAL = [
     "coo row out of range",
     "coo negative column",
     "csc row out of range",
+    "dia offsets shorter than diagonals",
+    "lil column past n_cols",
+    "lil row with fewer values",
 ]
 NON_FINITE = ["nan value", "inf value"]
 

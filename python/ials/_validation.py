@@ -113,13 +113,38 @@ def check_sparse(name: str, matrix: Any) -> None:
 
 
 def _check_structure(name: str, matrix: Any) -> None:
-    """The index arrays of a CSR, CSC, BSR or COO ``matrix`` are consistent and in range.
+    """The index arrays of ``matrix`` are consistent and in range, whatever its format.
 
-    scipy trusts them once constructed (its attributes can be reassigned), and its C++ routines
-    (conversion, transpose, sorting) read and write out of bounds when they are not; this check
-    runs before any of them touches the data.
+    scipy trusts them once constructed (its attributes can be reassigned, a dok's keys written
+    as a dict's), and its C++ routines (conversion, transpose, sorting) read and write out of
+    bounds when they are not; this check runs before any of them touches the data.
     """
     fmt = matrix.format
+    if fmt == "lil":
+        lengths = [(len(r), len(d)) for r, d in zip(matrix.rows, matrix.data, strict=False)]
+        if not len(matrix.rows) == len(matrix.data) == matrix.shape[0] or any(
+            n_indices != n_values for n_indices, n_values in lengths
+        ):
+            raise ValueError(f"{name}.rows and {name}.data must hold as many entries, row by row")
+    if fmt in ("lil", "dok"):
+        # Their conversion to COO copies entries in Python and Cython; the COO it gives is what
+        # scipy's C++ reads next, so that is what is checked.
+        try:
+            coo = matrix.tocoo()
+        except (OverflowError, IndexError, KeyError, ValueError) as err:  # garbage written in
+            raise ValueError(f"{name} is not a valid {fmt} matrix: {err}") from None
+        _check_structure(name, coo)
+        return
+    if fmt == "dia":
+        offsets = _index_array(name, "offsets", matrix.offsets)
+        diagonals = _data_array(name, matrix.data, 2)
+        if len(offsets) != diagonals.shape[0]:
+            raise ValueError(
+                f"{name} has {len(offsets)} diagonal offsets but {diagonals.shape[0]} diagonals"
+            )
+        if len(np.unique(offsets)) != len(offsets):
+            raise ValueError(f"{name}.offsets holds a diagonal twice")
+        return
     if fmt == "coo":
         row, col = (_index_array(name, what, getattr(matrix, what)) for what in ("row", "col"))
         data = _data_array(name, matrix.data, 1)
@@ -131,8 +156,6 @@ def _check_structure(name: str, matrix: Any) -> None:
         _check_range(name, "row", row, matrix.shape[0])
         _check_range(name, "column", col, matrix.shape[1])
         return
-    if fmt not in ("csr", "csc", "bsr"):
-        return  # dia, lil and dok are converted by scipy's pure-Python code, which checks them
     block = matrix.blocksize if fmt == "bsr" else (1, 1)
     rows, cols = matrix.shape[0] // block[0], matrix.shape[1] // block[1]
     major, minor = (cols, rows) if fmt == "csc" else (rows, cols)
