@@ -50,36 +50,26 @@ def _leaves(value: Any) -> Iterator[Any]:
             yield from _leaves(item)
 
 
+def _parts(leaf: Any) -> list[np.ndarray]:
+    """The arrays a numpy array or sparse matrix is made of."""
+    if not sp.issparse(leaf):
+        return [leaf]
+    names = ("data", "indices", "indptr", "row", "col", "offsets")
+    return [getattr(leaf, n) for n in names if isinstance(getattr(leaf, n, None), np.ndarray)]
+
+
 def _snapshot(value: Any) -> list[tuple[Any, list[np.ndarray]]]:
-    snapshots = []
-    for leaf in _leaves(value):
-        if sp.issparse(leaf):
-            parts = [
-                np.array(getattr(leaf, name), copy=True)
-                for name in ("data", "indices", "indptr", "row", "col", "offsets")
-                if isinstance(getattr(leaf, name, None), np.ndarray)
-            ]
-        else:
-            parts = [np.array(leaf, copy=True)]
-        snapshots.append((leaf, parts))
-    return snapshots
+    return [(leaf, [np.array(a, copy=True) for a in _parts(leaf)]) for leaf in _leaves(value)]
 
 
 def _unchanged(snapshots: list[tuple[Any, list[np.ndarray]]]) -> None:
     for leaf, parts in snapshots:
-        if sp.issparse(leaf):
-            now = [
-                getattr(leaf, name)
-                for name in ("data", "indices", "indptr", "row", "col", "offsets")
-                if isinstance(getattr(leaf, name, None), np.ndarray)
-            ]
-        else:
-            now = [leaf]
+        now = _parts(leaf)
         assert len(now) == len(parts), "an input's arrays were replaced"
         for before, after in zip(parts, now, strict=True):
             assert before.dtype == after.dtype and before.shape == after.shape, "input changed"
             if before.dtype.kind == "O":
-                continue  # compared by identity of elements is not meaningful here
+                continue  # elements compared by equality could be anything
             np.testing.assert_array_equal(before, after, err_msg="an input array was modified")
 
 
