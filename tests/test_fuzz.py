@@ -667,6 +667,36 @@ def test_confidence_transforms(name: str, R: Any, alpha: Any, eps: Any) -> None:
         assert np.isfinite(values).all() and (values >= 1).all()
 
 
+@given(
+    mostly(st.integers(1, 40), scalars),
+    mostly(st.integers(4, 40), scalars),
+    mostly(st.integers(1, 4), scalars),
+    mostly(st.floats(1, 4), scalars),
+    mostly(st.integers(0, 9), scalars),
+)
+def test_synthetic_data(n_users: Any, n_items: Any, groups: Any, per_user: Any, seed: Any) -> None:
+    from ials import datasets
+
+    ok, result = call(datasets.synthetic, n_users, n_items, groups, per_user, random_state=seed)
+    if ok:
+        matrix, _ = result
+        assert matrix.shape == (n_users, n_items) and matrix.has_canonical_format
+        assert np.isfinite(matrix.data).all() and (matrix.data >= 1).all()
+
+
+@given(
+    st.sampled_from(["bm25_weight", "tfidf_weight"]),
+    mostly(sparse(), anything()),
+    mostly(st.floats(0, 200), scalars),
+    mostly(st.floats(0, 1), scalars),
+)
+def test_weightings(name: str, X: Any, k1: Any, b: Any) -> None:
+    args = (X, k1, b) if name == "bm25_weight" else (X,)
+    ok, result = call(getattr(nearest_neighbours, name), *args)
+    if ok:
+        assert result.shape == np.shape(X) and np.isfinite(result.data).all()
+
+
 def _model_file() -> bytes:
     buffer = io.BytesIO()
     _model().save(buffer)
