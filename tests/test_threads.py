@@ -287,3 +287,20 @@ def test_evaluation_during_a_fit_in_another_thread() -> None:
             ials.evaluation.ranking_metrics_at_k(model, data, test, K=5, show_progress=False)
 
     assert run_threads(fit, evaluate, evaluate) == []
+
+
+def test_each_model_has_its_own_lock_which_goes_with_it() -> None:
+    import gc
+
+    from ials import _rwlock
+
+    class Valued(ials.AlternatingLeastSquares):  # equal by value, unhashable
+        def __eq__(self, other: object) -> bool:
+            return isinstance(other, Valued)
+
+    first, second = Valued(factors=2), Valued(factors=2)
+    assert first == second and lock_of(first) is not lock_of(second)
+    before = len(_rwlock._MODEL_LOCKS)
+    del first
+    gc.collect()
+    assert len(_rwlock._MODEL_LOCKS) == before - 1

@@ -105,17 +105,23 @@ if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
-_MODEL_LOCKS: weakref.WeakKeyDictionary[object, ReadWriteLock] = weakref.WeakKeyDictionary()
+# By id, not by the model itself: a model that compares equal to another (or cannot be hashed)
+# still has a lock of its own. An entry goes when its model is collected.
+_MODEL_LOCKS: dict[int, ReadWriteLock] = {}
 _CREATING = threading.Lock()
 
 
 def lock_of(model: object) -> ReadWriteLock:
     """The lock of ``model``, made on first use. It is kept outside the model, so that pickles,
     copies (each gets its own lock) and comparisons of models' ``__dict__`` ignore it."""
-    lock = _MODEL_LOCKS.get(model)
+    key = id(model)
+    lock = _MODEL_LOCKS.get(key)
     if lock is None:
         with _CREATING:
-            lock = _MODEL_LOCKS.setdefault(model, ReadWriteLock())
+            lock = _MODEL_LOCKS.get(key)
+            if lock is None:
+                weakref.finalize(model, _MODEL_LOCKS.pop, key, None)
+                lock = _MODEL_LOCKS[key] = ReadWriteLock()
     return lock
 
 
