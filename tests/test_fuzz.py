@@ -900,11 +900,17 @@ def test_command_line(workspace: Path, data: st.DataObject) -> None:
 
     words = data.draw(argv(workspace))
     out, err = io.StringIO(), io.StringIO()
-    with _quiet(), redirect_stdout(out), redirect_stderr(err):
-        try:
-            status = main(words)
-        except SystemExit as exit_:  # argparse: --help, or a bad flag
-            status = exit_.code if isinstance(exit_.code, int) else 2
+    # A mutated output path may be a bare name: it must land in the workspace, not the checkout.
+    previous = os.getcwd()
+    os.chdir(workspace)
+    try:
+        with _quiet(), redirect_stdout(out), redirect_stderr(err):
+            try:
+                status = main(words)
+            except SystemExit as exit_:  # argparse: --help, or a bad flag
+                status = exit_.code if isinstance(exit_.code, int) else 2
+    finally:
+        os.chdir(previous)
     assert status in (0, 1, 2), (words, err.getvalue())
     if status == 2 and err.getvalue() and "usage:" not in err.getvalue():
         assert len(err.getvalue().strip().splitlines()) == 1, err.getvalue()
