@@ -221,10 +221,7 @@ def loss(
     rows: CoreRows, x: np.ndarray, y: np.ndarray, objective: Objective, num_threads: int
 ) -> float:
     """:func:`calculate_loss` on arguments that were already checked and normalised."""
-    value = _native.loss_terms(rows, x, y, objective, num_threads).normalised()
-    # Every term is >= 0, so NaN from finite factors means a term overflowed and the sum was
-    # computed as inf - inf: the objective itself is beyond float64, inf.
-    return math.inf if math.isnan(value) else value
+    return _native.loss_terms(rows, x, y, objective, num_threads).normalised()
 
 
 def calculate_loss(

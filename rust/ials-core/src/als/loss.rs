@@ -32,9 +32,14 @@ pub struct LossTerms {
 
 impl LossTerms {
     /// The objective normalised by the total weight, as implicit reports it (the plain sum when
-    /// the weight is 0).
+    /// the weight is 0; infinite when a term overflows).
     pub fn normalised(&self) -> f64 {
         let total = self.error + self.row_penalty + self.column_penalty;
+        // Every term is >= 0 and the factors are finite, so NaN means a term overflowed and was
+        // computed as inf - inf: the objective itself is beyond f64, inf.
+        if total.is_nan() {
+            return f64::INFINITY;
+        }
         if self.weight > 0.0 {
             total / self.weight
         } else {
@@ -189,5 +194,28 @@ impl<T: Real> Kernel for RowLoss<'_, T> {
             }
         }
         (total, confidence_sum)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::LossTerms;
+
+    #[test]
+    fn an_overflowing_term_makes_the_loss_infinite_not_nan() {
+        let overflowed = LossTerms {
+            error: f64::INFINITY - f64::INFINITY,
+            weight: 2.0,
+            row_penalty: 1.0,
+            column_penalty: 1.0,
+        };
+        assert_eq!(overflowed.normalised(), f64::INFINITY);
+        let plain = LossTerms {
+            error: 6.0,
+            weight: 4.0,
+            row_penalty: 1.0,
+            column_penalty: 1.0,
+        };
+        assert_eq!(plain.normalised(), 2.0);
     }
 }
