@@ -10,23 +10,15 @@
 //! minimises the objective over its coordinates, so the loss never increases, and repeated passes
 //! converge to the exact solution.
 
-use crate::csr::CsrView;
 use crate::error::{Error, Result};
 use crate::linalg::cholesky;
 use crate::simd::{Arith, Kernel};
 use crate::Real;
 
-use super::objective::Objective;
+use super::exact::RowChunk;
 
 pub(crate) struct BlockRows<'a, T> {
-    pub(crate) rows: &'a CsrView<'a>,
-    pub(crate) first_row: usize,
-    pub(crate) x: &'a mut [T],
-    pub(crate) y: &'a [T],
-    pub(crate) k: usize,
-    /// `alpha0 Y^T Y`, full `k x k`.
-    pub(crate) weighted_gram: &'a [f64],
-    pub(crate) objective: &'a Objective,
+    pub(crate) chunk: RowChunk<'a, T>,
     /// Coordinates per block (the last block of a row may be smaller).
     pub(crate) size: usize,
     /// Passes over the blocks per row.
@@ -38,25 +30,26 @@ impl<T: Real> Kernel for BlockRows<'_, T> {
 
     #[inline(always)]
     fn run<A: Arith>(self, _: A) -> Result<()> {
-        let (k, size) = (self.k, self.size.min(self.k));
-        let w0 = self.objective.unobserved_weight;
-        let gram = self.weighted_gram;
+        let chunk = self.chunk;
+        let (k, size) = (chunk.k, self.size.min(chunk.k));
+        let w0 = chunk.objective.unobserved_weight;
+        let gram = chunk.weighted_gram;
         let mut x = vec![0.0f64; k];
         let mut unobserved = vec![0.0f64; k];
         let (mut gathered, mut weights, mut targets, mut scores) =
             (Vec::new(), Vec::new(), Vec::new(), Vec::new());
         let mut system = vec![0.0f64; size * size];
         let mut step = vec![0.0f64; size];
-        for (offset, row_x) in self.x.chunks_exact_mut(k).enumerate() {
-            let row = self.first_row + offset;
-            let (cols, vals) = self.rows.row(row);
+        for (offset, row_x) in chunk.x.chunks_exact_mut(k).enumerate() {
+            let row = chunk.first_row + offset;
+            let (cols, vals) = chunk.rows.row(row);
             if cols.is_empty() {
                 row_x.fill(T::ZERO);
                 continue;
             }
-            let lambda = self
+            let lambda = chunk
                 .objective
-                .row_regularization(cols.len(), self.rows.n_cols());
+                .row_regularization(cols.len(), chunk.rows.n_cols());
             for (xi, &v) in x.iter_mut().zip(row_x.iter()) {
                 *xi = v.to_f64();
             }
@@ -67,10 +60,10 @@ impl<T: Real> Kernel for BlockRows<'_, T> {
             targets.clear();
             scores.clear();
             for (&c, &v) in cols.iter().zip(vals) {
-                let item = &self.y[c as usize * k..(c as usize + 1) * k];
+                let item = &chunk.y[c as usize * k..(c as usize + 1) * k];
                 let start = gathered.len();
                 gathered.extend(item.iter().map(|v| v.to_f64()));
-                let (confidence, preference) = self.objective.cell(v);
+                let (confidence, preference) = chunk.objective.cell(v);
                 let (confidence, preference) = (confidence as f64, preference as f64);
                 weights.push(confidence - w0);
                 targets.push(confidence * preference);

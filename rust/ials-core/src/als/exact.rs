@@ -13,28 +13,34 @@ use crate::Real;
 use super::cg::PREFETCH_AHEAD;
 use super::objective::Objective;
 
-pub(crate) struct CholeskyRows<'a, T> {
+/// Consecutive rows of `x` to solve in f64 against the fixed `y`, from `first_row` on.
+pub(crate) struct RowChunk<'a, T> {
     pub(crate) rows: &'a CsrView<'a>,
     pub(crate) first_row: usize,
     pub(crate) x: &'a mut [T],
     pub(crate) y: &'a [T],
     pub(crate) k: usize,
+    /// `alpha0 Y^T Y`, full `k x k`.
     pub(crate) weighted_gram: &'a [f64],
     pub(crate) objective: &'a Objective,
 }
+
+/// Each row of the chunk solved exactly: its normal equations factored (Cholesky).
+pub(crate) struct CholeskyRows<'a, T>(pub(crate) RowChunk<'a, T>);
 
 impl<T: Real> Kernel for CholeskyRows<'_, T> {
     type Output = Result<()>;
 
     #[inline(always)]
     fn run<A: Arith>(self, _: A) -> Result<()> {
-        let k = self.k;
+        let chunk = self.0;
+        let k = chunk.k;
         let mut a = vec![0.0f64; k * k];
         let mut b = vec![0.0f64; k];
         let (mut gathered, mut weights) = (Vec::new(), Vec::new());
-        for (offset, x) in self.x.chunks_exact_mut(k).enumerate() {
-            let row = self.first_row + offset;
-            let (cols, vals) = self.rows.row(row);
+        for (offset, x) in chunk.x.chunks_exact_mut(k).enumerate() {
+            let row = chunk.first_row + offset;
+            let (cols, vals) = chunk.rows.row(row);
             if cols.is_empty() {
                 x.fill(T::ZERO);
                 continue;
@@ -42,11 +48,11 @@ impl<T: Real> Kernel for CholeskyRows<'_, T> {
             row_system::<T, A>(
                 cols,
                 vals,
-                self.y,
+                chunk.y,
                 k,
-                self.weighted_gram,
-                self.objective,
-                self.rows.n_cols(),
+                chunk.weighted_gram,
+                chunk.objective,
+                chunk.rows.n_cols(),
                 &mut a,
                 &mut b,
                 &mut gathered,

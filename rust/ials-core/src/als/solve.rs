@@ -22,7 +22,7 @@ use crate::Real;
 
 use super::block::BlockRows;
 use super::cg::CgRows;
-use super::exact::CholeskyRows;
+use super::exact::{CholeskyRows, RowChunk};
 use super::objective::Objective;
 
 /// Rows handed to one Rayon task; small enough to balance rows of very different lengths.
@@ -96,15 +96,17 @@ pub fn solve_rows<T: Real>(
                 Ok(())
             })
         }
-        Solver::Block { size, sweeps } => {
-            if size == 0 || sweeps == 0 {
-                return Err(Error::InvalidParameter(format!(
-                    "block_size and block_sweeps must be >= 1, got {size} and {sweeps}"
-                )));
+        Solver::Cholesky | Solver::Block { .. } => {
+            if let Solver::Block { size, sweeps } = solver {
+                if size == 0 || sweeps == 0 {
+                    return Err(Error::InvalidParameter(format!(
+                        "block_size and block_sweeps must be >= 1, got {size} and {sweeps}"
+                    )));
+                }
             }
             let weighted_gram: Vec<f64> = gram.iter().map(|&g| w0 * g).collect();
             in_row_chunks(x, k, interrupt, |first_row, x| {
-                dispatch(BlockRows {
+                let chunk = RowChunk {
                     rows,
                     first_row,
                     x,
@@ -112,23 +114,15 @@ pub fn solve_rows<T: Real>(
                     k,
                     weighted_gram: &weighted_gram,
                     objective,
-                    size,
-                    sweeps,
-                })
-            })
-        }
-        Solver::Cholesky => {
-            let weighted_gram: Vec<f64> = gram.iter().map(|&g| w0 * g).collect();
-            in_row_chunks(x, k, interrupt, |first_row, x| {
-                dispatch(CholeskyRows {
-                    rows,
-                    first_row,
-                    x,
-                    y,
-                    k,
-                    weighted_gram: &weighted_gram,
-                    objective,
-                })
+                };
+                match solver {
+                    Solver::Block { size, sweeps } => dispatch(BlockRows {
+                        chunk,
+                        size,
+                        sweeps,
+                    }),
+                    _ => dispatch(CholeskyRows(chunk)),
+                }
             })
         }
     }
