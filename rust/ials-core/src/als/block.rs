@@ -12,6 +12,7 @@
 
 use crate::error::{Error, Result};
 use crate::linalg::cholesky;
+use crate::linalg::vector::{axpy, dot_generic as dot};
 use crate::simd::{Arith, Kernel};
 use crate::Real;
 
@@ -67,10 +68,13 @@ impl<T: Real> Kernel for BlockRows<'_, T> {
                 let (confidence, preference) = (confidence as f64, preference as f64);
                 weights.push(confidence - w0);
                 targets.push(confidence * preference);
-                scores.push(dot(&gathered[start..], &x));
+                scores.push(dot::<f64, A>(&gathered[start..], &x));
             }
-            for (u, g) in unobserved.iter_mut().zip(gram.chunks_exact(k)) {
-                *u = dot(g, &x);
+            // alpha0 Y^T Y x as a sum of the Gram matrix's rows (it is symmetric): independent
+            // lanes that vectorise, where k dot products would each wait on their running sum.
+            unobserved.fill(0.0);
+            for (g, &xj) in gram.chunks_exact(k).zip(&x) {
+                axpy::<f64, A>(xj, g, &mut unobserved);
             }
             for _ in 0..self.sweeps {
                 for first in (0..k).step_by(size) {
@@ -93,17 +97,11 @@ impl<T: Real> Kernel for BlockRows<'_, T> {
                         .zip(&scores)
                     {
                         let item = &item[block.clone()];
-                        let pull = target - w * score;
+                        axpy::<f64, A>(target - w * score, item, step);
+                        // The upper triangle of the block's weighted outer product.
                         for (a, &ya) in item.iter().enumerate() {
-                            step[a] += pull * ya;
-                            let scaled = w * ya;
-                            for (entry, &yb) in system[a * width..(a + 1) * width]
-                                .iter_mut()
-                                .zip(item)
-                                .skip(a)
-                            {
-                                *entry += scaled * yb;
-                            }
+                            let upper = &mut system[a * width + a..(a + 1) * width];
+                            axpy::<f64, A>(w * ya, &item[a..], upper);
                         }
                     }
                     if !cholesky::factor::<A>(system, width) {
@@ -115,10 +113,10 @@ impl<T: Real> Kernel for BlockRows<'_, T> {
                         x[s] += step[a];
                     }
                     for (item, score) in gathered.chunks_exact(k).zip(scores.iter_mut()) {
-                        *score += dot(&item[block.clone()], step);
+                        *score += dot::<f64, A>(&item[block.clone()], step);
                     }
-                    for (u, g) in unobserved.iter_mut().zip(gram.chunks_exact(k)) {
-                        *u += dot(&g[block.clone()], step);
+                    for (s, &d) in block.clone().zip(step.iter()) {
+                        axpy::<f64, A>(d, &gram[s * k..(s + 1) * k], &mut unobserved);
                     }
                 }
             }
@@ -128,12 +126,6 @@ impl<T: Real> Kernel for BlockRows<'_, T> {
         }
         Ok(())
     }
-}
-
-/// `x . y` in f64, in order (the block solver's small products).
-#[inline(always)]
-fn dot(x: &[f64], y: &[f64]) -> f64 {
-    x.iter().zip(y).map(|(a, b)| a * b).sum()
 }
 
 #[cfg(test)]
