@@ -14,8 +14,10 @@ use super::objective::Objective;
 /// memory behind the work on the rows in between.
 pub(crate) const PREFETCH_AHEAD: usize = 4;
 
-/// Rows advanced through CG together once the Gram matrix outgrows L1 (see `CgRows::run`).
+/// Rows advanced through CG together once the Gram matrix outgrows L1 (see `CgRows::run`): four,
+/// or eight where AVX-512's 32 registers hold their accumulators.
 const LOCKSTEP: usize = 4;
+const LOCKSTEP_WIDE: usize = 8;
 /// Gram matrices up to this size (bytes) stay in L1 across rows: one row at a time is faster then.
 const GRAM_IN_L1: usize = 32 * 1024;
 
@@ -126,8 +128,9 @@ impl<T: Real> Kernel for CgRows<'_, T> {
     type Output = ();
 
     /// Once the Gram matrix no longer fits L1 (at 128 factors it is 64 KB and streams from L2),
-    /// rows go through CG `LOCKSTEP` at a time, so each pass over it in the mat-vec serves all of
-    /// them. Each row's arithmetic is unchanged: its result does not depend on the rows beside it.
+    /// rows go through CG `LOCKSTEP` at a time (`LOCKSTEP_WIDE` with AVX-512, at every size), so
+    /// each pass over it in the mat-vec serves all of them. Each row's arithmetic is unchanged:
+    /// its result does not depend on the rows beside it.
     #[inline(always)]
     fn run<A: Arith>(self, arith: A) {
         let CgRows {
@@ -141,17 +144,19 @@ impl<T: Real> Kernel for CgRows<'_, T> {
             steps,
         } = self;
         let item = |c: i32| &y[c as usize * k..(c as usize + 1) * k];
-        let mut scratch = vec![T::ZERO; 3 * LOCKSTEP * k];
+        let mut scratch = vec![T::ZERO; 3 * LOCKSTEP_WIDE * k];
         // Per lane, `c_ui - alpha0` of each interaction; and scratch for the data term.
-        let mut weights: [Vec<T>; LOCKSTEP] = Default::default();
+        let mut weights: [Vec<T>; LOCKSTEP_WIDE] = Default::default();
         let mut dots = Vec::new();
-        let (r_all, rest) = scratch.split_at_mut(LOCKSTEP * k);
-        let (p_all, ap_all) = rest.split_at_mut(LOCKSTEP * k);
+        let (r_all, rest) = scratch.split_at_mut(LOCKSTEP_WIDE * k);
+        let (p_all, ap_all) = rest.split_at_mut(LOCKSTEP_WIDE * k);
         let w0 = T::from_f64(objective.unobserved_weight);
         let tolerance = T::from_f64(CG_TOLERANCE);
         // AVX-512 vectors are too wide for one row alone to keep enough FMA chains in flight
         // below 128 factors; the rows' results are the same bits either way.
-        let together = if std::mem::size_of_val(gram) > GRAM_IN_L1 || arith.avx512().is_some() {
+        let together = if arith.avx512().is_some() {
+            LOCKSTEP_WIDE
+        } else if std::mem::size_of_val(gram) > GRAM_IN_L1 {
             LOCKSTEP
         } else {
             1
@@ -164,9 +169,9 @@ impl<T: Real> Kernel for CgRows<'_, T> {
                 &mut p_all[..lanes * k],
                 &mut ap_all[..lanes * k],
             );
-            let mut lambda = [T::ZERO; LOCKSTEP];
-            let mut rs_old = [T::ZERO; LOCKSTEP];
-            let mut active = [false; LOCKSTEP];
+            let mut lambda = [T::ZERO; LOCKSTEP_WIDE];
+            let mut rs_old = [T::ZERO; LOCKSTEP_WIDE];
+            let mut active = [false; LOCKSTEP_WIDE];
 
             // r = b - A x
             symv_rows(arith, gram, k, xs, r_all);

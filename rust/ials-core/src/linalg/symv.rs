@@ -51,22 +51,23 @@ pub fn symv<T: Real, A: Arith>(arith: A, m: &[T], v: &[T], out: &mut [T]) {
 }
 
 /// `out_r = M v_r` for each `k`-long row `v_r` of `vs`, with exactly the arithmetic of [`symv`]
-/// row by row. Four rows at once share one pass over `M` under AVX2, which matters once `M` no
+/// row by row. Four rows (eight with AVX-512) share one pass over `M`, which matters once `M` no
 /// longer fits L1.
 #[inline(always)]
 pub fn symv_rows<T: Real, A: Arith>(arith: A, m: &[T], k: usize, vs: &[T], outs: &mut [T]) {
     #[cfg(target_arch = "x86_64")]
-    if vs.len() == 4 * k {
-        if let (Some(vectors), Some(m), Some(vs), Some(outs)) = (
-            crate::simd::vectors(arith),
-            crate::simd::as_f32(m),
-            crate::simd::as_f32(vs),
-            crate::simd::as_f32_mut(outs),
-        ) {
-            return match vectors {
-                Vectors::V4(s) => wide::symv4(s, m, k, vs, outs),
-                Vectors::V3(s) => wide::symv4(s, m, k, vs, outs),
-            };
+    if let (Some(vectors), Some(m), Some(vs), Some(outs)) = (
+        crate::simd::vectors(arith),
+        crate::simd::as_f32(m),
+        crate::simd::as_f32(vs),
+        crate::simd::as_f32_mut(outs),
+    ) {
+        let rows = vs.len().checked_div(k).unwrap_or(0);
+        match (vectors, rows) {
+            (Vectors::V4(s), 8) => return wide::symv_many::<_, 8>(s, m, k, vs, outs),
+            (Vectors::V4(s), 4) => return wide::symv_many::<_, 4>(s, m, k, vs, outs),
+            (Vectors::V3(s), 4) => return wide::symv_many::<_, 4>(s, m, k, vs, outs),
+            _ => {}
         }
     }
     for (v, out) in vs.chunks_exact(k).zip(outs.chunks_exact_mut(k)) {
@@ -135,50 +136,58 @@ mod wide {
         start
     }
 
-    /// `out_r = M v_r` for four vectors at once: each block of `M`'s rows is loaded once for
-    /// all four, and every output is the FMA chain of [`symv`].
+    /// `out_r = M v_r` for `R` vectors at once (4, or 8 with AVX-512's 32 registers): each block
+    /// of `M`'s rows is loaded once for all of them, and every output is the FMA chain of
+    /// [`symv`].
     #[inline(always)]
-    pub(super) fn symv4<S: F32Vectors>(s: S, m: &[f32], k: usize, v: &[f32], out: &mut [f32]) {
+    pub(super) fn symv_many<S: F32Vectors, const R: usize>(
+        s: S,
+        m: &[f32],
+        k: usize,
+        v: &[f32],
+        out: &mut [f32],
+    ) {
+        const { assert!(R <= 8) };
         let lanes = S::LANES;
-        assert!(m.len() >= k * k && v.len() >= 4 * k && out.len() >= 4 * k);
+        assert!(m.len() >= k * k && v.len() >= R * k && out.len() >= R * k);
         let (pm, po) = (m.as_ptr(), out.as_mut_ptr());
         let mut start = 0;
         // SAFETY: loads read `m[j * k + start..][..2 * lanes]` (j < k, the block inside 0..k:
-        // inside the asserted `k * k`); stores write `out[r * k + start..][..2 * lanes]` (r < 4:
-        // inside `4 * k`).
+        // inside the asserted `k * k`); stores write `out[r * k + start..][..2 * lanes]` (r < R:
+        // inside `R * k`).
         unsafe {
             while start + 2 * lanes <= k {
-                let mut acc = [s.zero(); 8];
+                let mut acc = [s.zero(); 16];
                 for j in 0..k {
                     let row = pm.add(j * k + start);
                     let (lo, hi) = (s.load(row), s.load(row.add(lanes)));
-                    for r in 0..4 {
+                    for r in 0..R {
                         let q = s.splat(v[r * k + j]);
                         acc[2 * r] = s.fma(q, lo, acc[2 * r]);
                         acc[2 * r + 1] = s.fma(q, hi, acc[2 * r + 1]);
                     }
                 }
-                for r in 0..4 {
+                for r in 0..R {
                     s.store(po.add(r * k + start), acc[2 * r]);
                     s.store(po.add(r * k + start + lanes), acc[2 * r + 1]);
                 }
                 start += 2 * lanes;
             }
             while start + lanes <= k {
-                let mut acc = [s.zero(); 4];
+                let mut acc = [s.zero(); 8];
                 for j in 0..k {
                     let column = s.load(pm.add(j * k + start));
-                    for (r, a) in acc.iter_mut().enumerate() {
+                    for (r, a) in acc.iter_mut().enumerate().take(R) {
                         *a = s.fma(s.splat(v[r * k + j]), column, *a);
                     }
                 }
-                for (r, a) in acc.iter().enumerate() {
+                for (r, a) in acc.iter().enumerate().take(R) {
                     s.store(po.add(r * k + start), *a);
                 }
                 start += lanes;
             }
         }
-        for r in 0..4 {
+        for r in 0..R {
             for b in start..k {
                 let mut sum = 0.0f32;
                 for j in 0..k {
@@ -248,8 +257,8 @@ mod tests {
     fn check_level<S: crate::simd::F32Vectors>(s: S) {
         for k in SIZES {
             let m = test_matrix(k);
-            let vs: Vec<f32> = (0..4 * k).map(|i| (i % 11) as f32 / 11.0 - 0.3).collect();
-            let mut generic = vec![f32::NAN; 4 * k];
+            let vs: Vec<f32> = (0..8 * k).map(|i| (i % 11) as f32 / 11.0 - 0.3).collect();
+            let mut generic = vec![f32::NAN; 8 * k];
             for (v, out) in vs.chunks_exact(k).zip(generic.chunks_exact_mut(k)) {
                 symv(generic_fused(), &m, v, out);
             }
@@ -257,8 +266,11 @@ mod tests {
             wide::symv(s, &m, &vs[..k], &mut one);
             assert_eq!(bits(&one), bits(&generic[..k]), "symv k={k}");
             let mut four = vec![f32::NAN; 4 * k];
-            wide::symv4(s, &m, k, &vs, &mut four);
-            assert_eq!(bits(&four), bits(&generic), "symv4 k={k}");
+            wide::symv_many::<S, 4>(s, &m, k, &vs[..4 * k], &mut four);
+            assert_eq!(bits(&four), bits(&generic[..4 * k]), "symv4 k={k}");
+            let mut eight = vec![f32::NAN; 8 * k];
+            wide::symv_many::<S, 8>(s, &m, k, &vs, &mut eight);
+            assert_eq!(bits(&eight), bits(&generic), "symv8 k={k}");
         }
     }
 
@@ -293,7 +305,7 @@ mod tests {
             }
         }
         for k in SIZES {
-            for rows in 1..=5 {
+            for rows in 1..=8 {
                 check(Unfused, k, rows);
                 for fused in [fused(), fused_avx512()].into_iter().flatten() {
                     check(fused, k, rows);
