@@ -244,10 +244,9 @@ fn gram_sum<'py>(
         )));
     }
     let flat = slice(&blocks, "blocks")?;
-    let blocks: Vec<Vec<f64>> = (0..n_blocks)
-        .map(|b| flat[b * k * k..(b + 1) * k * k].to_vec())
-        .collect();
-    let total = Array2::from_shape_vec((k, k), ials_core::gram_sum(&blocks, k)).expect("k x k");
+    // `max(1)`: with k = 0 there is nothing to sum, and a chunk size of 0 is not allowed.
+    let total = ials_core::gram_sum(flat.chunks_exact((k * k).max(1)).take(n_blocks), k);
+    let total = Array2::from_shape_vec((k, k), total).expect("k x k");
     Ok(total.into_pyarray(py))
 }
 

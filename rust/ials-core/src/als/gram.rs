@@ -19,7 +19,10 @@ const INNER_ROWS: usize = 64;
 /// `Y^T Y` (k x k, row-major, full symmetric) of a row-major `n x k` matrix, accumulated in f64:
 /// the sum of its [`gram_blocks`] in order.
 pub fn gram<T: Real>(y: &[T], k: usize, interrupt: &Interrupt) -> Result<Vec<f64>> {
-    Ok(gram_sum(&gram_blocks(y, k, interrupt)?, k))
+    Ok(gram_sum(
+        gram_blocks(y, k, interrupt)?.iter().map(Vec::as_slice),
+        k,
+    ))
 }
 
 /// The Gram matrix of each [`GRAM_BLOCK_ROWS`]-row block of `y` (k x k, full symmetric), in
@@ -38,8 +41,10 @@ pub fn gram_blocks<T: Real>(y: &[T], k: usize, interrupt: &Interrupt) -> Result<
         .collect()
 }
 
-/// The sum of Gram blocks in the order given (k x k; zeros when there are none).
-pub fn gram_sum(blocks: &[Vec<f64>], k: usize) -> Vec<f64> {
+/// The sum of Gram blocks (each `k x k`) in the order given (zeros when there are none). Any
+/// sequence of slices: a caller holding the blocks stacked in one array passes its chunks, with
+/// no copy.
+pub fn gram_sum<'a>(blocks: impl IntoIterator<Item = &'a [f64]>, k: usize) -> Vec<f64> {
     let mut total = vec![0.0f64; k * k];
     for block in blocks {
         for (t, &b) in total.iter_mut().zip(block) {
@@ -163,7 +168,8 @@ mod tests {
         let mut pieces = gram_blocks(head, k, &stop).unwrap();
         pieces.extend(gram_blocks(tail, k, &stop).unwrap());
         assert_eq!(pieces, gram_blocks(&y, k, &stop).unwrap());
-        assert_eq!(gram_sum(&pieces, k), gram(&y, k, &stop).unwrap());
+        let summed = gram_sum(pieces.iter().map(Vec::as_slice), k);
+        assert_eq!(summed, gram(&y, k, &stop).unwrap());
         for block in &pieces {
             for a in 0..k {
                 for b in 0..k {
