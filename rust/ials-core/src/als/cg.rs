@@ -2,7 +2,7 @@
 //! which only ever multiply by `A_u`, never form it.
 
 use crate::csr::CsrView;
-use crate::linalg::{axpy, dot, symv_rows};
+use crate::linalg::{axpy, dot, symv_panels, symv_rows, PanelMatrix};
 #[cfg(target_arch = "x86_64")]
 use crate::simd::Vectors;
 use crate::simd::{prefetch, Arith, Kernel};
@@ -14,8 +14,9 @@ use super::objective::Objective;
 /// memory behind the work on the rows in between.
 pub(crate) const PREFETCH_AHEAD: usize = 4;
 
-/// Rows advanced through CG together once the Gram matrix outgrows L1 (see `CgRows::run`): four,
-/// or eight where AVX-512's 32 registers hold their accumulators.
+/// Rows advanced through CG together once the Gram matrix outgrows L1 when it is not packed in
+/// panels (see `CgRows::run`): four, or eight where AVX-512's 32 registers hold their
+/// accumulators.
 const LOCKSTEP: usize = 4;
 const LOCKSTEP_WIDE: usize = 8;
 /// Gram matrices up to this size (bytes) stay in L1 across rows: one row at a time is faster then.
@@ -120,6 +121,8 @@ pub(crate) struct CgRows<'a, T> {
     pub(crate) y: &'a [T],
     pub(crate) k: usize,
     pub(crate) weighted_gram: &'a [T],
+    /// `weighted_gram` packed for [`symv_panels`], where `T` is f32 and `k` a multiple of its panel.
+    pub(crate) panels: Option<&'a PanelMatrix>,
     pub(crate) objective: &'a Objective,
     pub(crate) steps: usize,
 }
@@ -127,9 +130,11 @@ pub(crate) struct CgRows<'a, T> {
 impl<T: Real> Kernel for CgRows<'_, T> {
     type Output = ();
 
-    /// Once the Gram matrix no longer fits L1 (at 128 factors it is 64 KB and streams from L2),
-    /// rows go through CG `LOCKSTEP` at a time (`LOCKSTEP_WIDE` with AVX-512, at every size), so
-    /// each pass over it in the mat-vec serves all of them. Each row's arithmetic is unchanged:
+    /// With the Gram matrix packed in panels, every row of the chunk goes through CG together, so
+    /// that each CG step's products `M p_u` form one small matrix product over the chunk (see
+    /// `linalg::panels`). Otherwise, once the Gram matrix no longer fits L1 (at 128 factors it is
+    /// 64 KB and streams from L2), rows go `LOCKSTEP` at a time (`LOCKSTEP_WIDE` with AVX-512, at
+    /// every size), so each pass over it serves all of them. Each row's arithmetic is unchanged:
     /// its result does not depend on the rows beside it.
     #[inline(always)]
     fn run<A: Arith>(self, arith: A) {
@@ -140,27 +145,32 @@ impl<T: Real> Kernel for CgRows<'_, T> {
             y,
             k,
             weighted_gram: gram,
+            panels,
             objective,
             steps,
         } = self;
         let item = |c: i32| &y[c as usize * k..(c as usize + 1) * k];
-        let mut scratch = vec![T::ZERO; 3 * LOCKSTEP_WIDE * k];
-        // Per lane, `c_ui - alpha0` of each interaction; and scratch for the data term.
-        let mut weights: [Vec<T>; LOCKSTEP_WIDE] = Default::default();
-        let mut dots = Vec::new();
-        let (r_all, rest) = scratch.split_at_mut(LOCKSTEP_WIDE * k);
-        let (p_all, ap_all) = rest.split_at_mut(LOCKSTEP_WIDE * k);
         let w0 = T::from_f64(objective.unobserved_weight);
         let tolerance = T::from_f64(CG_TOLERANCE);
         // AVX-512 vectors are too wide for one row alone to keep enough FMA chains in flight
         // below 128 factors; the rows' results are the same bits either way.
-        let together = if arith.avx512().is_some() {
+        let together = if panels.is_some() {
+            x.len() / k
+        } else if arith.avx512().is_some() {
             LOCKSTEP_WIDE
         } else if std::mem::size_of_val(gram) > GRAM_IN_L1 {
             LOCKSTEP
         } else {
             1
         };
+        let mut scratch = vec![T::ZERO; 3 * together * k];
+        let (r_all, rest) = scratch.split_at_mut(together * k);
+        let (p_all, ap_all) = rest.split_at_mut(together * k);
+        // Per lane, `c_ui - alpha0` of each interaction; and scratch for the data term.
+        let mut weights = vec![Vec::new(); together];
+        let (mut dots, mut interleaved) = (Vec::new(), Vec::new());
+        let (mut lambda, mut rs_old) = (vec![T::ZERO; together], vec![T::ZERO; together]);
+        let mut active = vec![false; together];
         for (group, xs) in x.chunks_mut(together * k).enumerate() {
             let first = first_row + group * together;
             let lanes = xs.len() / k;
@@ -169,12 +179,10 @@ impl<T: Real> Kernel for CgRows<'_, T> {
                 &mut p_all[..lanes * k],
                 &mut ap_all[..lanes * k],
             );
-            let mut lambda = [T::ZERO; LOCKSTEP_WIDE];
-            let mut rs_old = [T::ZERO; LOCKSTEP_WIDE];
-            let mut active = [false; LOCKSTEP_WIDE];
+            active.fill(false);
 
             // r = b - A x
-            symv_rows(arith, gram, k, xs, r_all);
+            gram_times(arith, gram, panels, k, xs, r_all, &mut interleaved);
             for lane in 0..lanes {
                 let (cols, vals) = rows.row(first + lane);
                 let x = &mut xs[lane * k..(lane + 1) * k];
@@ -209,7 +217,7 @@ impl<T: Real> Kernel for CgRows<'_, T> {
                     break;
                 }
                 // ap = A p
-                symv_rows(arith, gram, k, p_all, ap_all);
+                gram_times(arith, gram, panels, k, p_all, ap_all, &mut interleaved);
                 for lane in 0..lanes {
                     if !active[lane] {
                         continue;
@@ -250,6 +258,32 @@ impl<T: Real> Kernel for CgRows<'_, T> {
             }
         }
     }
+}
+
+/// `outs_r = M vs_r` for every row of the block `vs`: through the panels where there are any
+/// (`T` is f32 then), else row-major. (A function, not a closure: a closure would not be inlined
+/// into the caller's instruction set.)
+#[inline(always)]
+fn gram_times<T: Real, A: Arith>(
+    arith: A,
+    gram: &[T],
+    panels: Option<&PanelMatrix>,
+    k: usize,
+    vs: &[T],
+    outs: &mut [T],
+    scratch: &mut Vec<f32>,
+) {
+    if let Some(panels) = panels {
+        let f32s = (
+            crate::simd::as_f32(gram),
+            crate::simd::as_f32(vs),
+            crate::simd::as_f32_mut(outs),
+        );
+        if let (Some(m), Some(vs), Some(outs)) = f32s {
+            return symv_panels(arith, m, panels, vs, outs, scratch);
+        }
+    }
+    symv_rows(arith, gram, k, vs, outs);
 }
 
 /// The weighted sum of the data term for every vector width, one source: each output is the
@@ -482,6 +516,82 @@ mod tests {
     fn avx512_data_term_is_its_generic_twin_bit_for_bit() {
         if let Some(token) = avx512_or_skip("avx512_data_term_is_its_generic_twin_bit_for_bit") {
             check_level(crate::simd::V4(token));
+        }
+    }
+
+    /// A chunk of rows solved with the Gram matrix packed in panels (all rows in lock step) and
+    /// without (rows four or eight at a time): the same bits, at every level the CPU has.
+    fn panels_change_no_bit<A: Arith>(arith: A) {
+        use crate::csr::CsrMatrix;
+        let (n_rows, n_cols, k) = (29, 50, 64);
+        let (mut indptr, mut indices, mut data) = (vec![0i64], Vec::new(), Vec::new());
+        for r in 0..n_rows {
+            // Row 3 stays empty; the others have 1 to 16 interactions.
+            for c in (0..n_cols).filter(|c| r != 3 && (r * 7 + c * 3) % (2 + r % 15) == 0) {
+                indices.push(c as i32);
+                data.push(1.0 + ((r * c) % 4) as f32);
+            }
+            indptr.push(indices.len() as i64);
+        }
+        let rows = CsrMatrix::new(indptr, indices, data, n_cols).unwrap();
+        let values = |n: usize, seed: usize| -> Vec<f32> {
+            (0..n)
+                .map(|i| ((i * 37 + seed * 11) % 23) as f32 / 23.0 - 0.4)
+                .collect()
+        };
+        let y = values(n_cols * k, 2);
+        let gram: Vec<f32> = (0..k * k)
+            .map(|ij| {
+                let (a, b) = (ij / k, ij % k);
+                (0..n_cols)
+                    .map(|c| y[c * k + a] * y[c * k + b])
+                    .sum::<f32>()
+                    * 0.5
+            })
+            .collect();
+        let panels = PanelMatrix::new(&gram, k).unwrap();
+        let objective = Objective {
+            regularization: 0.1,
+            alpha: 2.0,
+            regularization_exponent: 1.0,
+            unobserved_weight: 0.5,
+        };
+        let solve = |panels: Option<&PanelMatrix>| {
+            let mut x = values(n_rows * k, 1);
+            CgRows {
+                rows: &rows.view(),
+                first_row: 0,
+                x: &mut x,
+                y: &y,
+                k,
+                weighted_gram: &gram,
+                panels,
+                objective: &objective,
+                steps: 3,
+            }
+            .run(arith);
+            x
+        };
+        let (packed, row_major) = (solve(Some(&panels)), solve(None));
+        assert!(packed.iter().all(|v| v.is_finite()));
+        assert_eq!(bits(&packed), bits(&row_major));
+        assert_ne!(
+            bits(&packed),
+            bits(&values(n_rows * k, 1)),
+            "the rows moved"
+        );
+    }
+
+    #[test]
+    fn cg_with_panels_is_cg_without_on_every_level() {
+        panels_change_no_bit(generic_fused());
+        let name = "cg_with_panels_is_cg_without_on_every_level (AVX2)";
+        if avx2_or_skip(name).is_some() {
+            panels_change_no_bit(fused().expect("the CPU has AVX2"));
+        }
+        let name = "cg_with_panels_is_cg_without_on_every_level (AVX-512)";
+        if avx512_or_skip(name).is_some() {
+            panels_change_no_bit(fused_avx512().expect("the CPU has AVX-512"));
         }
     }
 }

@@ -3,6 +3,7 @@
 use rayon::prelude::*;
 
 use crate::error::Result;
+use crate::linalg::panels::PANEL;
 use crate::linalg::vector::LANES;
 use crate::parallel::Interrupt;
 use crate::simd::{dispatch, Arith, Kernel};
@@ -75,10 +76,24 @@ impl<T: Real> Kernel for BlockGram<'_, T> {
 
     /// Register-tiled: for each row `a` of the result and each block of `LANES` columns right of
     /// the diagonal, the block stays in registers while up to `INNER_ROWS` factor rows (resident
-    /// in L1) stream past; only then is it added to the f64 sum.
+    /// in L1) stream past; only then is it added to the f64 sum. With f32 vectors and `k` a
+    /// multiple of the panel width, the same sums go through the panel kernel (`wide`).
     #[inline(always)]
-    fn run<A: Arith>(self, _: A) -> Vec<f64> {
+    fn run<A: Arith>(self, arith: A) -> Vec<f64> {
         let k = self.k;
+        #[cfg(target_arch = "x86_64")]
+        if k.is_multiple_of(PANEL) {
+            use crate::simd::Vectors;
+            if let (Some(vectors), Some(block)) =
+                (crate::simd::vectors(arith), crate::simd::as_f32(self.block))
+            {
+                return match vectors {
+                    Vectors::V4(s) => wide::block_gram::<_, 8>(s, block, k),
+                    Vectors::V3(s) => wide::block_gram::<_, 4>(s, block, k),
+                };
+            }
+        }
+        let _ = arith;
         let mut sum = vec![0.0f64; k * k];
         for rows in self.block.chunks(INNER_ROWS * k) {
             for a in 0..k {
@@ -108,6 +123,70 @@ impl<T: Real> Kernel for BlockGram<'_, T> {
                         }
                     }
                     start += LANES;
+                }
+            }
+        }
+        sum
+    }
+}
+
+/// The f32 block Gram through the panel micro-kernel, the same sums as the generic body: each
+/// entry is, for each run of `INNER_ROWS` rows, one FMA chain over the rows in order from zero,
+/// added to the f64 sum run by run. So the bits are the same as the generic body's.
+#[cfg(target_arch = "x86_64")]
+mod wide {
+    use super::INNER_ROWS;
+    use crate::linalg::panels::wide::accumulate_tile;
+    use crate::linalg::panels::PANEL;
+    use crate::simd::F32Vectors;
+
+    /// The upper triangle (by tiles of `R` rows and two vectors of columns) of `Y_b^T Y_b` for
+    /// the row-major `block` (`k` columns, a multiple of `PANEL`). Each run of rows is packed in
+    /// column panels first, so that a tile reads both its factor columns from L1.
+    #[inline(always)]
+    pub(super) fn block_gram<S: F32Vectors, const R: usize>(
+        s: S,
+        block: &[f32],
+        k: usize,
+    ) -> Vec<f64> {
+        let (lanes, stripe) = (S::LANES, 2 * S::LANES);
+        assert!(
+            k.is_multiple_of(PANEL) && PANEL.is_multiple_of(stripe) && stripe.is_multiple_of(R)
+        );
+        let mut sum = vec![0.0f64; k * k];
+        let mut packed = Vec::with_capacity(INNER_ROWS * k);
+        let mut tile = [0.0f32; PANEL];
+        for rows in block.chunks(INNER_ROWS * k) {
+            let n = rows.len() / k;
+            packed.clear();
+            for panel in (0..k).step_by(PANEL) {
+                for row in rows.chunks_exact(k) {
+                    packed.extend_from_slice(&row[panel..panel + PANEL]);
+                }
+            }
+            // Column `c` of the run's row 0; its row `j` is `j * PANEL` further.
+            let column = |c: usize| {
+                // SAFETY: `c < k`, so the offset is inside `packed` (`n * k` values).
+                unsafe { packed.as_ptr().add((c / PANEL) * n * PANEL + c % PANEL) }
+            };
+            for a in (0..k).step_by(R) {
+                for b in (a - a % stripe..k).step_by(stripe) {
+                    let mut acc = [s.zero(); 16];
+                    // SAFETY: `b` is a multiple of `stripe` and `a` of `R`, both dividing `PANEL`,
+                    // so for each of the `n` rows the stripe's two vectors at `column(b)` and the
+                    // `R` values at `column(a)` lie inside one panel row.
+                    unsafe { accumulate_tile::<S, R>(s, column(b), column(a), PANEL, n, &mut acc) };
+                    for r in 0..R {
+                        // SAFETY: `tile` holds `PANEL >= 2 * lanes` values.
+                        unsafe {
+                            s.store(tile.as_mut_ptr(), acc[2 * r]);
+                            s.store(tile.as_mut_ptr().add(lanes), acc[2 * r + 1]);
+                        }
+                        let sums = &mut sum[(a + r) * k + b..][..stripe];
+                        for (total, &t) in sums.iter_mut().zip(&tile) {
+                            *total += f64::from(t);
+                        }
+                    }
                 }
             }
         }
@@ -176,6 +255,45 @@ mod tests {
                     assert_eq!(block[a * k + b], block[b * k + a]);
                 }
             }
+        }
+    }
+
+    /// The panel bodies against the generic one: every run of rows (whole and partial), every
+    /// level the CPU has.
+    fn check_level<A: Arith>(arith: A) {
+        use crate::simd::testing::generic_fused;
+        for k in [32, 64, 96] {
+            let n = 2 * INNER_ROWS + 13;
+            let y: Vec<f32> = (0..n * k)
+                .map(|i| ((i * 7919 % 1013) as f32) / 1013.0 - 0.5)
+                .collect();
+            let generic = BlockGram { block: &y, k }.run(generic_fused());
+            let wide = BlockGram { block: &y, k }.run(arith);
+            for a in 0..k {
+                for b in a..k {
+                    assert_eq!(
+                        wide[a * k + b].to_bits(),
+                        generic[a * k + b].to_bits(),
+                        "k={k} ({a}, {b})"
+                    );
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn avx2_panel_gram_is_the_generic_one_bit_for_bit() {
+        use crate::simd::testing::{avx2_or_skip, fused};
+        if avx2_or_skip("avx2_panel_gram_is_the_generic_one_bit_for_bit").is_some() {
+            check_level(fused().expect("the CPU has AVX2"));
+        }
+    }
+
+    #[test]
+    fn avx512_panel_gram_is_the_generic_one_bit_for_bit() {
+        use crate::simd::testing::{avx512_or_skip, fused_avx512};
+        if avx512_or_skip("avx512_panel_gram_is_the_generic_one_bit_for_bit").is_some() {
+            check_level(fused_avx512().expect("the CPU has AVX-512"));
         }
     }
 

@@ -16,6 +16,7 @@ use rayon::prelude::*;
 use crate::check::{all_finite, check_factors};
 use crate::csr::CsrView;
 use crate::error::{Error, Result};
+use crate::linalg::PanelMatrix;
 use crate::parallel::Interrupt;
 use crate::simd::dispatch;
 use crate::Real;
@@ -82,6 +83,7 @@ pub fn solve_rows<T: Real>(
                 ));
             }
             let weighted_gram: Vec<T> = gram.iter().map(|&g| T::from_f64(w0 * g)).collect();
+            let panels = crate::simd::as_f32(&weighted_gram).and_then(|m| PanelMatrix::new(m, k));
             in_row_chunks(x, k, interrupt, |first_row, x| {
                 dispatch(CgRows {
                     rows,
@@ -90,6 +92,7 @@ pub fn solve_rows<T: Real>(
                     y,
                     k,
                     weighted_gram: &weighted_gram,
+                    panels: panels.as_ref(),
                     objective,
                     steps,
                 });

@@ -1,9 +1,12 @@
 //! Dense linear algebra on factor rows and small `k x k` matrices: dot products, symmetric
-//! matrix-vector products, Cholesky. Generic bodies with their AVX2 twins beside them.
+//! matrix-vector products (one vector, a few, or a packed block of many), Cholesky. Generic
+//! bodies with their AVX2 twins beside them.
 
 pub mod cholesky;
+pub mod panels;
 pub mod symv;
 pub mod vector;
 
+pub use panels::{symv_panels, PanelMatrix};
 pub use symv::{symv, symv_rows};
 pub use vector::{axpy, dot};
