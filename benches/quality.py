@@ -22,14 +22,25 @@ For parity with the papers, which report the best epoch on the test set, the ref
 continues past the selected iterations and is evaluated on the test set every ``--test-every``
 iterations; the best of these (by NDCG@20) is the **best-on-test** row, clearly an optimistic
 number. The same is done at ``--large-factors`` with the settings found at ``--factors`` (or
-re-tuning only the regularization there, ``--large-budget``). ItemPop (rank by training
+re-tuning only the regularization there, ``--large-budget``); ``--test-every 0`` evaluates the
+test set at the selected iteration only (no best-on-test row). ItemPop (rank by training
 popularity) is a sanity row. implicit 0.7.3 is run at its defaults (with ``--factors``) and, with
 ``--implicit-budget``, tuned by the same helper (its model has no nu and no alpha0, so only the
 transform, alpha, regularization and iterations are searched).
 
+``--scale-to MAX`` adds ials at the dimension Rendle et al.'s protocol picks:
+``ials.tune.scale_dimension`` on the same validation split (random search of
+``--trials-per-size`` settings at ``--scale-from`` factors, then doubling while validation
+NDCG@20 improves, up to MAX, re-tuning the penalty and the unobserved weight at each size, within
+``--scale-budget`` seconds in all); the chosen size and settings are refitted and tested as above.
+The report gives its validation quality against dimension and time, and every tuned row the wall
+time of its tuning and of its final fit.
+
     python benches/quality.py                                 # gowalla, 10 minutes of search
     python benches/quality.py --dataset citeulike --budget 180 --implicit-budget 120
     python benches/quality.py --dataset lastfm --budget 180 --implicit-budget 120
+    python benches/quality.py --dataset lastfm --budget 90 --implicit-budget 90 \
+        --large-factors 0 --test-every 0 --scale-to 2048 --scale-budget 400
 """
 
 from __future__ import annotations
@@ -51,7 +62,15 @@ import numpy as np
 import scipy.sparse as sp
 from ials.evaluation import ranking_metrics_at_k
 from ials.splits import per_user_split
-from ials.tune import Choice, IntRange, LogUniform, TuneResult, search
+from ials.tune import (
+    Choice,
+    IntRange,
+    LogUniform,
+    ScalingResult,
+    TuneResult,
+    scale_dimension,
+    search,
+)
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import _data
@@ -88,9 +107,25 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         default=0.0,
         help="seconds tuning implicit 0.7.3 with the same helper (0: defaults only)",
     )
-    parser.add_argument("--test-every", type=int, default=1, help="test evaluations, iterations")
+    parser.add_argument(
+        "--test-every",
+        type=int,
+        default=1,
+        help="test evaluations, iterations (0: at the selected iteration only)",
+    )
     parser.add_argument(
         "--curve-iterations", type=int, default=32, help="refit at least this many iterations"
+    )
+    parser.add_argument(
+        "--scale-to",
+        type=int,
+        default=0,
+        help="largest size of Rendle's protocol (ials.tune.scale_dimension; 0: not run)",
+    )
+    parser.add_argument("--scale-from", type=int, default=128, help="its starting size")
+    parser.add_argument("--trials-per-size", type=int, default=8, help="its settings per size")
+    parser.add_argument(
+        "--scale-budget", type=float, default=600.0, help="its seconds of tuning in all"
     )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=0, help="0: every core")
@@ -145,6 +180,7 @@ class Row:
     recall: float
     ndcg: float
     seconds: float | None = None
+    tuning_seconds: float | None = None
 
 
 @dataclass
@@ -175,7 +211,7 @@ def test_curve(
         clock["fit"] += now - clock["since"]
         done = iteration + 1
         curve.fit_seconds[done] = clock["fit"]
-        if done % every == 0 or done == selected or done == total:
+        if (every and done % every == 0) or done == selected or done == total:
             metrics = ranking_metrics_at_k(
                 model, train, test, K=K, show_progress=False, num_threads=threads
             )
@@ -190,13 +226,16 @@ def test_curve(
 
 def tuned_rows(
     label: str,
-    result: TuneResult,
+    result: TuneResult | ScalingResult,
     factors: int,
     data: Data,
     args: argparse.Namespace,
+    tuning_seconds: float | None,
 ) -> tuple[list[Row], Curve]:
+    """The validation-selected row (and, with a test curve, the best-on-test row) of ``result``'s
+    settings refitted on all of the training data."""
     selected = int(result.params["iterations"])
-    total = max(selected, args.curve_iterations)
+    total = max(selected, args.curve_iterations) if args.test_every else selected
     overrides: dict[str, Any] = {"num_threads": args.threads}
     model = result.make_model(factors=factors, **overrides)
     log(f"{label}, {factors} factors: refit on train for {total} iterations (selected {selected})")
@@ -222,17 +261,22 @@ def tuned_rows(
             chosen["recall"],
             chosen["ndcg"],
             curve.fit_seconds[selected],
-        ),
-        Row(
-            label,
-            factors,
-            "**best on test** (optimistic)",
-            best_iteration,
-            best["recall"],
-            best["ndcg"],
-            curve.fit_seconds[best_iteration],
-        ),
+            tuning_seconds,
+        )
     ]
+    if len(curve.points) > 1:
+        rows.append(
+            Row(
+                label,
+                factors,
+                "**best on test** (optimistic)",
+                best_iteration,
+                best["recall"],
+                best["ndcg"],
+                curve.fit_seconds[best_iteration],
+                tuning_seconds,
+            )
+        )
     return rows, curve
 
 
@@ -346,7 +390,7 @@ def main(argv: list[str] | None = None) -> None:
                 model=implicit_model,
             )
             tuned, _ = tuned_rows(
-                "implicit 0.7.3, tuned by ials.tune", found, args.factors, data, args
+                "implicit 0.7.3, tuned by ials.tune", found, args.factors, data, args, found.seconds
             )
         rows += tuned
         notes.append(f"implicit tuned: {settings_line(found)}; {search_line(found)}")
@@ -361,13 +405,16 @@ def main(argv: list[str] | None = None) -> None:
         random_state=args.seed,
         num_threads=args.threads,
     )
-    ials_rows, curve = tuned_rows("ials, tuned by ials.tune", result, args.factors, data, args)
+    ials_rows, curve = tuned_rows(
+        "ials, tuned by ials.tune", result, args.factors, data, args, result.seconds
+    )
     rows += ials_rows
     notes.append(f"ials at {args.factors} factors: {settings_line(result)}; {search_line(result)}")
     curves = [(args.factors, curve)]
 
     if args.large_factors > 0:
         large = result
+        large_tuning: float | None = None
         if args.large_budget > 0:
             best = result.best
             penalty = float(best["row_penalty"])
@@ -391,6 +438,7 @@ def main(argv: list[str] | None = None) -> None:
                 random_state=args.seed,
                 num_threads=args.threads,
             )
+            large_tuning = large.seconds
             notes.append(
                 f"ials at {args.large_factors} factors (regularization re-tuned): "
                 f"{settings_line(large)}; {search_line(large)}"
@@ -401,13 +449,50 @@ def main(argv: list[str] | None = None) -> None:
                 f"{args.factors} factors, not re-tuned"
             )
         large_rows, large_curve = tuned_rows(
-            "ials, tuned by ials.tune", large, args.large_factors, data, args
+            "ials, tuned by ials.tune", large, args.large_factors, data, args, large_tuning
         )
         rows += large_rows
         curves.append((args.large_factors, large_curve))
 
+    scaled: ScalingResult | None = None
+    if args.scale_to > 0:
+        log(
+            f"Rendle's protocol: {args.scale_from} to {args.scale_to} factors, "
+            f"{args.trials_per_size} settings per size, {args.scale_budget:.0f} s"
+        )
+        scaled = scale_dimension(
+            fit_part,
+            validation,
+            factors=args.scale_from,
+            max_factors=args.scale_to,
+            trials_per_size=args.trials_per_size,
+            budget_seconds=args.scale_budget,
+            K=K,
+            metric="ndcg",
+            random_state=args.seed,
+            show_progress=False,
+            num_threads=args.threads,
+        )
+        log(f"validation against dimension (stopped by {scaled.stopped}):\n{scaled.to_markdown()}")
+        scaled_rows, scaled_curve = tuned_rows(
+            "ials, dimension by Rendle's protocol",
+            scaled,
+            scaled.factors,
+            data,
+            args,
+            scaled.seconds,
+        )
+        rows += scaled_rows
+        notes.append(
+            f"ials at {scaled.factors} factors (scale_dimension's choice): "
+            f"{settings_line(scaled.chosen)}; at that size, {search_line(scaled.chosen)}"
+        )
+        curves.append((scaled.factors, scaled_curve))
+
     elapsed = time.perf_counter() - started
-    report = render(args, data, validation, rows, notes, curves, result, command, date, elapsed)
+    report = render(
+        args, data, validation, rows, notes, curves, result, scaled, command, date, elapsed
+    )
     print(report)
     if args.output:
         Path(args.output).write_text(report + "\n", encoding="utf-8")
@@ -421,6 +506,7 @@ def render(
     notes: list[str],
     curves: list[tuple[int, Curve]],
     result: TuneResult,
+    scaled: ScalingResult | None,
     command: str,
     date: str,
     elapsed: float,
@@ -437,17 +523,20 @@ def render(
         "interactions",
         f"- run time: {elapsed / 60:.1f} min in all",
         "",
-        f"| model | factors | selected on | iterations | Recall@{K} | NDCG@{K} | fit s |",
-        "|---|---|---|---|---|---|---|",
+        f"| model | factors | selected on | iterations | Recall@{K} | NDCG@{K} | tuning s "
+        "| fit s |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     if args.dataset == "gowalla":
         for name, recall, ndcg in PUBLISHED:
-            lines.append(f"| {name} | 64 | published | - | {recall:.4f} | {ndcg:.4f} | - |")
+            lines.append(f"| {name} | 64 | published | - | {recall:.4f} | {ndcg:.4f} | - | - |")
     for row in rows:
-        seconds = "-" if row.seconds is None else f"{row.seconds:.1f}"
+        tuning, seconds = (
+            "-" if s is None else f"{s:.1f}" for s in (row.tuning_seconds, row.seconds)
+        )
         lines.append(
             f"| {row.model} | {row.factors} | {row.selection} | {row.iterations} | "
-            f"{row.recall:.4f} | {row.ndcg:.4f} | {seconds} |"
+            f"{row.recall:.4f} | {row.ndcg:.4f} | {tuning} | {seconds} |"
         )
     lines.append("")
     if args.dataset == "gowalla":
@@ -460,10 +549,20 @@ def render(
         lines.append("")
     lines += [f"- {note}" for note in notes]
     for factors, curve in curves:
+        if len(curve.points) < 2:
+            continue  # the table's row already
         points = ", ".join(
             f"{i}: {p['recall']:.4f}/{p['ndcg']:.4f}" for i, p in sorted(curve.points.items())
         )
         lines.append(f"- ials test curve at {factors} factors (iteration: recall/ndcg): {points}")
+    if scaled is not None:
+        lines += [
+            "",
+            f"Rendle's protocol on validation, the best setting of each size (seconds: that "
+            f"size's search; elapsed: since its start; stopped by {scaled.stopped}):",
+            "",
+        ]
+        lines.append(scaled.to_markdown())
     lines += ["", f"Top validation trials of the ials search ({args.factors} factors):", ""]
     lines.append(result.to_markdown(limit=10))
     return "\n".join(lines)
