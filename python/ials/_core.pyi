@@ -22,6 +22,7 @@ __all__ = [
     "LossTerms",
     "Objective",
     "Solver",
+    "gram",
     "gram_blocks",
     "gram_sum",
     "loss_terms",
@@ -127,6 +128,7 @@ def normal_equations(
     gram: npt.NDArray[np.float64],
     objective: Objective,
 ) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]]: ...
+def gram(y: npt.NDArray[_F], num_threads: int) -> npt.NDArray[np.float64]: ...
 def gram_blocks(y: npt.NDArray[_F], num_threads: int) -> npt.NDArray[np.float64]: ...
 def gram_sum(blocks: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]: ...
 def loss_terms(

@@ -3,6 +3,7 @@
 //!
 //! ```text
 //! cargo bench -p ials-core --bench roofline -- [--threads N] [--data PATH/train.txt] [--repeats R]
+//!     [--factors 64,128,...]
 //! ```
 //!
 //! The peak is a loop of independent FMAs (twelve accumulator registers, more than latency x
@@ -36,6 +37,7 @@ struct Args {
     threads: usize,
     data: String,
     repeats: usize,
+    factors: Vec<usize>,
 }
 
 fn parse_args() -> Args {
@@ -43,6 +45,7 @@ fn parse_args() -> Args {
         threads: 2,
         data: "../../../shared/data/gowalla/train.txt".into(),
         repeats: 5,
+        factors: vec![64, 128],
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -51,6 +54,12 @@ fn parse_args() -> Args {
             "--threads" => args.threads = value().parse().expect("--threads: an integer"),
             "--data" => args.data = value(),
             "--repeats" => args.repeats = value().parse().expect("--repeats: an integer"),
+            "--factors" => {
+                args.factors = value()
+                    .split(',')
+                    .map(|k| k.parse().expect("--factors: integers separated by commas"))
+                    .collect()
+            }
             // cargo bench passes --bench to every bench binary.
             "--bench" => {}
             other => panic!("unknown argument {other}"),
@@ -298,7 +307,7 @@ fn main() {
         users.nnz()
     );
     println!("  factors  side   seconds   GFLOP/s   % of peak");
-    for k in [64, 128] {
+    for &k in &args.factors {
         let init = |n: usize, seed: usize| -> Vec<f32> {
             (0..n * k)
                 .map(|i| ((i * 7919 + seed) % 1013) as f32 / 10_130.0 - 0.05)

@@ -199,6 +199,32 @@ fn normal_equations<'py>(
     Ok((a.into_pyarray(py), b.into_pyarray(py)))
 }
 
+/// `y.T @ y` in f64 as the solvers use it: the Gram matrices of `y`'s `GRAM_BLOCK_ROWS`-row
+/// blocks added in block order (bitwise [`gram_sum`] of [`gram_blocks`], for any thread count),
+/// without holding every block at once.
+#[pyfunction]
+fn gram<'py>(
+    py: Python<'py>,
+    y: Factors<'py>,
+    num_threads: usize,
+) -> PyResult<Bound<'py, PyArray2<f64>>> {
+    fn typed<T: Real + Element>(
+        py: Python<'_>,
+        y: &PyReadonlyArray2<'_, T>,
+        num_threads: usize,
+    ) -> PyResult<(Vec<f64>, usize)> {
+        let k = width(y);
+        let y = slice(y, "y")?;
+        Ok((run(py, num_threads, |stop| ials_core::gram(y, k, stop))?, k))
+    }
+    let (total, k) = match &y {
+        Factors::F32(y) => typed(py, y, num_threads)?,
+        Factors::F64(y) => typed(py, y, num_threads)?,
+    };
+    let total = Array2::from_shape_vec((k, k), total).expect("k x k");
+    Ok(total.into_pyarray(py))
+}
+
 /// The Gram matrix of each `GRAM_BLOCK_ROWS`-row block of `y`, stacked in block order; their
 /// sum in that order ([`gram_sum`]) is `y.T @ y` as the solvers use it.
 #[pyfunction]
@@ -552,6 +578,7 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("MAX_THREADS", ials_core::MAX_THREADS)?;
     m.add_function(wrap_pyfunction!(solve_rows, m)?)?;
     m.add_function(wrap_pyfunction!(normal_equations, m)?)?;
+    m.add_function(wrap_pyfunction!(gram, m)?)?;
     m.add_function(wrap_pyfunction!(gram_blocks, m)?)?;
     m.add_function(wrap_pyfunction!(gram_sum, m)?)?;
     m.add_function(wrap_pyfunction!(loss_terms, m)?)?;

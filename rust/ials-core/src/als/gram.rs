@@ -18,12 +18,21 @@ pub const GRAM_BLOCK_ROWS: usize = 4096;
 const INNER_ROWS: usize = 64;
 
 /// `Y^T Y` (k x k, row-major, full symmetric) of a row-major `n x k` matrix, accumulated in f64:
-/// the sum of its [`gram_blocks`] in order.
+/// the sum of its [`gram_blocks`] in order. The blocks are formed a wave of one per thread at a
+/// time and added as each wave ends, so at most `threads` of them are held at once, not all of
+/// them (88 MB at 1024 factors for gowalla's 41k items).
 pub fn gram<T: Real>(y: &[T], k: usize, interrupt: &Interrupt) -> Result<Vec<f64>> {
-    Ok(gram_sum(
-        gram_blocks(y, k, interrupt)?.iter().map(Vec::as_slice),
-        k,
-    ))
+    let mut total = vec![0.0f64; k * k];
+    if k == 0 {
+        return Ok(total);
+    }
+    let wave = rayon::current_num_threads().max(1) * GRAM_BLOCK_ROWS * k;
+    for rows in y.chunks(wave) {
+        for block in gram_blocks(rows, k, interrupt)? {
+            add_block(&mut total, &block);
+        }
+    }
+    Ok(total)
 }
 
 /// The Gram matrix of each [`GRAM_BLOCK_ROWS`]-row block of `y` (k x k, full symmetric), in
@@ -48,11 +57,15 @@ pub fn gram_blocks<T: Real>(y: &[T], k: usize, interrupt: &Interrupt) -> Result<
 pub fn gram_sum<'a>(blocks: impl IntoIterator<Item = &'a [f64]>, k: usize) -> Vec<f64> {
     let mut total = vec![0.0f64; k * k];
     for block in blocks {
-        for (t, &b) in total.iter_mut().zip(block) {
-            *t += b;
-        }
+        add_block(&mut total, block);
     }
     total
+}
+
+fn add_block(total: &mut [f64], block: &[f64]) {
+    for (t, &b) in total.iter_mut().zip(block) {
+        *t += b;
+    }
 }
 
 /// Blocks are computed right of each diagonal entry's block; this copies the strict upper

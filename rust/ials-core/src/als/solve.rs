@@ -16,13 +16,12 @@ use rayon::prelude::*;
 use crate::check::{all_finite, check_factors};
 use crate::csr::CsrView;
 use crate::error::{Error, Result};
-use crate::linalg::PanelMatrix;
 use crate::parallel::Interrupt;
 use crate::simd::dispatch;
 use crate::Real;
 
 use super::block::BlockRows;
-use super::cg::CgRows;
+use super::cg::{gram_panels, CgRows};
 use super::exact::{CholeskyRows, RowChunk};
 use super::objective::Objective;
 
@@ -83,7 +82,7 @@ pub fn solve_rows<T: Real>(
                 ));
             }
             let weighted_gram: Vec<T> = gram.iter().map(|&g| T::from_f64(w0 * g)).collect();
-            let panels = crate::simd::as_f32(&weighted_gram).and_then(|m| PanelMatrix::new(m, k));
+            let panels = gram_panels(&weighted_gram, k);
             in_row_chunks(x, k, interrupt, |first_row, x| {
                 dispatch(CgRows {
                     rows,
