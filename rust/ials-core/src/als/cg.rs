@@ -136,7 +136,7 @@ pub(crate) struct CgRows<'a, T> {
     pub(crate) y: &'a [T],
     pub(crate) k: usize,
     pub(crate) weighted_gram: &'a [T],
-    /// `weighted_gram` packed for [`symv_panels`], where `T` is f32 and `k` a multiple of its panel.
+    /// `weighted_gram` packed for [`symv_panels`] where that pays ([`gram_panels`]).
     pub(crate) panels: Option<&'a PanelMatrix>,
     pub(crate) objective: &'a Objective,
     pub(crate) steps: usize,
