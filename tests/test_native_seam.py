@@ -7,6 +7,7 @@ import pickle
 import subprocess
 import sys
 import textwrap
+from typing import Any
 
 import ials
 import numpy as np
@@ -122,6 +123,20 @@ def test_gram_blocks_of_aligned_pieces_add_up_to_the_gram_matrix() -> None:
     np.testing.assert_array_equal(_native.gram_sum(pieces), _native.gram(y, 1))
     exact = y.T.astype(np.float64) @ y
     np.testing.assert_allclose(_native.gram(y, 1), exact, atol=1e-5 * np.abs(exact).max())
+
+
+@pytest.mark.parametrize("k", [5, 64])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_gram_in_waves_is_the_sum_of_all_blocks_for_any_thread_count(k: int, dtype: Any) -> None:
+    # Five blocks: with 2 or 3 threads `gram` forms them in several waves; 64 factors take the
+    # panel kernel for float32.
+    n = 4 * _native.GRAM_BLOCK_ROWS + 77
+    y = np.random.default_rng(4).normal(size=(n, k)).astype(dtype)
+    every_block = _native.gram_sum(_native.gram_blocks(y, 2))
+    for threads in (1, 2, 3):
+        np.testing.assert_array_equal(_native.gram(y, threads), every_block)
+    exact = y.T.astype(np.float64) @ y.astype(np.float64)
+    np.testing.assert_allclose(every_block, exact, atol=1e-4 * np.abs(exact).max())
 
 
 def test_loss_terms_of_row_blocks_add_up() -> None:
