@@ -13,21 +13,9 @@ from typing import Any
 import numpy as np
 import pytest
 import scipy.sparse as sp
+from cli_run import ials
 from ials import AlternatingLeastSquares
 from ials.cli import main
-
-ROOT = Path(__file__).resolve().parents[1]
-
-
-def ials(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "ials", *args],
-        capture_output=True,
-        text=True,
-        cwd=cwd or ROOT,
-        check=False,
-        timeout=120,
-    )
 
 
 def ok(result: subprocess.CompletedProcess[str]) -> str:

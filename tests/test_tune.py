@@ -6,8 +6,6 @@ from __future__ import annotations
 
 import json
 import math
-import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -15,13 +13,13 @@ from typing import Any
 import numpy as np
 import pytest
 import scipy.sparse as sp
+from cli_run import ials, write_play_log
 from ials import AlternatingLeastSquares
 from ials.datasets import synthetic
 from ials.evaluation import ranking_metrics_at_k
 from ials.splits import per_user_split
 from ials.tune import Choice, IntRange, LogUniform, Uniform, search
 
-ROOT = Path(__file__).resolve().parents[1]
 SETTINGS = (
     "confidence",
     "median_confidence",
@@ -339,28 +337,9 @@ def test_bad_distributions_and_matrices(data: Any) -> None:
 # command line
 
 
-def ials(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "ials", *args],
-        capture_output=True,
-        text=True,
-        cwd=ROOT,
-        check=False,
-        timeout=120,
-    )
-
-
 @pytest.fixture(scope="module")
 def log_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    rng = np.random.default_rng(0)
-    lines = ["listener\tartist\tplays"]
-    for user in range(60):
-        group = "ab"[user % 2]
-        for artist in rng.choice(15, size=int(rng.integers(6, 11)), replace=False):
-            lines.append(f"u{user}\t{group}{artist}\t{int(rng.integers(1, 40))}")
-    path = tmp_path_factory.mktemp("tune") / "plays.tsv"
-    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
-    return path
+    return write_play_log(tmp_path_factory.mktemp("tune") / "plays.tsv")
 
 
 def test_cli_json(log_file: Path) -> None:
