@@ -150,7 +150,7 @@ impl<T: Real> Kernel for BlockGram<'_, T> {
 mod wide {
     use super::INNER_ROWS;
     use crate::linalg::panels::wide::accumulate_tile;
-    use crate::linalg::panels::PANEL;
+    use crate::linalg::panels::{pack_panels, PANEL};
     use crate::simd::F32Vectors;
 
     /// The upper triangle (by tiles of `R` rows and two vectors of columns) of `Y_b^T Y_b` for
@@ -172,11 +172,7 @@ mod wide {
         for rows in block.chunks(INNER_ROWS * k) {
             let n = rows.len() / k;
             packed.clear();
-            for panel in (0..k).step_by(PANEL) {
-                for row in rows.chunks_exact(k) {
-                    packed.extend_from_slice(&row[panel..panel + PANEL]);
-                }
-            }
+            pack_panels(rows, k, &mut packed);
             // Column `c` of the run's row 0; its row `j` is `j * PANEL` further.
             let column = |c: usize| {
                 // SAFETY: `c < k`, so the offset is inside `packed` (`n * k` values).

@@ -29,12 +29,18 @@ impl PanelMatrix {
             return None;
         }
         let mut packed = Vec::with_capacity(k * k);
-        for panel in (0..k).step_by(PANEL) {
-            for row in m.chunks_exact(k) {
-                packed.extend_from_slice(&row[panel..panel + PANEL]);
-            }
-        }
+        pack_panels(m, k, &mut packed);
         Some(Self { packed, k })
+    }
+}
+
+/// Appends the row-major `rows` (`k` columns, a multiple of [`PANEL`]) to `packed` as column
+/// panels: for each panel in turn, every row's `PANEL` values of it, row after row.
+pub(crate) fn pack_panels(rows: &[f32], k: usize, packed: &mut Vec<f32>) {
+    for panel in (0..k).step_by(PANEL) {
+        for row in rows.chunks_exact(k) {
+            packed.extend_from_slice(&row[panel..panel + PANEL]);
+        }
     }
 }
 
