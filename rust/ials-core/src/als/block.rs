@@ -30,7 +30,7 @@ impl<T: Real> Kernel for BlockRows<'_, T> {
     type Output = Result<()>;
 
     #[inline(always)]
-    fn run<A: Arith>(self, _: A) -> Result<()> {
+    fn run<A: Arith>(self, arith: A) -> Result<()> {
         let chunk = self.chunk;
         let (k, size) = (chunk.k, self.size.min(chunk.k));
         let w0 = chunk.objective.unobserved_weight;
@@ -104,7 +104,7 @@ impl<T: Real> Kernel for BlockRows<'_, T> {
                             axpy::<f64, A>(w * ya, &item[a..], upper);
                         }
                     }
-                    if !cholesky::factor::<A>(system, width) {
+                    if !cholesky::factor(arith, system, width) {
                         return Err(Error::Singular { row });
                     }
                     cholesky::solve::<A>(system, width, step);

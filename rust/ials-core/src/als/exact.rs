@@ -32,7 +32,7 @@ impl<T: Real> Kernel for CholeskyRows<'_, T> {
     type Output = Result<()>;
 
     #[inline(always)]
-    fn run<A: Arith>(self, _: A) -> Result<()> {
+    fn run<A: Arith>(self, arith: A) -> Result<()> {
         let chunk = self.0;
         let k = chunk.k;
         let mut a = vec![0.0f64; k * k];
@@ -58,7 +58,7 @@ impl<T: Real> Kernel for CholeskyRows<'_, T> {
                 &mut gathered,
                 &mut weights,
             );
-            if !cholesky::factor::<A>(&mut a, k) {
+            if !cholesky::factor(arith, &mut a, k) {
                 return Err(Error::Singular { row });
             }
             cholesky::solve::<A>(&a, k, &mut b);

@@ -4,18 +4,21 @@ use super::vector::{axpy, dot_generic as dot};
 use crate::simd::Arith;
 
 /// Rows factored together: the trailing update subtracts their rank-`PANEL` contribution in
-/// one pass over each trailing row, so every load and store of `a` feeds `PANEL` FMAs.
+/// one pass, so every load and store of a trailing entry feeds `PANEL` FMAs.
 const PANEL: usize = 8;
 
 /// Factors the symmetric positive-definite row-major `k x k` matrix `a` in place into the upper
-/// triangular U with `a = U^T U` (U is L^T, so every row of U is contiguous); only the upper
-/// triangle of `a` is read. Returns false when the matrix is not positive definite (a pivot that
-/// is not positive and finite).
+/// triangular U with `a = U^T U` (U is L^T, so every row of U is contiguous). Only the upper
+/// triangle of `a` counts: entries below the diagonal may be overwritten with values that mean
+/// nothing, and never change the result. Returns false when the matrix is not positive definite
+/// (a pivot that is not positive and finite).
 ///
 /// Blocked right-looking: a panel of `PANEL` rows is factored on its own with contiguous `axpy`s,
-/// and then subtracted from each trailing row in one fused pass.
+/// and then subtracted from the trailing rows in register tiles. Each entry of U is the FMA chain
+/// of the unblocked algorithm, so every level gives the bits of that one (tested).
 #[inline(always)]
-pub fn factor<A: Arith>(a: &mut [f64], k: usize) -> bool {
+pub fn factor<A: Arith>(arith: A, a: &mut [f64], k: usize) -> bool {
+    let wide = arith.avx512().is_some();
     let mut j = 0;
     while j < k {
         let end = (j + PANEL).min(k);
@@ -39,19 +42,11 @@ pub fn factor<A: Arith>(a: &mut [f64], k: usize) -> bool {
         }
         let (panel, trailing) = a.split_at_mut(end * k);
         let panel = &panel[j * k..];
-        for r in end..k {
-            let row = &mut trailing[(r - end) * k + r..(r - end + 1) * k];
-            if end - j == PANEL {
-                let u: [&[f64]; PANEL] = std::array::from_fn(|t| &panel[t * k + r..(t + 1) * k]);
-                let coefficients: [f64; PANEL] = std::array::from_fn(|t| -panel[t * k + r]);
-                for (offset, entry) in row.iter_mut().enumerate() {
-                    let mut e = *entry;
-                    for (ut, &ct) in u.iter().zip(&coefficients) {
-                        e = A::fma(ct, ut[offset], e);
-                    }
-                    *entry = e;
-                }
-            } else {
+        if end - j == PANEL {
+            subtract_panel::<A>(wide, panel, trailing, k, end);
+        } else {
+            for r in end..k {
+                let row = &mut trailing[(r - end) * k + r..(r - end + 1) * k];
                 for t in 0..end - j {
                     axpy::<f64, A>(-panel[t * k + r], &panel[t * k + r..(t + 1) * k], row);
                 }
@@ -62,42 +57,161 @@ pub fn factor<A: Arith>(a: &mut [f64], k: usize) -> bool {
     true
 }
 
+/// Subtracts the factored `panel` (`PANEL` rows of U, row-major with `k` columns) from the
+/// `trailing` rows `first..k` of the matrix: `a[r][c] -= sum_t panel[t][r] panel[t][c]` for
+/// `c >= r`, each entry one FMA chain over `t` in order.
+///
+/// Rows go in tiles of 4 and columns in blocks of 16 (8 without AVX-512's 32 registers), all in
+/// fixed-size arrays that LLVM keeps in vector registers: each panel vector loaded feeds four
+/// FMAs. A tile starts at its first row's diagonal, so it also updates entries left of the other
+/// rows' diagonals, whose values never matter.
+#[inline(always)]
+fn subtract_panel<A: Arith>(
+    wide: bool,
+    panel: &[f64],
+    trailing: &mut [f64],
+    k: usize,
+    first: usize,
+) {
+    let mut r = first;
+    while r < k {
+        let rows = &mut trailing[(r - first) * k..];
+        r += match (k - r, wide) {
+            (4.., true) => subtract_tile::<A, 4, 16>(panel, rows, k, r),
+            (4.., false) => subtract_tile::<A, 4, 8>(panel, rows, k, r),
+            (2..4, _) => subtract_tile::<A, 2, 8>(panel, rows, k, r),
+            _ => subtract_tile::<A, 1, 8>(panel, rows, k, r),
+        };
+    }
+}
+
+/// [`subtract_panel`] on the `R` rows `r..r + R`, the first `R` rows of `rows`, in column blocks
+/// of `N`, then 8, 4, 2 and 1; returns `R`.
+#[inline(always)]
+fn subtract_tile<A: Arith, const R: usize, const N: usize>(
+    panel: &[f64],
+    rows: &mut [f64],
+    k: usize,
+    r: usize,
+) -> usize {
+    let coefficients: [[f64; PANEL]; R] =
+        std::array::from_fn(|i| std::array::from_fn(|t| -panel[t * k + r + i]));
+    let mut column = subtract_columns::<A, R, N>(panel, rows, &coefficients, k, r);
+    column = subtract_columns::<A, R, 8>(panel, rows, &coefficients, k, column);
+    column = subtract_columns::<A, R, 4>(panel, rows, &coefficients, k, column);
+    column = subtract_columns::<A, R, 2>(panel, rows, &coefficients, k, column);
+    subtract_columns::<A, R, 1>(panel, rows, &coefficients, k, column);
+    R
+}
+
+/// The columns from `column` on of a tile in whole blocks of `N`; where the next block starts.
+#[inline(always)]
+fn subtract_columns<A: Arith, const R: usize, const N: usize>(
+    panel: &[f64],
+    rows: &mut [f64],
+    coefficients: &[[f64; PANEL]; R],
+    k: usize,
+    mut column: usize,
+) -> usize {
+    while column + N <= k {
+        let block = |row: usize| row * k + column..row * k + column + N;
+        let mut e: [[f64; N]; R] =
+            std::array::from_fn(|i| rows[block(i)].try_into().expect("N entries"));
+        for t in 0..PANEL {
+            let ut: &[f64; N] = panel[block(t)].try_into().expect("N entries");
+            for (e, c) in e.iter_mut().zip(coefficients) {
+                for (e, &v) in e.iter_mut().zip(ut) {
+                    *e = A::fma(c[t], v, *e);
+                }
+            }
+        }
+        for (i, e) in e.iter().enumerate() {
+            rows[block(i)].copy_from_slice(e);
+        }
+        column += N;
+    }
+    column
+}
+
+/// Rows of the back substitution solved together (see [`solve`]).
+const SOLVE_BLOCK: usize = 8;
+
 /// Solves `U^T U x = b` in place (`b` becomes `x`) with the factor from [`factor`].
+///
+/// Forward, `U^T y = b` column by column; back, `U x = y` in blocks of `SOLVE_BLOCK` rows from the
+/// bottom: the block's dot products with the part of `x` already solved are independent, so they
+/// overlap, where row by row each waited for the row below. Both multiply by the diagonal's
+/// reciprocals, computed a block at a time, so no division sits on the chain from one unknown to
+/// the next.
 #[inline(always)]
 pub fn solve<A: Arith>(u: &[f64], k: usize, b: &mut [f64]) {
-    for i in 0..k {
-        let yi = b[i] / u[i * k + i];
-        b[i] = yi;
-        axpy::<f64, A>(-yi, &u[i * k + i + 1..(i + 1) * k], &mut b[i + 1..]);
+    for start in (0..k).step_by(SOLVE_BLOCK) {
+        let end = (start + SOLVE_BLOCK).min(k);
+        let inverse = reciprocals(u, k, start..end);
+        for i in start..end {
+            let yi = b[i] * inverse[i - start];
+            b[i] = yi;
+            axpy::<f64, A>(-yi, &u[i * k + i + 1..(i + 1) * k], &mut b[i + 1..]);
+        }
     }
-    for i in (0..k).rev() {
-        let s = b[i] - dot::<f64, A>(&u[i * k + i + 1..(i + 1) * k], &b[i + 1..]);
-        b[i] = s / u[i * k + i];
+    let mut end = k;
+    while end > 0 {
+        let start = end.saturating_sub(SOLVE_BLOCK);
+        let inverse = reciprocals(u, k, start..end);
+        let (head, solved) = b.split_at_mut(end);
+        let block = &mut head[start..];
+        for (i, bi) in (start..end).zip(block.iter_mut()) {
+            *bi -= dot::<f64, A>(&u[i * k + end..(i + 1) * k], solved);
+        }
+        for i in (start..end).rev() {
+            let xi = block[i - start] * inverse[i - start];
+            block[i - start] = xi;
+            for j in start..i {
+                block[j - start] = A::fma(-u[j * k + i], xi, block[j - start]);
+            }
+        }
+        end = start;
     }
+}
+
+/// `1 / U_ii` for the rows `rows` (at most `SOLVE_BLOCK`), from the first slot on.
+#[inline(always)]
+fn reciprocals(u: &[f64], k: usize, rows: std::ops::Range<usize>) -> [f64; SOLVE_BLOCK] {
+    let mut inverse = [1.0; SOLVE_BLOCK];
+    for (slot, i) in inverse.iter_mut().zip(rows) {
+        *slot = 1.0 / u[i * k + i];
+    }
+    inverse
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::simd::testing::{avx512_or_skip, fused, fused_avx512, generic_fused};
     use crate::simd::Unfused;
+
+    /// `B B^T + shift I` for a fixed `k x k` matrix B: symmetric positive definite.
+    fn positive_definite(k: usize, seed: usize, shift: f64) -> Vec<f64> {
+        let b: Vec<f64> = (0..k * k)
+            .map(|i| ((i * seed % 29) as f64) / 29.0 - 0.45)
+            .collect();
+        let mut a = vec![0.0; k * k];
+        for i in 0..k {
+            for j in 0..k {
+                a[i * k + j] = (0..k).map(|t| b[i * k + t] * b[j * k + t]).sum::<f64>()
+                    + if i == j { shift } else { 0.0 };
+            }
+        }
+        a
+    }
 
     #[test]
     fn solves_by_residual() {
         for k in [1, 2, 7, 8, 9, 16, 33, 64, 70] {
-            // A = B B^T + I is symmetric positive definite.
-            let b: Vec<f64> = (0..k * k)
-                .map(|i| ((i * 31 % 17) as f64) / 17.0 - 0.4)
-                .collect();
-            let mut a = vec![0.0; k * k];
-            for i in 0..k {
-                for j in 0..k {
-                    a[i * k + j] = (0..k).map(|t| b[i * k + t] * b[j * k + t]).sum::<f64>()
-                        + if i == j { 1.0 } else { 0.0 };
-                }
-            }
+            let a = positive_definite(k, 31, 1.0);
             let rhs: Vec<f64> = (0..k).map(|i| i as f64 - 1.5).collect();
             let mut u = a.clone();
-            assert!(factor::<Unfused>(&mut u, k));
+            assert!(factor(Unfused, &mut u, k));
             let mut x = rhs.clone();
             solve::<Unfused>(&u, k, &mut x);
             for i in 0..k {
@@ -107,11 +221,59 @@ mod tests {
         }
     }
 
+    /// The unblocked right-looking factorisation: row `c` scaled, then `u[c][r] u[c][r..]`
+    /// subtracted from each row `r > c` with one FMA per entry. Every entry of `factor`'s result
+    /// is the same chain of FMAs over `c`, however its panels and tiles group them.
+    fn factor_unblocked<A: Arith>(a: &mut [f64], k: usize) {
+        for c in 0..k {
+            let diagonal = a[c * k + c].sqrt();
+            let inverse = 1.0 / diagonal;
+            a[c * k + c] = diagonal;
+            for v in &mut a[c * k + c + 1..(c + 1) * k] {
+                *v *= inverse;
+            }
+            for r in c + 1..k {
+                let coefficient = -a[c * k + r];
+                for col in r..k {
+                    a[r * k + col] = A::fma(coefficient, a[c * k + col], a[r * k + col]);
+                }
+            }
+        }
+    }
+
+    fn upper_bits(a: &[f64], k: usize) -> Vec<u64> {
+        (0..k)
+            .flat_map(|r| a[r * k + r..(r + 1) * k].iter().map(|v| v.to_bits()))
+            .collect()
+    }
+
+    fn check_tiles_keep_each_entrys_chain<A: Arith>(arith: A) {
+        for k in (1..=21).chain([31, 32, 33, 40, 64, 70, 129]) {
+            let mut a = positive_definite(k, 37, 0.5);
+            let mut tiled = a.clone();
+            assert!(factor(arith, &mut tiled, k));
+            factor_unblocked::<A>(&mut a, k);
+            assert_eq!(upper_bits(&tiled, k), upper_bits(&a, k), "k={k}");
+        }
+    }
+
+    #[test]
+    fn panels_and_tiles_keep_each_entrys_fma_chain_at_every_level() {
+        check_tiles_keep_each_entrys_chain(Unfused);
+        check_tiles_keep_each_entrys_chain(generic_fused());
+        if let Some(fused) = fused() {
+            check_tiles_keep_each_entrys_chain(fused);
+        }
+        if avx512_or_skip("panels_and_tiles_keep_each_entrys_fma_chain_at_every_level").is_some() {
+            check_tiles_keep_each_entrys_chain(fused_avx512().expect("the CPU has AVX-512"));
+        }
+    }
+
     #[test]
     fn reports_indefinite_matrices() {
         let mut a = vec![1.0, 2.0, 2.0, 1.0];
-        assert!(!factor::<Unfused>(&mut a, 2));
+        assert!(!factor(Unfused, &mut a, 2));
         let mut zero = vec![0.0; 4];
-        assert!(!factor::<Unfused>(&mut zero, 2));
+        assert!(!factor(Unfused, &mut zero, 2));
     }
 }
