@@ -46,6 +46,7 @@ impl<T: Real> Kernel for CholeskyRows<'_, T> {
                 continue;
             }
             row_system::<T, A>(
+                arith,
                 cols,
                 vals,
                 chunk.y,
@@ -133,11 +134,12 @@ impl<T: Real> Kernel for NormalEquations<'_, T> {
     type Output = (Vec<f64>, Vec<f64>);
 
     #[inline(always)]
-    fn run<A: Arith>(self, _: A) -> Self::Output {
+    fn run<A: Arith>(self, arith: A) -> Self::Output {
         let k = self.k;
         let (mut a, mut b) = (vec![0.0; k * k], vec![0.0; k]);
         let (mut gathered, mut weights) = (Vec::new(), Vec::new());
         row_system::<T, A>(
+            arith,
             self.cols,
             self.vals,
             self.y,
@@ -162,11 +164,14 @@ impl<T: Real> Kernel for NormalEquations<'_, T> {
 /// Forms the upper triangle of `A_u` (entries left of the diagonal may be touched too) and all
 /// of `b_u` for one row, in f64. The row's item vectors are gathered into `gathered` first, so the
 /// sum of their weighted outer products runs register-tiled: 16 entries of each of two rows of
-/// `A_u` stay in registers while every item streams past, and are then written once with the Gram
-/// entries added (no separate copy of the k x k Gram matrix per row).
+/// `A_u` (four with AVX-512) stay in registers while every item streams past, and are then written
+/// once with the Gram entries added (no separate copy of the k x k Gram matrix per row). Each
+/// entry is one FMA chain over the items in order, whatever the tile, so every level with fused
+/// arithmetic gives the same bits (tested).
 #[allow(clippy::too_many_arguments)]
 #[inline(always)]
 pub(crate) fn row_system<T: Real, A: Arith>(
+    arith: A,
     cols: &[i32],
     vals: &[f32],
     y: &[T],
@@ -200,41 +205,46 @@ pub(crate) fn row_system<T: Real, A: Arith>(
             axpy::<f64, A>(confidence, &gathered[start..], b);
         }
     }
-    // Rows in pairs: two rows of accumulators (eight registers) hide the FMA latency that one
-    // row alone leaves exposed. The pair starts at an even row, so both rows' first block starts
-    // at the same column.
+    // Rows in tiles: four rows of accumulators with AVX-512's 32 registers, two otherwise, so
+    // that the FMA latency is hidden and each item block loaded feeds several rows. A tile
+    // starts at a multiple of its height, so its rows' first block starts at the same column.
+    let height = if arith.avx512().is_some() { 4 } else { 2 };
     let mut i = 0;
     while i < k {
-        let pair = i + 1 < k;
+        let rows = height.min(k - i);
         for start in (i - i % LANES..k).step_by(LANES) {
             let width = LANES.min(k - start);
-            let mut write = |row: usize, sums: &[f64]| {
-                let at = row * k + start..row * k + start + width;
-                for ((entry, &g), sum) in a[at.clone()].iter_mut().zip(&weighted_gram[at]).zip(sums)
-                {
-                    *entry = g + sum;
+            if width == LANES {
+                let tile = Tile {
+                    gathered,
+                    weights,
+                    weighted_gram,
+                    k,
+                    first_row: i,
+                    start,
+                };
+                match rows {
+                    4 => tile.write::<A, 4>(a),
+                    3 => tile.write::<A, 3>(a),
+                    2 => tile.write::<A, 2>(a),
+                    _ => tile.write::<A, 1>(a),
                 }
-            };
-            if width == LANES && pair {
-                let [first, second] = weighted_outer::<A, 2>(gathered, weights, k, i, start);
-                write(i, &first);
-                write(i + 1, &second);
-            } else if width == LANES {
-                let [only] = weighted_outer::<A, 1>(gathered, weights, k, i, start);
-                write(i, &only);
             } else {
-                for row in i..i + 1 + pair as usize {
-                    let mut sums = [0.0; LANES];
-                    for (t, sum) in sums[..width].iter_mut().enumerate() {
+                for row in i..i + rows {
+                    let at = row * k + start..row * k + start + width;
+                    for ((t, entry), &g) in
+                        a[at.clone()].iter_mut().enumerate().zip(&weighted_gram[at])
+                    {
+                        let mut sum = 0.0;
                         for (z, &w) in gathered.chunks_exact(k).zip(weights.iter()) {
-                            *sum = A::fma(w * z[row], z[start + t], *sum);
+                            sum = A::fma(w * z[row], z[start + t], sum);
                         }
+                        *entry = g + sum;
                     }
-                    write(row, &sums[..width]);
                 }
             }
         }
-        i += 1 + pair as usize;
+        i += rows;
     }
     let lambda = objective.row_regularization(cols.len(), n_cols);
     for d in 0..k {
@@ -242,25 +252,128 @@ pub(crate) fn row_system<T: Real, A: Arith>(
     }
 }
 
-/// `sum_z w z[first_row + r] z[start..start + LANES]` over the gathered rows z, for the `R` rows
-/// `first_row..first_row + R` of `A_u`: `R x LANES` sums held in registers.
-#[inline(always)]
-fn weighted_outer<A: Arith, const R: usize>(
-    gathered: &[f64],
-    weights: &[f64],
+/// One tile of `A_u`'s outer-product sum: the rows `first_row..first_row + R` at the columns
+/// `start..start + LANES`, over the gathered item rows `z` with their weights `w`.
+struct Tile<'a> {
+    gathered: &'a [f64],
+    weights: &'a [f64],
+    weighted_gram: &'a [f64],
     k: usize,
     first_row: usize,
     start: usize,
-) -> [[f64; LANES]; R] {
-    let mut acc = [[0.0f64; LANES]; R];
-    for (z, &w) in gathered.chunks_exact(k).zip(weights) {
-        let block = &z[start..start + LANES];
-        for (r, acc) in acc.iter_mut().enumerate() {
-            let scale = w * z[first_row + r];
-            for (a, &b) in acc.iter_mut().zip(block) {
-                *a = A::fma(scale, b, *a);
+}
+
+impl Tile<'_> {
+    /// `a[row][col] = gram[row][col] + sum_z w z[row] z[col]` on the tile's `R x LANES` entries,
+    /// the sums held in registers while the items stream past, each one FMA chain over them.
+    #[inline(always)]
+    fn write<A: Arith, const R: usize>(&self, a: &mut [f64]) {
+        let (k, first_row, start) = (self.k, self.first_row, self.start);
+        let mut acc = [[0.0f64; LANES]; R];
+        for (z, &w) in self.gathered.chunks_exact(k).zip(self.weights) {
+            let block = &z[start..start + LANES];
+            for (r, acc) in acc.iter_mut().enumerate() {
+                let scale = w * z[first_row + r];
+                for (a, &b) in acc.iter_mut().zip(block) {
+                    *a = A::fma(scale, b, *a);
+                }
+            }
+        }
+        for (r, sums) in acc.iter().enumerate() {
+            let at = (first_row + r) * k + start..(first_row + r) * k + start + LANES;
+            for ((entry, &g), sum) in a[at.clone()]
+                .iter_mut()
+                .zip(&self.weighted_gram[at])
+                .zip(sums)
+            {
+                *entry = g + sum;
             }
         }
     }
-    acc
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::simd::testing::{avx512_or_skip, fused, fused_avx512, generic_fused};
+
+    const N_COLS: usize = 12;
+    const CONFIDENCE_FACTORS: [f32; 3] = [2.0, -1.0, 0.5];
+    const OBJECTIVE: Objective = Objective {
+        regularization: 0.25,
+        alpha: 3.0,
+        regularization_exponent: 0.0,
+        unobserved_weight: 0.5,
+    };
+
+    /// Item factors, a symmetric Gram matrix, and a row of `n` interactions (one negative in
+    /// three) for `k` factors.
+    fn inputs(k: usize, n: usize) -> (Vec<f32>, Vec<f64>, Vec<i32>, Vec<f32>) {
+        let y = (0..N_COLS * k)
+            .map(|i| ((i * 53 % 31) as f32) / 31.0 - 0.5)
+            .collect();
+        let gram = (0..k * k)
+            .map(|ij| (((ij / k) * (ij % k) * 7 + ij / k + ij % k) % 13) as f64 / 13.0)
+            .collect();
+        let cols = (0..n).map(|i| ((i * 5 + 1) % N_COLS) as i32).collect();
+        let vals = (0..n).map(|i| CONFIDENCE_FACTORS[i % 3]).collect();
+        (y, gram, cols, vals)
+    }
+
+    fn normal_equations<A: Arith>(arith: A, k: usize, n: usize) -> (Vec<f64>, Vec<f64>) {
+        let (y, gram, cols, vals) = inputs(k, n);
+        NormalEquations {
+            cols: &cols,
+            vals: &vals,
+            y: &y,
+            k,
+            weighted_gram: &gram,
+            objective: &OBJECTIVE,
+            n_cols: N_COLS,
+        }
+        .run(arith)
+    }
+
+    /// `A_u` from its definition, in plain f64 sums.
+    fn naive(k: usize, n: usize) -> Vec<f64> {
+        let (y, mut a, cols, vals) = inputs(k, n);
+        for (&c, &v) in cols.iter().zip(&vals) {
+            let item = &y[c as usize * k..(c as usize + 1) * k];
+            let weight = (OBJECTIVE.alpha * v.abs()) as f64 - OBJECTIVE.unobserved_weight;
+            for r in 0..k {
+                for col in 0..k {
+                    a[r * k + col] += weight * item[r] as f64 * item[col] as f64;
+                }
+            }
+        }
+        for d in 0..k {
+            a[d * k + d] += OBJECTIVE.regularization;
+        }
+        a
+    }
+
+    #[test]
+    fn row_systems_are_the_same_bits_at_every_level_and_match_their_definition() {
+        let avx512 = avx512_or_skip(
+            "row_systems_are_the_same_bits_at_every_level_and_match_their_definition (AVX-512)",
+        )
+        .and_then(|_| fused_avx512());
+        let bits = |a: &[f64]| a.iter().map(|v| v.to_bits()).collect::<Vec<_>>();
+        for k in (1..=21).chain([31, 32, 33, 48, 64, 70]) {
+            for n in [0, 1, 2, 5, 9] {
+                let (generic, b) = normal_equations(generic_fused(), k, n);
+                for (got, want) in generic.iter().zip(naive(k, n)) {
+                    assert!(
+                        (got - want).abs() < 1e-9 * (1.0 + want.abs()),
+                        "k={k} n={n}"
+                    );
+                }
+                for level in [fused(), avx512].into_iter().flatten() {
+                    let (special, b_special) = normal_equations(level, k, n);
+                    assert_eq!(bits(&special), bits(&generic), "k={k} n={n}");
+                    assert_eq!(bits(&b_special), bits(&b), "k={k} n={n}");
+                }
+            }
+        }
+    }
 }
