@@ -40,10 +40,13 @@ def _random_factors(
     rng: np.random.Generator | np.random.RandomState, rows: int, k: int, dtype: np.dtype[Any]
 ) -> np.ndarray:
     # Generator.random with the factor dtype is what implicit 0.7.3 draws, so a seed gives the
-    # same starting point in both libraries.
+    # same starting point in both libraries. Scaled in place: no second matrix at the peak.
     if isinstance(rng, np.random.Generator):
-        return rng.random((rows, k), dtype=dtype) * dtype.type(0.01)
-    return rng.random_sample((rows, k)).astype(dtype) * dtype.type(0.01)
+        factors = rng.random((rows, k), dtype=dtype)
+    else:
+        factors = rng.random_sample((rows, k)).astype(dtype)
+    factors *= dtype.type(0.01)
+    return factors
 
 
 # partial_fit_* may grow a factor matrix of n rows by at most len(ids) + max(n, this) rows per
