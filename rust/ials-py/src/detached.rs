@@ -60,11 +60,10 @@ pub fn run<R: Send>(
 }
 
 /// Gram matrices from this size (bytes) on make a call's temporary buffers large enough to trim
-/// after it: 1 MiB, about 360 factors.
+/// after it: 1 MiB, from 363 factors.
 const TRIM_FROM: usize = 1 << 20;
 
-/// Hands the allocator's free memory back to the system, before and after a training call with
-/// `k` factors (before: the k x k arrays Python freed since the last call).
+/// Hands the allocator's free memory back to the system after a training call with `k` factors.
 ///
 /// glibc raises its mmap threshold to the size of each large block freed (up to 32 MiB), so from
 /// the second half-sweep on the k x k buffers come from the heap and the worker threads' arenas

@@ -144,7 +144,6 @@ fn solve_rows(
         let k = width(&y);
         let y = slice(&y, "y")?;
         let x = slice_mut(&mut x, "x")?;
-        release_free_memory(k);
         let solved = run(py, num_threads, |stop| {
             ials_core::solve_rows(&rows, x, y, k, gram, objective, solver, stop)
         });
@@ -218,7 +217,6 @@ fn gram<'py>(
     ) -> PyResult<(Vec<f64>, usize)> {
         let k = width(y);
         let y = slice(y, "y")?;
-        release_free_memory(k);
         let total = run(py, num_threads, |stop| ials_core::gram(y, k, stop));
         release_free_memory(k);
         Ok((total?, k))
