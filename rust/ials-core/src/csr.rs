@@ -94,6 +94,13 @@ impl<'a> CsrView<'a> {
         (&self.indices[start..end], &self.data[start..end])
     }
 
+    /// The column indices of `row` and of every row after it, in order: what a loop over
+    /// consecutive rows reads next, for prefetching across row ends.
+    #[inline(always)]
+    pub(crate) fn columns_from(&self, row: usize) -> &'a [i32] {
+        &self.indices[self.indptr[row] as usize..]
+    }
+
     /// Whether the column indices of every row are strictly increasing (sorted, no duplicates).
     pub fn is_canonical(&self) -> bool {
         (0..self.n_rows()).all(|r| self.row(r).0.windows(2).all(|w| w[0] < w[1]))

@@ -10,8 +10,11 @@ use crate::linalg::vector::LANES;
 use crate::simd::{dispatch, prefetch, Arith, Kernel};
 use crate::Real;
 
-use super::cg::PREFETCH_AHEAD;
 use super::objective::Objective;
+
+/// How many interactions ahead the item rows are prefetched: far enough to hide a miss to
+/// memory behind the work on the rows in between.
+const PREFETCH_AHEAD: usize = 4;
 
 /// Consecutive rows of `x` to solve in f64 against the fixed `y`, from `first_row` on.
 pub(crate) struct RowChunk<'a, T> {
