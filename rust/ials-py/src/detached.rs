@@ -63,6 +63,19 @@ pub fn run<R: Send>(
 /// after it: 1 MiB, from 363 factors.
 const TRIM_FROM: usize = 1 << 20;
 
+/// [`run`] for a training call with `k` factors, then the allocator's free memory handed back to
+/// the system.
+pub fn run_and_trim<R: Send>(
+    py: Python<'_>,
+    num_threads: usize,
+    k: usize,
+    work: impl FnOnce(&Interrupt) -> ials_core::Result<R> + Send,
+) -> PyResult<R> {
+    let outcome = run(py, num_threads, work);
+    release_free_memory(k);
+    outcome
+}
+
 /// Hands the allocator's free memory back to the system after a training call with `k` factors.
 ///
 /// glibc raises its mmap threshold to the size of each large block freed (up to 32 MiB), so from
@@ -71,7 +84,7 @@ const TRIM_FROM: usize = 1 << 20;
 /// second fit in the same process peaked 4% above implicit's. Trimming keeps the footprint to
 /// what is in use; below `TRIM_FROM` the buffers are too small to matter and the calls too short
 /// to pay for it.
-pub fn release_free_memory(k: usize) {
+fn release_free_memory(k: usize) {
     if k.saturating_mul(k).saturating_mul(8) < TRIM_FROM {
         return;
     }

@@ -21,7 +21,7 @@ use pyo3::prelude::*;
 use convert::{
     mixed_dtypes, slice, slice_mut, width, Csr, Factors, FactorsMut, Objective, Reduction,
 };
-use detached::{release_free_memory, run};
+use detached::{run, run_and_trim};
 use errors::CoreError;
 
 /// The parts of the training objective over a block of rows (see `ials_core::LossTerms`).
@@ -144,11 +144,9 @@ fn solve_rows(
         let k = width(&y);
         let y = slice(&y, "y")?;
         let x = slice_mut(&mut x, "x")?;
-        let solved = run(py, num_threads, |stop| {
+        run_and_trim(py, num_threads, k, |stop| {
             ials_core::solve_rows(&rows, x, y, k, gram, objective, solver, stop)
-        });
-        release_free_memory(k);
-        solved
+        })
     }
     let solver = solver.0;
     let gram = slice(&gram, "gram")?;
@@ -217,9 +215,10 @@ fn gram<'py>(
     ) -> PyResult<(Vec<f64>, usize)> {
         let k = width(y);
         let y = slice(y, "y")?;
-        let total = run(py, num_threads, |stop| ials_core::gram(y, k, stop));
-        release_free_memory(k);
-        Ok((total?, k))
+        Ok((
+            run_and_trim(py, num_threads, k, |stop| ials_core::gram(y, k, stop))?,
+            k,
+        ))
     }
     let (total, k) = match &y {
         Factors::F32(y) => typed(py, y, num_threads)?,
