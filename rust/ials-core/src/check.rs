@@ -14,9 +14,11 @@ use crate::Real;
 const FINITE_CHUNK: usize = 1 << 16;
 
 /// Whether every value is finite. A kernel without an early exit, which lets the `&` reduction
-/// vectorise; chunks of a large slice in parallel on the current Rayon pool.
+/// vectorise; chunks of a large slice in parallel when called on a Rayon pool's thread. Called
+/// from any other thread (a one-row call the bindings make with the GIL held) it stays on that
+/// thread: it must not start Rayon's global pool.
 pub(crate) fn all_finite<T: Real>(values: &[T]) -> bool {
-    if values.len() <= FINITE_CHUNK {
+    if values.len() <= FINITE_CHUNK || rayon::current_thread_index().is_none() {
         return dispatch(AllFinite(values));
     }
     values
@@ -81,6 +83,12 @@ mod tests {
 
     #[test]
     fn finds_a_non_finite_value_anywhere_in_a_large_slice() {
+        // On the calling thread, and in chunks on a pool's threads.
+        finds_a_non_finite_value_anywhere();
+        crate::with_threads(2, finds_a_non_finite_value_anywhere).unwrap();
+    }
+
+    fn finds_a_non_finite_value_anywhere() {
         let n = 3 * FINITE_CHUNK + 17;
         let mut values = vec![1.5f32; n];
         assert!(all_finite(&values));

@@ -63,17 +63,19 @@ pub fn run<R: Send>(
 /// after it: 1 MiB, from 363 factors.
 const TRIM_FROM: usize = 1 << 20;
 
-/// [`run`] for a training call with `k` factors, then the allocator's free memory handed back to
-/// the system.
+/// [`run`] for a training call with `k` factors, then (still without the GIL) the allocator's
+/// free memory handed back to the system.
 pub fn run_and_trim<R: Send>(
     py: Python<'_>,
     num_threads: usize,
     k: usize,
     work: impl FnOnce(&Interrupt) -> ials_core::Result<R> + Send,
 ) -> PyResult<R> {
-    let outcome = run(py, num_threads, work);
-    release_free_memory(k);
-    outcome
+    run(py, num_threads, |stop| {
+        let outcome = work(stop);
+        release_free_memory(k);
+        outcome
+    })
 }
 
 /// Hands the allocator's free memory back to the system after a training call with `k` factors.
