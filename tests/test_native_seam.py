@@ -193,3 +193,34 @@ model = ials.AlternatingLeastSquares(factors=256, use_cg=False, iterations=50, r
     )
     assert "interrupted" in out
     assert "finite True ranks 5" in out
+
+
+@pytest.mark.skipif(
+    not sys.platform.startswith("linux"), reason="counts threads in /proc/self/task"
+)
+def test_a_call_made_without_a_pool_starts_no_threads() -> None:
+    # normal_equations (explain's one-row system) runs on the calling thread; its finiteness check
+    # of large item factors must not start Rayon's global pool. In a fresh process, so that no
+    # earlier call has started anything.
+    script = """
+import os
+import numpy as np
+from ials import _native
+from ials.solver import check_objective
+
+y = np.random.default_rng(0).random((5000, 64), dtype=np.float32)  # 320,000 values
+gram = (y.T.astype(np.float64) @ y.astype(np.float64))
+objective = check_objective(0.1, 1.0, 0.0, 1.0)
+before = len(os.listdir("/proc/self/task"))
+a, b = _native.normal_equations(
+    np.array([1, 2], np.int32), np.array([1.0, 2.0], np.float32), y, gram, objective
+)
+print(before, len(os.listdir("/proc/self/task")), a.shape)
+"""
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=_HANG_GUARD_S
+    )
+    assert done.returncode == 0, done.stderr
+    before, after, shape = done.stdout.split(maxsplit=2)
+    assert shape.strip() == "(64, 64)"
+    assert after == before, f"{int(after) - int(before)} threads started"
