@@ -12,7 +12,7 @@
 
 use crate::error::{Error, Result};
 use crate::linalg::cholesky;
-use crate::linalg::vector::{axpy, dot_generic as dot};
+use crate::linalg::vector::{axpy, dot_generic as dot, LANES};
 use crate::simd::{Arith, Kernel};
 use crate::Real;
 
@@ -41,6 +41,7 @@ impl<T: Real> Kernel for BlockRows<'_, T> {
             (Vec::new(), Vec::new(), Vec::new(), Vec::new());
         let mut system = vec![0.0f64; size * size];
         let mut step = vec![0.0f64; size];
+        let tall = arith.avx512().is_some();
         for (offset, row_x) in chunk.x.chunks_exact_mut(k).enumerate() {
             let row = chunk.first_row + offset;
             let (cols, vals) = chunk.rows.row(row);
@@ -73,9 +74,7 @@ impl<T: Real> Kernel for BlockRows<'_, T> {
             // alpha0 Y^T Y x as a sum of the Gram matrix's rows (it is symmetric): independent
             // lanes that vectorise, where k dot products would each wait on their running sum.
             unobserved.fill(0.0);
-            for (g, &xj) in gram.chunks_exact(k).zip(&x) {
-                axpy::<f64, A>(xj, g, &mut unobserved);
-            }
+            add_combination::<A>(&x, gram, &mut unobserved);
             for _ in 0..self.sweeps {
                 for first in (0..k).step_by(size) {
                     let width = size.min(k - first);
@@ -90,20 +89,20 @@ impl<T: Real> Kernel for BlockRows<'_, T> {
                         system[a * width + a] += lambda;
                         step[a] = -unobserved[s] - lambda * x[s];
                     }
-                    for (((item, &w), &target), &score) in gathered
+                    for ((item, &w), (&target, &score)) in gathered
                         .chunks_exact(k)
                         .zip(&weights)
-                        .zip(&targets)
-                        .zip(&scores)
+                        .zip(targets.iter().zip(&scores))
                     {
-                        let item = &item[block.clone()];
-                        axpy::<f64, A>(target - w * score, item, step);
-                        // The upper triangle of the block's weighted outer product.
-                        for (a, &ya) in item.iter().enumerate() {
-                            let upper = &mut system[a * width + a..(a + 1) * width];
-                            axpy::<f64, A>(w * ya, &item[a..], upper);
-                        }
+                        axpy::<f64, A>(target - w * score, &item[block.clone()], step);
                     }
+                    let items = Items {
+                        gathered: &gathered,
+                        k,
+                        first,
+                        weights: &weights,
+                    };
+                    items.add_outer_products::<A>(tall, system, width);
                     if !cholesky::factor(arith, system, width) {
                         return Err(Error::Singular { row });
                     }
@@ -115,9 +114,11 @@ impl<T: Real> Kernel for BlockRows<'_, T> {
                     for (item, score) in gathered.chunks_exact(k).zip(scores.iter_mut()) {
                         *score += dot::<f64, A>(&item[block.clone()], step);
                     }
-                    for (s, &d) in block.clone().zip(step.iter()) {
-                        axpy::<f64, A>(d, &gram[s * k..(s + 1) * k], &mut unobserved);
-                    }
+                    add_combination::<A>(
+                        step,
+                        &gram[first * k..(first + width) * k],
+                        &mut unobserved,
+                    );
                 }
             }
             for (xi, &v) in row_x.iter_mut().zip(&x) {
@@ -128,11 +129,217 @@ impl<T: Real> Kernel for BlockRows<'_, T> {
     }
 }
 
+/// Columns of `out` whose sums stay in registers together in [`add_combination`]: enough
+/// independent FMA chains to hide the FMA latency.
+const COMBINATION_COLUMNS: usize = 4 * LANES;
+
+/// `out += sum_j coefs[j] rows[j]` over the consecutive rows of `rows` (each `out.len()` long):
+/// each entry one FMA chain over the rows in order, starting from its value, so the bits of one
+/// `axpy` per row. The entries go in blocks held in registers while the rows stream past, so
+/// `out` is loaded and stored once instead of once per row.
+#[inline(always)]
+fn add_combination<A: Arith>(coefs: &[f64], rows: &[f64], out: &mut [f64]) {
+    let k = out.len();
+    let mut start = 0;
+    start = add_combination_block::<A, COMBINATION_COLUMNS>(coefs, rows, out, start);
+    start = add_combination_block::<A, LANES>(coefs, rows, out, start);
+    for (c, entry) in out.iter_mut().enumerate().skip(start) {
+        for (row, &coef) in rows.chunks_exact(k).zip(coefs) {
+            *entry = A::fma(coef, row[c], *entry);
+        }
+    }
+}
+
+/// [`add_combination`] on the entries from `start` on in blocks of `COLUMNS` while whole blocks
+/// fit; where the next entry starts.
+#[inline(always)]
+fn add_combination_block<A: Arith, const COLUMNS: usize>(
+    coefs: &[f64],
+    rows: &[f64],
+    out: &mut [f64],
+    mut start: usize,
+) -> usize {
+    let k = out.len();
+    while start + COLUMNS <= k {
+        let mut acc = [0.0f64; COLUMNS];
+        acc.copy_from_slice(&out[start..start + COLUMNS]);
+        for (row, &coef) in rows.chunks_exact(k).zip(coefs) {
+            for (a, &m) in acc.iter_mut().zip(&row[start..start + COLUMNS]) {
+                *a = A::fma(coef, m, *a);
+            }
+        }
+        out[start..start + COLUMNS].copy_from_slice(&acc);
+        start += COLUMNS;
+    }
+    start
+}
+
+/// A row's items gathered in f64 (`k` values each) with their weights beyond the unobserved
+/// one, seen through the block of coordinates that starts at `first`.
+struct Items<'a> {
+    gathered: &'a [f64],
+    k: usize,
+    first: usize,
+    weights: &'a [f64],
+}
+
+impl Items<'_> {
+    /// Adds the items' weighted outer products on the block to the upper triangle of its
+    /// `width x width` system: `system[a][c] += sum_i (w_i y_ia) y_ic` for `c >= a`. Each entry is
+    /// one FMA chain over the items in order, starting from its value, whatever the tile: the
+    /// bits of adding one item's outer product at a time. The chains run in register tiles of
+    /// four rows (two without AVX-512's 32 registers) by `LANES` columns, so each item block
+    /// loaded feeds several rows, and a tile starts at a multiple of `LANES` at or left of its
+    /// first row's diagonal (entries below the diagonal never matter).
+    #[inline(always)]
+    fn add_outer_products<A: Arith>(&self, tall: bool, system: &mut [f64], width: usize) {
+        let height = if tall { 4 } else { 2 };
+        let mut a = 0;
+        while a < width {
+            let rows = height.min(width - a);
+            for start in (a - a % LANES..width).step_by(LANES) {
+                if start + LANES <= width {
+                    match rows {
+                        4 => self.tile::<A, 4>(system, width, a, start),
+                        3 => self.tile::<A, 3>(system, width, a, start),
+                        2 => self.tile::<A, 2>(system, width, a, start),
+                        _ => self.tile::<A, 1>(system, width, a, start),
+                    }
+                    continue;
+                }
+                for r in a..a + rows {
+                    for c in start.max(r)..width {
+                        let mut entry = system[r * width + c];
+                        for (z, &w) in self.gathered.chunks_exact(self.k).zip(self.weights) {
+                            let z = &z[self.first..];
+                            entry = A::fma(w * z[r], z[c], entry);
+                        }
+                        system[r * width + c] = entry;
+                    }
+                }
+            }
+            a += rows;
+        }
+    }
+
+    /// The rows `a..a + R` of the system at the columns `start..start + LANES`.
+    #[inline(always)]
+    fn tile<A: Arith, const R: usize>(
+        &self,
+        system: &mut [f64],
+        width: usize,
+        a: usize,
+        start: usize,
+    ) {
+        let mut acc = [[0.0f64; LANES]; R];
+        for (r, acc) in acc.iter_mut().enumerate() {
+            let at = (a + r) * width + start;
+            acc.copy_from_slice(&system[at..at + LANES]);
+        }
+        for (z, &w) in self.gathered.chunks_exact(self.k).zip(self.weights) {
+            let z = &z[self.first..];
+            let columns = &z[start..start + LANES];
+            for (r, acc) in acc.iter_mut().enumerate() {
+                let scale = w * z[a + r];
+                for (x, &y) in acc.iter_mut().zip(columns) {
+                    *x = A::fma(scale, y, *x);
+                }
+            }
+        }
+        for (r, acc) in acc.iter().enumerate() {
+            let at = (a + r) * width + start;
+            system[at..at + LANES].copy_from_slice(acc);
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
+    use super::{add_combination, Items};
     use crate::als::{gram, loss_terms, solve_rows, Objective, Solver};
     use crate::csr::CsrMatrix;
+    use crate::linalg::vector::axpy;
     use crate::parallel::Interrupt;
+    use crate::simd::{Arith, Fused, Unfused};
+
+    fn values(n: usize, seed: usize) -> Vec<f64> {
+        (0..n)
+            .map(|i| ((i * 37 + seed * 11) % 23) as f64 / 23.0 - 0.4)
+            .collect()
+    }
+
+    fn bits(a: &[f64]) -> Vec<u64> {
+        a.iter().map(|v| v.to_bits()).collect()
+    }
+
+    /// The tiles give the bits of adding one item's outer product at a time with `axpy`, on the
+    /// upper triangle, for blocks of every shape the tiles split differently.
+    #[test]
+    fn block_systems_are_the_bits_of_one_outer_product_at_a_time() {
+        fn check<A: Arith>() {
+            let k = 75;
+            for width in (1..=21).chain([31, 32, 33, 48, 64, 70]) {
+                for first in [0, 3, k - width] {
+                    for n in [0, 1, 2, 5, 9] {
+                        let gathered = values(n * k, width + n);
+                        let weights = values(n, 7);
+                        let start = values(width * width, first);
+                        let mut want = start.clone();
+                        for (z, &w) in gathered.chunks_exact(k).zip(&weights) {
+                            let item = &z[first..first + width];
+                            for (a, &ya) in item.iter().enumerate() {
+                                let upper = &mut want[a * width + a..(a + 1) * width];
+                                axpy::<f64, A>(w * ya, &item[a..], upper);
+                            }
+                        }
+                        for tall in [false, true] {
+                            let mut got = start.clone();
+                            let items = Items {
+                                gathered: &gathered,
+                                k,
+                                first,
+                                weights: &weights,
+                            };
+                            items.add_outer_products::<A>(tall, &mut got, width);
+                            for a in 0..width {
+                                let upper = a * width + a..(a + 1) * width;
+                                assert_eq!(
+                                    bits(&got[upper.clone()]),
+                                    bits(&want[upper]),
+                                    "width={width} first={first} n={n} tall={tall} row {a}"
+                                );
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        check::<Fused>();
+        check::<Unfused>();
+    }
+
+    /// The register blocks give the bits of one `axpy` per row.
+    #[test]
+    fn combinations_are_the_bits_of_one_axpy_per_row() {
+        fn check<A: Arith>() {
+            for k in (1..=20).chain([63, 64, 65, 80, 127, 128, 130]) {
+                for rows in [0, 1, 2, 7] {
+                    let matrix = values(rows * k, k);
+                    let coefs = values(rows, rows + 1);
+                    let start = values(k, 3);
+                    let mut want = start.clone();
+                    for (row, &c) in matrix.chunks_exact(k).zip(&coefs) {
+                        axpy::<f64, A>(c, row, &mut want);
+                    }
+                    let mut got = start;
+                    add_combination::<A>(&coefs, &matrix, &mut got);
+                    assert_eq!(bits(&got), bits(&want), "k={k} rows={rows}");
+                }
+            }
+        }
+        check::<Fused>();
+        check::<Unfused>();
+    }
 
     /// A small problem with negative feedback, zeros and frequency-scaled penalties.
     fn problem() -> (CsrMatrix, Vec<f64>, Vec<f64>, Objective) {
@@ -152,11 +359,6 @@ mod tests {
             indptr.push(indices.len() as i64);
         }
         let rows = CsrMatrix::new(indptr, indices, data, n_cols).unwrap();
-        let values = |n: usize, seed: usize| -> Vec<f64> {
-            (0..n)
-                .map(|i| ((i * 37 + seed * 11) % 23) as f64 / 23.0 - 0.4)
-                .collect()
-        };
         let objective = Objective {
             regularization: 0.3,
             alpha: 2.0,
