@@ -3,9 +3,11 @@
 //!
 //! Each row's problem `A_u x = b_u` is solved one block of `size` coordinates at a time: with the
 //! other coordinates fixed, the block's optimum solves the `size x size` system
-//! `A_SS d = (b_u - A_u x)_S` and moves `x_S` by `d`. The residual parts are kept up to date
-//! instead of recomputed: the row's scores on its items (`s_i = x . y_i`) and the unobserved
-//! part `alpha0 Y^T Y x`. One pass costs `O(n_u k size + k^2 + k size^2)` against the exact
+//! `A_SS d = (b_u - A_u x)_S` and moves `x_S` by `d`. The row's scores on its items
+//! (`s_i = x . y_i`) are kept up to date instead of recomputed; the unobserved part of the
+//! residual, `(alpha0 Y^T Y x)_S`, is formed for each block from the current `x` (`k size` FMAs,
+//! reading only the block's columns of the Gram matrix: keeping the whole `k`-vector up to date
+//! cost twice that and read the whole matrix twice per pass). One pass costs `O(n_u k size + k^2 + k size^2)` against the exact
 //! solve's `O(n_u k^2 + k^3)`; with `size = k` one pass is the exact solve. Each block step
 //! minimises the objective over its coordinates, so the loss never increases, and repeated passes
 //! converge to the exact solution.
@@ -15,6 +17,7 @@ use crate::linalg::cholesky;
 use crate::linalg::vector::{axpy, dot_generic as dot, LANES};
 use crate::simd::{Arith, Kernel};
 use crate::Real;
+use std::ops::Range;
 
 use super::exact::RowChunk;
 
@@ -71,10 +74,6 @@ impl<T: Real> Kernel for BlockRows<'_, T> {
                 targets.push(confidence * preference);
                 scores.push(dot::<f64, A>(&gathered[start..], &x));
             }
-            // alpha0 Y^T Y x as a sum of the Gram matrix's rows (it is symmetric): independent
-            // lanes that vectorise, where k dot products would each wait on their running sum.
-            unobserved.fill(0.0);
-            add_combination::<A>(&x, gram, &mut unobserved);
             for _ in 0..self.sweeps {
                 for first in (0..k).step_by(size) {
                     let width = size.min(k - first);
@@ -82,6 +81,11 @@ impl<T: Real> Kernel for BlockRows<'_, T> {
                     // A_SS and the residual (b - A x)_S.
                     let system = &mut system[..width * width];
                     let step = &mut step[..width];
+                    // (alpha0 Y^T Y x)_S as a sum of the Gram matrix's rows on the block's
+                    // columns (it is symmetric): independent lanes that vectorise, where `width`
+                    // dot products would each wait on their running sum.
+                    unobserved[block.clone()].fill(0.0);
+                    add_combination::<A>(&x, gram, &mut unobserved, block.clone());
                     for (a, s) in block.clone().enumerate() {
                         let gram_row = &gram[s * k..(s + 1) * k];
                         system[a * width..(a + 1) * width]
@@ -107,18 +111,13 @@ impl<T: Real> Kernel for BlockRows<'_, T> {
                         return Err(Error::Singular { row });
                     }
                     cholesky::solve::<A>(system, width, step);
-                    // Move x_S and keep the scores and the unobserved part up to date.
+                    // Move x_S and keep the scores up to date.
                     for (a, s) in block.clone().enumerate() {
                         x[s] += step[a];
                     }
                     for (item, score) in gathered.chunks_exact(k).zip(scores.iter_mut()) {
                         *score += dot::<f64, A>(&item[block.clone()], step);
                     }
-                    add_combination::<A>(
-                        step,
-                        &gram[first * k..(first + width) * k],
-                        &mut unobserved,
-                    );
                 }
             }
             for (xi, &v) in row_x.iter_mut().zip(&x) {
@@ -133,34 +132,35 @@ impl<T: Real> Kernel for BlockRows<'_, T> {
 /// independent FMA chains to hide the FMA latency.
 const COMBINATION_COLUMNS: usize = 4 * LANES;
 
-/// `out += sum_j coefs[j] rows[j]` over the consecutive rows of `rows` (each `out.len()` long):
-/// each entry one FMA chain over the rows in order, starting from its value, so the bits of one
-/// `axpy` per row. The entries go in blocks held in registers while the rows stream past, so
-/// `out` is loaded and stored once instead of once per row.
+/// `out[c] += sum_j coefs[j] rows[j][c]` for the entries `c` in `columns`, over the consecutive
+/// rows of `rows` (each `out.len()` long): each entry one FMA chain over the rows in order,
+/// starting from its value. The entries go in blocks held in registers while the rows stream
+/// past, so `out` is loaded and stored once instead of once per row.
 #[inline(always)]
-fn add_combination<A: Arith>(coefs: &[f64], rows: &[f64], out: &mut [f64]) {
+fn add_combination<A: Arith>(coefs: &[f64], rows: &[f64], out: &mut [f64], columns: Range<usize>) {
     let k = out.len();
-    let mut start = 0;
-    start = add_combination_block::<A, COMBINATION_COLUMNS>(coefs, rows, out, start);
-    start = add_combination_block::<A, LANES>(coefs, rows, out, start);
-    for (c, entry) in out.iter_mut().enumerate().skip(start) {
+    let mut start = columns.start;
+    start = add_combination_block::<A, COMBINATION_COLUMNS>(coefs, rows, out, start, columns.end);
+    start = add_combination_block::<A, LANES>(coefs, rows, out, start, columns.end);
+    for c in start..columns.end {
         for (row, &coef) in rows.chunks_exact(k).zip(coefs) {
-            *entry = A::fma(coef, row[c], *entry);
+            out[c] = A::fma(coef, row[c], out[c]);
         }
     }
 }
 
 /// [`add_combination`] on the entries from `start` on in blocks of `COLUMNS` while whole blocks
-/// fit; where the next entry starts.
+/// fit before `end`; where the next entry starts.
 #[inline(always)]
 fn add_combination_block<A: Arith, const COLUMNS: usize>(
     coefs: &[f64],
     rows: &[f64],
     out: &mut [f64],
     mut start: usize,
+    end: usize,
 ) -> usize {
     let k = out.len();
-    while start + COLUMNS <= k {
+    while start + COLUMNS <= end {
         let mut acc = [0.0f64; COLUMNS];
         acc.copy_from_slice(&out[start..start + COLUMNS]);
         for (row, &coef) in rows.chunks_exact(k).zip(coefs) {
@@ -318,7 +318,7 @@ mod tests {
         check::<Unfused>();
     }
 
-    /// The register blocks give the bits of one `axpy` per row.
+    /// The register blocks give the bits of one `axpy` per row, on any range of columns.
     #[test]
     fn combinations_are_the_bits_of_one_axpy_per_row() {
         fn check<A: Arith>() {
@@ -331,9 +331,15 @@ mod tests {
                     for (row, &c) in matrix.chunks_exact(k).zip(&coefs) {
                         axpy::<f64, A>(c, row, &mut want);
                     }
-                    let mut got = start;
-                    add_combination::<A>(&coefs, &matrix, &mut got);
-                    assert_eq!(bits(&got), bits(&want), "k={k} rows={rows}");
+                    // Column by column in ranges of any size.
+                    for piece in [k, 3, 17, 64] {
+                        let mut got = start.clone();
+                        for first in (0..k).step_by(piece) {
+                            let end = k.min(first + piece);
+                            add_combination::<A>(&coefs, &matrix, &mut got, first..end);
+                        }
+                        assert_eq!(bits(&got), bits(&want), "k={k} rows={rows} piece={piece}");
+                    }
                 }
             }
         }
