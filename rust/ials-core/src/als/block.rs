@@ -7,10 +7,10 @@
 //! (`s_i = x . y_i`) are kept up to date instead of recomputed; the unobserved part of the
 //! residual, `(alpha0 Y^T Y x)_S`, is formed for each block from the current `x` (`k size` FMAs,
 //! reading only the block's columns of the Gram matrix: keeping the whole `k`-vector up to date
-//! cost twice that and read the whole matrix twice per pass). One pass costs `O(n_u k size + k^2 + k size^2)` against the exact
-//! solve's `O(n_u k^2 + k^3)`; with `size = k` one pass is the exact solve. Each block step
-//! minimises the objective over its coordinates, so the loss never increases, and repeated passes
-//! converge to the exact solution.
+//! cost twice that and read the whole matrix twice per pass). One pass costs
+//! `O(n_u k size + k^2 + k size^2)` against the exact solve's `O(n_u k^2 + k^3)`; with `size = k`
+//! one pass is the exact solve. Each block step minimises the objective over its coordinates, so
+//! the loss never increases, and repeated passes converge to the exact solution.
 
 use crate::error::{Error, Result};
 use crate::linalg::cholesky;
