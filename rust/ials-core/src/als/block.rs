@@ -19,7 +19,7 @@ use crate::simd::{Arith, Kernel};
 use crate::Real;
 use std::ops::Range;
 
-use super::exact::RowChunk;
+use super::exact::{add_weighted_outer, tile_height, RowChunk};
 
 pub(crate) struct BlockRows<'a, T> {
     pub(crate) chunk: RowChunk<'a, T>,
@@ -44,7 +44,7 @@ impl<T: Real> Kernel for BlockRows<'_, T> {
             (Vec::new(), Vec::new(), Vec::new(), Vec::new());
         let mut system = vec![0.0f64; size * size];
         let mut step = vec![0.0f64; size];
-        let tall = arith.avx512().is_some();
+        let height = tile_height(arith);
         for (offset, row_x) in chunk.x.chunks_exact_mut(k).enumerate() {
             let row = chunk.first_row + offset;
             let (cols, vals) = chunk.rows.row(row);
@@ -106,7 +106,7 @@ impl<T: Real> Kernel for BlockRows<'_, T> {
                         first,
                         weights: &weights,
                     };
-                    items.add_outer_products::<A>(tall, system, width);
+                    items.add_outer_products::<A>(height, system, width);
                     if !cholesky::factor(arith, system, width) {
                         return Err(Error::Singular { row });
                     }
@@ -188,12 +188,11 @@ impl Items<'_> {
     /// `width x width` system: `system[a][c] += sum_i (w_i y_ia) y_ic` for `c >= a`. Each entry is
     /// one FMA chain over the items in order, starting from its value, whatever the tile: the
     /// bits of adding one item's outer product at a time. The chains run in register tiles of
-    /// four rows (two without AVX-512's 32 registers) by `LANES` columns, so each item block
-    /// loaded feeds several rows, and a tile starts at a multiple of `LANES` at or left of its
-    /// first row's diagonal (entries below the diagonal never matter).
+    /// `height` rows ([`tile_height`]) by `LANES` columns ([`add_weighted_outer`]), and a tile
+    /// starts at a multiple of `LANES` at or left of its first row's diagonal (entries below the
+    /// diagonal never matter).
     #[inline(always)]
-    fn add_outer_products<A: Arith>(&self, tall: bool, system: &mut [f64], width: usize) {
-        let height = if tall { 4 } else { 2 };
+    fn add_outer_products<A: Arith>(&self, height: usize, system: &mut [f64], width: usize) {
         let mut a = 0;
         while a < width {
             let rows = height.min(width - a);
@@ -231,21 +230,13 @@ impl Items<'_> {
         a: usize,
         start: usize,
     ) {
-        let mut acc = [[0.0f64; LANES]; R];
-        for (r, acc) in acc.iter_mut().enumerate() {
+        let entries: [[f64; LANES]; R] = std::array::from_fn(|r| {
             let at = (a + r) * width + start;
-            acc.copy_from_slice(&system[at..at + LANES]);
-        }
-        for (z, &w) in self.gathered.chunks_exact(self.k).zip(self.weights) {
-            let z = &z[self.first..];
-            let columns = &z[start..start + LANES];
-            for (r, acc) in acc.iter_mut().enumerate() {
-                let scale = w * z[a + r];
-                for (x, &y) in acc.iter_mut().zip(columns) {
-                    *x = A::fma(scale, y, *x);
-                }
-            }
-        }
+            system[at..at + LANES].try_into().expect("LANES entries")
+        });
+        let (rows, columns) = (self.first + a, self.first + start);
+        let acc =
+            add_weighted_outer::<A, R>(self.gathered, self.weights, self.k, rows, columns, entries);
         for (r, acc) in acc.iter().enumerate() {
             let at = (a + r) * width + start;
             system[at..at + LANES].copy_from_slice(acc);
@@ -292,7 +283,7 @@ mod tests {
                                 axpy::<f64, A>(w * ya, &item[a..], upper);
                             }
                         }
-                        for tall in [false, true] {
+                        for height in [2, 4] {
                             let mut got = start.clone();
                             let items = Items {
                                 gathered: &gathered,
@@ -300,13 +291,13 @@ mod tests {
                                 first,
                                 weights: &weights,
                             };
-                            items.add_outer_products::<A>(tall, &mut got, width);
+                            items.add_outer_products::<A>(height, &mut got, width);
                             for a in 0..width {
                                 let upper = a * width + a..(a + 1) * width;
                                 assert_eq!(
                                     bits(&got[upper.clone()]),
                                     bits(&want[upper]),
-                                    "width={width} first={first} n={n} tall={tall} row {a}"
+                                    "width={width} first={first} n={n} height={height} row {a}"
                                 );
                             }
                         }

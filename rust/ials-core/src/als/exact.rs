@@ -208,10 +208,9 @@ pub(crate) fn row_system<T: Real, A: Arith>(
             axpy::<f64, A>(confidence, &gathered[start..], b);
         }
     }
-    // Rows in tiles: four rows of accumulators with AVX-512's 32 registers, two otherwise, so
-    // that the FMA latency is hidden and each item block loaded feeds several rows. A tile
-    // starts at a multiple of its height, so its rows' first block starts at the same column.
-    let height = if arith.avx512().is_some() { 4 } else { 2 };
+    // Rows in tiles ([`tile_height`]). A tile starts at a multiple of its height, so its rows'
+    // first block starts at the same column.
+    let height = tile_height(arith);
     let mut i = 0;
     while i < k {
         let rows = height.min(k - i);
@@ -272,16 +271,9 @@ impl Tile<'_> {
     #[inline(always)]
     fn write<A: Arith, const R: usize>(&self, a: &mut [f64]) {
         let (k, first_row, start) = (self.k, self.first_row, self.start);
-        let mut acc = [[0.0f64; LANES]; R];
-        for (z, &w) in self.gathered.chunks_exact(k).zip(self.weights) {
-            let block = &z[start..start + LANES];
-            for (r, acc) in acc.iter_mut().enumerate() {
-                let scale = w * z[first_row + r];
-                for (a, &b) in acc.iter_mut().zip(block) {
-                    *a = A::fma(scale, b, *a);
-                }
-            }
-        }
+        let zeros = [[0.0f64; LANES]; R];
+        let acc =
+            add_weighted_outer::<A, R>(self.gathered, self.weights, k, first_row, start, zeros);
         for (r, sums) in acc.iter().enumerate() {
             let at = (first_row + r) * k + start..(first_row + r) * k + start + LANES;
             for ((entry, &g), sum) in a[at.clone()]
@@ -293,6 +285,43 @@ impl Tile<'_> {
             }
         }
     }
+}
+
+/// Rows of an outer-product sum held in registers together by [`add_weighted_outer`]: four
+/// with AVX-512's 32 registers, two otherwise, so that the FMA latency is hidden and each item
+/// block loaded feeds several rows.
+#[inline(always)]
+pub(crate) fn tile_height<A: Arith>(arith: A) -> usize {
+    if arith.avx512().is_some() {
+        4
+    } else {
+        2
+    }
+}
+
+/// `acc[r][t] + sum_z (w z[first_row + r]) z[start + t]` over the gathered item rows `z` (`k`
+/// values each) with their weights `w`, for `R` rows and `LANES` columns: the sums held in
+/// registers while the items stream past, each one FMA chain over them in order from its value
+/// in `acc`.
+#[inline(always)]
+pub(crate) fn add_weighted_outer<A: Arith, const R: usize>(
+    gathered: &[f64],
+    weights: &[f64],
+    k: usize,
+    first_row: usize,
+    start: usize,
+    mut acc: [[f64; LANES]; R],
+) -> [[f64; LANES]; R] {
+    for (z, &w) in gathered.chunks_exact(k).zip(weights) {
+        let block = &z[start..start + LANES];
+        for (r, acc) in acc.iter_mut().enumerate() {
+            let scale = w * z[first_row + r];
+            for (a, &b) in acc.iter_mut().zip(block) {
+                *a = A::fma(scale, b, *a);
+            }
+        }
+    }
+    acc
 }
 
 #[cfg(test)]
