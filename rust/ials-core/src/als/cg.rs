@@ -17,24 +17,30 @@ use super::objective::Objective;
 /// threads); 16 to 64 ahead did about the same.
 const PREFETCH_AHEAD: usize = 16;
 
-/// Rows advanced through CG together once the Gram matrix outgrows L1 when it is not packed in
-/// panels (see `CgRows::run`): four, or eight where AVX-512's 32 registers hold their
-/// accumulators.
+/// Rows advanced through CG together once the Gram matrix outgrows L1, unless it is packed and
+/// large enough for the whole chunk to go together (see `CgRows::run`): four, or eight where
+/// AVX-512's 32 registers hold their accumulators (the panel product's group sizes).
 const LOCKSTEP: usize = 4;
 const LOCKSTEP_WIDE: usize = 8;
 /// Gram matrices up to this size (bytes) stay in L1 across rows: one row at a time is faster then.
 const GRAM_IN_L1: usize = 32 * 1024;
 
-/// Gram matrices larger than this (bytes) are packed in panels and every row of a chunk goes
-/// through CG together. Below it the matrix is served from L1 or L2 anyway, and eight rows in lock
-/// step keep their item rows in L1 across CG steps, which 32 rows do not (measured: 7-10% slower
-/// with panels at 64 to 256 factors, 22% faster at 512, 3x at 1024).
-const PANELS_FROM: usize = 512 * 1024;
+/// Gram matrices from this size (bytes) on are packed in panels: the panel product reads each
+/// entry once per group of rows from contiguous memory, where the row-major mat-vec strides `4k`
+/// bytes down a column block. Below it the matrix is served from L1 or L2 row by row about as fast
+/// (measured with panels in lock-step groups: 0.95x-1.06x at 128 factors, 1.06x-1.10x at 256 with
+/// AVX-512 and 1.03x-1.06x with AVX2; the same bits).
+const PANELS_FROM: usize = 256 * 1024;
+/// Packed Gram matrices larger than this (bytes) have every row of a chunk go through CG together,
+/// so that each panel, read from L2 or beyond, serves 32 rows. Below it the lock-step groups keep
+/// their item rows in L1 across CG steps, which 32 rows do not (measured: 7-10% slower with the
+/// whole chunk at 64 to 256 factors, 22% faster at 512, 3x at 1024).
+const WHOLE_CHUNK_FROM: usize = 512 * 1024;
 
 /// `weighted_gram` packed for [`symv_panels`] where that pays: `T` is f32, `k` a multiple of the
-/// panel width and the matrix larger than [`PANELS_FROM`].
+/// panel width and the matrix at least [`PANELS_FROM`].
 pub(crate) fn gram_panels<T: Real>(weighted_gram: &[T], k: usize) -> Option<PanelMatrix> {
-    if std::mem::size_of_val(weighted_gram) <= PANELS_FROM {
+    if std::mem::size_of_val(weighted_gram) < PANELS_FROM {
         return None;
     }
     crate::simd::as_f32(weighted_gram).and_then(|m| PanelMatrix::new(m, k))
@@ -148,12 +154,13 @@ pub(crate) struct CgRows<'a, T> {
 impl<T: Real> Kernel for CgRows<'_, T> {
     type Output = ();
 
-    /// With the Gram matrix packed in panels, every row of the chunk goes through CG together, so
-    /// that each CG step's products `M p_u` form one small matrix product over the chunk (see
-    /// `linalg::panels`). Otherwise, once the Gram matrix no longer fits L1 (at 128 factors it is
-    /// 64 KB and streams from L2), rows go `LOCKSTEP` at a time (`LOCKSTEP_WIDE` with AVX-512, at
-    /// every size), so each pass over it serves all of them. Each row's arithmetic is unchanged:
-    /// its result does not depend on the rows beside it.
+    /// Once the Gram matrix no longer fits L1 (at 128 factors it is 64 KB and streams from L2),
+    /// rows go `LOCKSTEP` at a time (`LOCKSTEP_WIDE` with AVX-512, at every size), so each pass
+    /// over it serves all of them; with the matrix packed in panels those are the panel product's
+    /// groups (see `linalg::panels`), and past [`WHOLE_CHUNK_FROM`] every row of the chunk goes
+    /// through CG together, so that each CG step's products `M p_u` form one small matrix product
+    /// over the chunk. Each row's arithmetic is unchanged: its result does not depend on the rows
+    /// beside it.
     #[inline(always)]
     fn run<A: Arith>(self, arith: A) {
         let CgRows {
@@ -172,7 +179,7 @@ impl<T: Real> Kernel for CgRows<'_, T> {
         let tolerance = T::from_f64(CG_TOLERANCE);
         // AVX-512 vectors are too wide for one row alone to keep enough FMA chains in flight
         // below 128 factors; the rows' results are the same bits either way.
-        let together = if panels.is_some() {
+        let together = if panels.is_some() && std::mem::size_of_val(gram) > WHOLE_CHUNK_FROM {
             x.len() / k
         } else if arith.avx512().is_some() {
             LOCKSTEP_WIDE
@@ -540,9 +547,17 @@ mod tests {
 
     /// A chunk of rows solved with the Gram matrix packed in panels (all rows in lock step) and
     /// without (rows four or eight at a time): the same bits, at every level the CPU has.
+    /// At 64 factors the panel product's groups go through CG in lock step; at 384 (576 KiB,
+    /// past `WHOLE_CHUNK_FROM`) the whole chunk does.
     fn panels_change_no_bit<A: Arith>(arith: A) {
+        for k in [64, 384] {
+            panels_change_no_bit_at(arith, k);
+        }
+    }
+
+    fn panels_change_no_bit_at<A: Arith>(arith: A, k: usize) {
         use crate::csr::CsrMatrix;
-        let (n_rows, n_cols, k) = (29, 50, 64);
+        let (n_rows, n_cols) = (29, 50);
         let (mut indptr, mut indices, mut data) = (vec![0i64], Vec::new(), Vec::new());
         for r in 0..n_rows {
             // Row 3 stays empty; the others have 1 to 16 interactions.
@@ -593,7 +608,7 @@ mod tests {
         };
         let (packed, row_major) = (solve(Some(&panels)), solve(None));
         assert!(packed.iter().all(|v| v.is_finite()));
-        assert_eq!(bits(&packed), bits(&row_major));
+        assert_eq!(bits(&packed), bits(&row_major), "k={k}");
         assert_ne!(
             bits(&packed),
             bits(&values(n_rows * k, 1)),
@@ -618,9 +633,10 @@ mod tests {
     fn only_large_f32_gram_matrices_are_packed() {
         let zeros = |k: usize| vec![0.0f32; k * k];
         assert!(
-            gram_panels(&zeros(256), 256).is_none(),
-            "256 KB stays row-major"
+            gram_panels(&zeros(224), 224).is_none(),
+            "196 KiB stays row-major"
         );
+        assert!(gram_panels(&zeros(256), 256).is_some());
         assert!(gram_panels(&zeros(384), 384).is_some());
         assert!(
             gram_panels(&zeros(400), 400).is_none(),
