@@ -61,10 +61,11 @@ pub fn factor<A: Arith>(arith: A, a: &mut [f64], k: usize) -> bool {
 /// `trailing` rows `first..k` of the matrix: `a[r][c] -= sum_t panel[t][r] panel[t][c]` for
 /// `c >= r`, each entry one FMA chain over `t` in order.
 ///
-/// Rows go in tiles of 4 and columns in blocks of 16 (8 without AVX-512's 32 registers), all in
-/// fixed-size arrays that LLVM keeps in vector registers: each panel vector loaded feeds four
-/// FMAs. A tile starts at its first row's diagonal, so it also updates entries left of the other
-/// rows' diagonals, whose values never matter.
+/// Column blocks go outermost: a block's `PANEL x W` panel entries stay in registers while every
+/// trailing row that reaches the block goes past in tiles of 4, each coefficient `panel[t][r]`
+/// broadcast from memory where it is used. (Rows outermost, the tile's `4 x PANEL` coefficients
+/// were the loop invariants, and LLVM kept them in registers and spilled the sums instead.) A
+/// tile may update entries left of its rows' diagonals, whose values never matter.
 #[inline(always)]
 fn subtract_panel<A: Arith>(
     wide: bool,
@@ -73,72 +74,75 @@ fn subtract_panel<A: Arith>(
     k: usize,
     first: usize,
 ) {
-    let mut r = first;
-    while r < k {
-        let rows = &mut trailing[(r - first) * k..];
-        r += match (k - r, wide) {
-            (4.., true) => subtract_tile::<A, 4, 16>(panel, rows, k, r),
-            (4.., false) => subtract_tile::<A, 4, 8>(panel, rows, k, r),
-            (2..4, _) => subtract_tile::<A, 2, 8>(panel, rows, k, r),
-            _ => subtract_tile::<A, 1, 8>(panel, rows, k, r),
-        };
+    let mut column = first;
+    if wide {
+        column = subtract_blocks::<A, 16>(panel, trailing, k, first, column);
     }
+    column = subtract_blocks::<A, 8>(panel, trailing, k, first, column);
+    column = subtract_blocks::<A, 4>(panel, trailing, k, first, column);
+    column = subtract_blocks::<A, 2>(panel, trailing, k, first, column);
+    subtract_blocks::<A, 1>(panel, trailing, k, first, column);
 }
 
-/// [`subtract_panel`] on the `R` rows `r..r + R`, the first `R` rows of `rows`, in column blocks
-/// of `N`, then 8, 4, 2 and 1; returns `R`.
+/// [`subtract_panel`] on the column blocks of width `W` from `column` on while whole ones fit;
+/// where the next block starts.
 #[inline(always)]
-fn subtract_tile<A: Arith, const R: usize, const N: usize>(
+fn subtract_blocks<A: Arith, const W: usize>(
     panel: &[f64],
-    rows: &mut [f64],
+    trailing: &mut [f64],
     k: usize,
-    r: usize,
-) -> usize {
-    // Plain loops, not `std::array::from_fn`: its closures were not inlined into the caller's
-    // instruction set (a quarter of the factorisation's time went to calling them).
-    let mut coefficients = [[0.0; PANEL]; R];
-    for (i, row) in coefficients.iter_mut().enumerate() {
-        for (t, c) in row.iter_mut().enumerate() {
-            *c = -panel[t * k + r + i];
-        }
-    }
-    let mut column = subtract_columns::<A, R, N>(panel, rows, &coefficients, k, r);
-    column = subtract_columns::<A, R, 8>(panel, rows, &coefficients, k, column);
-    column = subtract_columns::<A, R, 4>(panel, rows, &coefficients, k, column);
-    column = subtract_columns::<A, R, 2>(panel, rows, &coefficients, k, column);
-    subtract_columns::<A, R, 1>(panel, rows, &coefficients, k, column);
-    R
-}
-
-/// The columns from `column` on of a tile in whole blocks of `N`; where the next block starts.
-#[inline(always)]
-fn subtract_columns<A: Arith, const R: usize, const N: usize>(
-    panel: &[f64],
-    rows: &mut [f64],
-    coefficients: &[[f64; PANEL]; R],
-    k: usize,
+    first: usize,
     mut column: usize,
 ) -> usize {
-    while column + N <= k {
-        let block = |row: usize| row * k + column..row * k + column + N;
-        let mut e = [[0.0; N]; R];
-        for (i, e) in e.iter_mut().enumerate() {
-            e.copy_from_slice(&rows[block(i)]);
+    while column + W <= k {
+        let mut block = [[0.0; W]; PANEL];
+        for (t, block) in block.iter_mut().enumerate() {
+            block.copy_from_slice(&panel[t * k + column..t * k + column + W]);
         }
-        for t in 0..PANEL {
-            let ut: &[f64; N] = panel[block(t)].try_into().expect("N entries");
-            for (e, c) in e.iter_mut().zip(coefficients) {
-                for (e, &v) in e.iter_mut().zip(ut) {
-                    *e = A::fma(c[t], v, *e);
-                }
-            }
+        // Rows below the block's last column have no entry in it on or right of the diagonal.
+        let rows_end = column + W;
+        let mut r = first;
+        while r + 4 <= rows_end {
+            subtract_tile::<A, 4, W>(panel, &block, trailing, k, first, r, column);
+            r += 4;
         }
-        for (i, e) in e.iter().enumerate() {
-            rows[block(i)].copy_from_slice(e);
+        while r < rows_end {
+            subtract_tile::<A, 1, W>(panel, &block, trailing, k, first, r, column);
+            r += 1;
         }
-        column += N;
+        column += W;
     }
     column
+}
+
+/// The tile of rows `r..r + R` at the columns `column..column + W` (`block` holds the panel's
+/// entries there).
+#[inline(always)]
+fn subtract_tile<A: Arith, const R: usize, const W: usize>(
+    panel: &[f64],
+    block: &[[f64; W]; PANEL],
+    trailing: &mut [f64],
+    k: usize,
+    first: usize,
+    r: usize,
+    column: usize,
+) {
+    let at = |i: usize| (r + i - first) * k + column..(r + i - first) * k + column + W;
+    let mut e = [[0.0; W]; R];
+    for (i, e) in e.iter_mut().enumerate() {
+        e.copy_from_slice(&trailing[at(i)]);
+    }
+    for (t, ut) in block.iter().enumerate() {
+        for (i, e) in e.iter_mut().enumerate() {
+            let c = -panel[t * k + r + i];
+            for (e, &v) in e.iter_mut().zip(ut) {
+                *e = A::fma(c, v, *e);
+            }
+        }
+    }
+    for (i, e) in e.iter().enumerate() {
+        trailing[at(i)].copy_from_slice(e);
+    }
 }
 
 /// Rows of the back substitution solved together (see [`solve`]).
