@@ -59,13 +59,16 @@ pub fn factor<A: Arith>(arith: A, a: &mut [f64], k: usize) -> bool {
 
 /// Subtracts the factored `panel` (`PANEL` rows of U, row-major with `k` columns) from the
 /// `trailing` rows `first..k` of the matrix: `a[r][c] -= sum_t panel[t][r] panel[t][c]` for
-/// `c >= r`, each entry one FMA chain over `t` in order.
+/// `c >= r`, each entry one FMA chain over `t` in order, in register tiles of 4 rows (or 1) by `W`
+/// columns. A tile may update entries left of its rows' diagonals, whose values never matter.
 ///
-/// Column blocks go outermost: a block's `PANEL x W` panel entries stay in registers while every
-/// trailing row that reaches the block goes past in tiles of 4, each coefficient `panel[t][r]`
-/// broadcast from memory where it is used. (Rows outermost, the tile's `4 x PANEL` coefficients
-/// were the loop invariants, and LLVM kept them in registers and spilled the sums instead.) A
-/// tile may update entries left of its rows' diagonals, whose values never matter.
+/// While the matrix fits L2, column blocks go outermost: a block's `PANEL x W` panel entries stay
+/// in registers while every trailing row that reaches the block passes, each coefficient
+/// `panel[t][r]` broadcast from memory where it is used. (Rows outermost, the tile's `4 x PANEL`
+/// coefficients were the loop invariants, and LLVM kept them in registers and spilled the sums
+/// instead: 1.2x-1.5x slower from 64 to 256 factors.) Beyond L2, rows go outermost, so that each
+/// row streams through memory in order (column blocks outermost hop one row, at 512 factors one
+/// page, per tile, which the prefetchers do not follow: 1.17x slower there).
 #[inline(always)]
 fn subtract_panel<A: Arith>(
     wide: bool,
@@ -74,20 +77,35 @@ fn subtract_panel<A: Arith>(
     k: usize,
     first: usize,
 ) {
-    let mut column = first;
-    if wide {
-        column = subtract_blocks::<A, 16>(panel, trailing, k, first, column);
+    if k * k * std::mem::size_of::<f64>() <= COLUMNS_OUTERMOST_UP_TO {
+        let mut column = first;
+        if wide {
+            column = column_blocks::<A, 16>(panel, trailing, k, first, column);
+        }
+        column = column_blocks::<A, 8>(panel, trailing, k, first, column);
+        column = column_blocks::<A, 4>(panel, trailing, k, first, column);
+        column = column_blocks::<A, 2>(panel, trailing, k, first, column);
+        column_blocks::<A, 1>(panel, trailing, k, first, column);
+    } else {
+        let mut r = first;
+        while r + 4 <= k {
+            row_blocks::<A, 4>(wide, panel, trailing, k, first, r);
+            r += 4;
+        }
+        for r in r..k {
+            row_blocks::<A, 1>(wide, panel, trailing, k, first, r);
+        }
     }
-    column = subtract_blocks::<A, 8>(panel, trailing, k, first, column);
-    column = subtract_blocks::<A, 4>(panel, trailing, k, first, column);
-    column = subtract_blocks::<A, 2>(panel, trailing, k, first, column);
-    subtract_blocks::<A, 1>(panel, trailing, k, first, column);
 }
 
-/// [`subtract_panel`] on the column blocks of width `W` from `column` on while whole ones fit;
-/// where the next block starts.
+/// The size of matrix (bytes) up to which [`subtract_panel`] goes column block by column block:
+/// the 1 MiB L2 of the development machine, and of most x86-64 cores of its generation.
+const COLUMNS_OUTERMOST_UP_TO: usize = 1 << 20;
+
+/// [`subtract_panel`] on the column blocks of width `W` from `column` on while whole ones fit,
+/// each over every trailing row that reaches it; where the next block starts.
 #[inline(always)]
-fn subtract_blocks<A: Arith, const W: usize>(
+fn column_blocks<A: Arith, const W: usize>(
     panel: &[f64],
     trailing: &mut [f64],
     k: usize,
@@ -95,24 +113,70 @@ fn subtract_blocks<A: Arith, const W: usize>(
     mut column: usize,
 ) -> usize {
     while column + W <= k {
-        let mut block = [[0.0; W]; PANEL];
-        for (t, block) in block.iter_mut().enumerate() {
-            block.copy_from_slice(&panel[t * k + column..t * k + column + W]);
-        }
-        // Rows below the block's last column have no entry in it on or right of the diagonal.
+        let block = panel_block::<W>(panel, k, column);
+        // Rows from the block's last column on have no entry in it on or right of the diagonal.
         let rows_end = column + W;
         let mut r = first;
         while r + 4 <= rows_end {
             subtract_tile::<A, 4, W>(panel, &block, trailing, k, first, r, column);
             r += 4;
         }
-        while r < rows_end {
+        for r in r..rows_end {
             subtract_tile::<A, 1, W>(panel, &block, trailing, k, first, r, column);
-            r += 1;
         }
         column += W;
     }
     column
+}
+
+/// [`subtract_panel`] on the rows `r..r + R`, from their first row's diagonal to the end, in
+/// column blocks of 16 (without AVX-512, 8), then 8, 4, 2 and 1.
+#[inline(always)]
+fn row_blocks<A: Arith, const R: usize>(
+    wide: bool,
+    panel: &[f64],
+    trailing: &mut [f64],
+    k: usize,
+    first: usize,
+    r: usize,
+) {
+    let mut column = r;
+    if wide {
+        column = row_blocks_of::<A, R, 16>(panel, trailing, k, first, r, column);
+    }
+    column = row_blocks_of::<A, R, 8>(panel, trailing, k, first, r, column);
+    column = row_blocks_of::<A, R, 4>(panel, trailing, k, first, r, column);
+    column = row_blocks_of::<A, R, 2>(panel, trailing, k, first, r, column);
+    row_blocks_of::<A, R, 1>(panel, trailing, k, first, r, column);
+}
+
+/// [`row_blocks`] on the whole column blocks of width `W` from `column` on; where the next block
+/// starts.
+#[inline(always)]
+fn row_blocks_of<A: Arith, const R: usize, const W: usize>(
+    panel: &[f64],
+    trailing: &mut [f64],
+    k: usize,
+    first: usize,
+    r: usize,
+    mut column: usize,
+) -> usize {
+    while column + W <= k {
+        let block = panel_block::<W>(panel, k, column);
+        subtract_tile::<A, R, W>(panel, &block, trailing, k, first, r, column);
+        column += W;
+    }
+    column
+}
+
+/// The panel's entries at the columns `column..column + W`.
+#[inline(always)]
+fn panel_block<const W: usize>(panel: &[f64], k: usize, column: usize) -> [[f64; W]; PANEL] {
+    let mut block = [[0.0; W]; PANEL];
+    for (t, block) in block.iter_mut().enumerate() {
+        block.copy_from_slice(&panel[t * k + column..t * k + column + W]);
+    }
+    block
 }
 
 /// The tile of rows `r..r + R` at the columns `column..column + W` (`block` holds the panel's
@@ -260,7 +324,8 @@ mod tests {
     }
 
     fn check_tiles_keep_each_entrys_chain<A: Arith>(arith: A) {
-        for k in (1..=21).chain([31, 32, 33, 40, 64, 70, 129]) {
+        // 370: a matrix beyond `COLUMNS_OUTERMOST_UP_TO` (1.04 MiB), whose rows go outermost.
+        for k in (1..=21).chain([31, 32, 33, 40, 64, 70, 129, 370]) {
             let mut a = positive_definite(k, 37, 0.5);
             let mut tiled = a.clone();
             assert!(factor(arith, &mut tiled, k));
