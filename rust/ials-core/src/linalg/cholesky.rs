@@ -65,10 +65,10 @@ pub fn factor<A: Arith>(arith: A, a: &mut [f64], k: usize) -> bool {
 /// While the matrix fits L2, column blocks go outermost: a block's `PANEL x W` panel entries stay
 /// in registers while every trailing row that reaches the block passes, each coefficient
 /// `panel[t][r]` broadcast from memory where it is used. (Rows outermost, the tile's `4 x PANEL`
-/// coefficients were the loop invariants, and LLVM kept them in registers and spilled the sums
-/// instead: 1.2x-1.5x slower from 64 to 256 factors.) Beyond L2, rows go outermost, so that each
-/// row streams through memory in order (column blocks outermost hop one row, at 512 factors one
-/// page, per tile, which the prefetchers do not follow: 1.17x slower there).
+/// coefficients are the loop invariants; LLVM kept them in registers and spilled the sums
+/// instead: 1.2x-1.5x slower from 64 to 256 factors.) Beyond L2, rows go outermost, four at a
+/// time, so that each row streams through memory in order: column blocks outermost hop one row
+/// per tile, at 512 factors one page, which the prefetchers do not follow (1.5x slower there).
 #[inline(always)]
 fn subtract_panel<A: Arith>(
     wide: bool,
@@ -78,22 +78,10 @@ fn subtract_panel<A: Arith>(
     first: usize,
 ) {
     if k * k * std::mem::size_of::<f64>() <= COLUMNS_OUTERMOST_UP_TO {
-        let mut column = first;
-        if wide {
-            column = column_blocks::<A, 16>(panel, trailing, k, first, column);
-        }
-        column = column_blocks::<A, 8>(panel, trailing, k, first, column);
-        column = column_blocks::<A, 4>(panel, trailing, k, first, column);
-        column = column_blocks::<A, 2>(panel, trailing, k, first, column);
-        column_blocks::<A, 1>(panel, trailing, k, first, column);
+        subtract_blocks::<A>(wide, panel, trailing, k, first, first..k, first);
     } else {
-        let mut r = first;
-        while r + 4 <= k {
-            row_blocks::<A, 4>(wide, panel, trailing, k, first, r);
-            r += 4;
-        }
-        for r in r..k {
-            row_blocks::<A, 1>(wide, panel, trailing, k, first, r);
+        for r in (first..k).step_by(4) {
+            subtract_blocks::<A>(wide, panel, trailing, k, first, r..(r + 4).min(k), r);
         }
     }
 }
@@ -102,21 +90,45 @@ fn subtract_panel<A: Arith>(
 /// the 1 MiB L2 of the development machine, and of most x86-64 cores of its generation.
 const COLUMNS_OUTERMOST_UP_TO: usize = 1 << 20;
 
-/// [`subtract_panel`] on the column blocks of width `W` from `column` on while whole ones fit,
-/// each over every trailing row that reaches it; where the next block starts.
+/// [`subtract_panel`] on the `rows` (numbered in the whole matrix; `trailing` starts at row
+/// `first`) from `column` to the end, in column blocks of 16 (without AVX-512, 8), then 8, 4, 2
+/// and 1, each over the rows that reach it.
 #[inline(always)]
-fn column_blocks<A: Arith, const W: usize>(
+fn subtract_blocks<A: Arith>(
+    wide: bool,
     panel: &[f64],
     trailing: &mut [f64],
     k: usize,
     first: usize,
+    rows: std::ops::Range<usize>,
+    mut column: usize,
+) {
+    let rows = &rows;
+    if wide {
+        column = blocks_of::<A, 16>(panel, trailing, k, first, rows, column);
+    }
+    column = blocks_of::<A, 8>(panel, trailing, k, first, rows, column);
+    column = blocks_of::<A, 4>(panel, trailing, k, first, rows, column);
+    column = blocks_of::<A, 2>(panel, trailing, k, first, rows, column);
+    blocks_of::<A, 1>(panel, trailing, k, first, rows, column);
+}
+
+/// [`subtract_blocks`] on the whole column blocks of width `W` from `column` on, the rows in tiles
+/// of 4, then 1; where the next block starts.
+#[inline(always)]
+fn blocks_of<A: Arith, const W: usize>(
+    panel: &[f64],
+    trailing: &mut [f64],
+    k: usize,
+    first: usize,
+    rows: &std::ops::Range<usize>,
     mut column: usize,
 ) -> usize {
     while column + W <= k {
         let block = panel_block::<W>(panel, k, column);
         // Rows from the block's last column on have no entry in it on or right of the diagonal.
-        let rows_end = column + W;
-        let mut r = first;
+        let rows_end = rows.end.min(column + W);
+        let mut r = rows.start;
         while r + 4 <= rows_end {
             subtract_tile::<A, 4, W>(panel, &block, trailing, k, first, r, column);
             r += 4;
@@ -124,46 +136,6 @@ fn column_blocks<A: Arith, const W: usize>(
         for r in r..rows_end {
             subtract_tile::<A, 1, W>(panel, &block, trailing, k, first, r, column);
         }
-        column += W;
-    }
-    column
-}
-
-/// [`subtract_panel`] on the rows `r..r + R`, from their first row's diagonal to the end, in
-/// column blocks of 16 (without AVX-512, 8), then 8, 4, 2 and 1.
-#[inline(always)]
-fn row_blocks<A: Arith, const R: usize>(
-    wide: bool,
-    panel: &[f64],
-    trailing: &mut [f64],
-    k: usize,
-    first: usize,
-    r: usize,
-) {
-    let mut column = r;
-    if wide {
-        column = row_blocks_of::<A, R, 16>(panel, trailing, k, first, r, column);
-    }
-    column = row_blocks_of::<A, R, 8>(panel, trailing, k, first, r, column);
-    column = row_blocks_of::<A, R, 4>(panel, trailing, k, first, r, column);
-    column = row_blocks_of::<A, R, 2>(panel, trailing, k, first, r, column);
-    row_blocks_of::<A, R, 1>(panel, trailing, k, first, r, column);
-}
-
-/// [`row_blocks`] on the whole column blocks of width `W` from `column` on; where the next block
-/// starts.
-#[inline(always)]
-fn row_blocks_of<A: Arith, const R: usize, const W: usize>(
-    panel: &[f64],
-    trailing: &mut [f64],
-    k: usize,
-    first: usize,
-    r: usize,
-    mut column: usize,
-) -> usize {
-    while column + W <= k {
-        let block = panel_block::<W>(panel, k, column);
-        subtract_tile::<A, R, W>(panel, &block, trailing, k, first, r, column);
         column += W;
     }
     column
