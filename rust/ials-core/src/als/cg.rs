@@ -545,10 +545,10 @@ mod tests {
         }
     }
 
-    /// A chunk of rows solved with the Gram matrix packed in panels (all rows in lock step) and
-    /// without (rows four or eight at a time): the same bits, at every level the CPU has.
-    /// At 64 factors the panel product's groups go through CG in lock step; at 384 (576 KiB,
-    /// past `WHOLE_CHUNK_FROM`) the whole chunk does.
+    /// A chunk of rows solved with the Gram matrix packed in panels and without (rows four or
+    /// eight at a time, row-major): the same bits, at every level the CPU has. Packed, at 64
+    /// factors the panel product's groups go through CG in lock step; at 384 (576 KiB, past
+    /// `WHOLE_CHUNK_FROM`) the whole chunk does.
     fn panels_change_no_bit<A: Arith>(arith: A) {
         for k in [64, 384] {
             panels_change_no_bit_at(arith, k);
