@@ -68,7 +68,7 @@ pub fn factor<A: Arith>(arith: A, a: &mut [f64], k: usize) -> bool {
 /// coefficients are the loop invariants; LLVM kept them in registers and spilled the sums
 /// instead: 1.2x-1.5x slower from 64 to 256 factors.) Beyond L2, rows go outermost, four at a
 /// time, so that each row streams through memory in order: column blocks outermost hop one row
-/// per tile, at 512 factors one page, which the prefetchers do not follow (1.5x slower there).
+/// per tile, at 512 factors one page, which the prefetchers do not follow (1.5x-1.9x slower there).
 #[inline(always)]
 fn subtract_panel<A: Arith>(
     wide: bool,
