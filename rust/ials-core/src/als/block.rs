@@ -230,10 +230,13 @@ impl Items<'_> {
         a: usize,
         start: usize,
     ) {
-        let entries: [[f64; LANES]; R] = std::array::from_fn(|r| {
+        // Plain loops, not `std::array::from_fn`, whose closures may stay out of line, outside
+        // the caller's instruction set (as they did in the Cholesky tiles).
+        let mut entries = [[0.0; LANES]; R];
+        for (r, entries) in entries.iter_mut().enumerate() {
             let at = (a + r) * width + start;
-            system[at..at + LANES].try_into().expect("LANES entries")
-        });
+            entries.copy_from_slice(&system[at..at + LANES]);
+        }
         let (rows, columns) = (self.first + a, self.first + start);
         let acc =
             add_weighted_outer::<A, R>(self.gathered, self.weights, self.k, rows, columns, entries);
