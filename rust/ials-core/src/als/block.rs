@@ -11,17 +11,41 @@
 //! `O(n_u k size + k^2 + k size^2)` against the exact solve's `O(n_u k^2 + k^3)`; with `size = k`
 //! one pass is the exact solve. Each block step minimises the objective over its coordinates, so
 //! the loss never increases, and repeated passes converge to the exact solution.
+//!
+//! The unobserved part is the one term that reads `k^2` values per row and pass. Row by row, the
+//! Gram matrix streamed from L3 for every row (8 MB at 1024 factors in f64), and two threads
+//! shared that bandwidth. Rows therefore go through the blocks in groups of [`GROUP`]: each
+//! block's column panel, packed contiguous ([`gram_panels_by_block`]), serves the whole group
+//! while it is in L2 (with AVX-512 from registers, four rows per read). Each row's arithmetic is
+//! the same as alone, so the grouping changes no bit.
 
 use crate::error::{Error, Result};
 use crate::linalg::cholesky;
 use crate::linalg::vector::{axpy, dot_generic as dot, LANES};
 use crate::simd::{Arith, Kernel};
 use crate::Real;
-use std::ops::Range;
 
 use super::exact::{add_weighted_outer, tile_height, RowChunk};
 
+/// Rows that go through each block together, sharing one read of the block's Gram panel.
+const GROUP: usize = 4;
+
+/// `alpha0 Y^T Y` (`k x k`, row-major) repacked as the block solver reads it: for each block of
+/// `size` columns from `first`, its `k x width` column panel, row after row, at `first * k`.
+pub(crate) fn gram_panels_by_block(weighted_gram: &[f64], k: usize, size: usize) -> Vec<f64> {
+    let size = size.min(k).max(1);
+    let mut panels = Vec::with_capacity(k * k);
+    for first in (0..k).step_by(size) {
+        let width = size.min(k - first);
+        for row in weighted_gram.chunks_exact(k) {
+            panels.extend_from_slice(&row[first..first + width]);
+        }
+    }
+    panels
+}
+
 pub(crate) struct BlockRows<'a, T> {
+    /// Its `weighted_gram` in the layout of [`gram_panels_by_block`] for `size`.
     pub(crate) chunk: RowChunk<'a, T>,
     /// Coordinates per block (the last block of a row may be smaller).
     pub(crate) size: usize,
@@ -36,139 +60,268 @@ impl<T: Real> Kernel for BlockRows<'_, T> {
     fn run<A: Arith>(self, arith: A) -> Result<()> {
         let chunk = self.chunk;
         let (k, size) = (chunk.k, self.size.min(chunk.k));
-        let w0 = chunk.objective.unobserved_weight;
-        let gram = chunk.weighted_gram;
-        let mut x = vec![0.0f64; k];
-        let mut unobserved = vec![0.0f64; k];
-        let (mut gathered, mut weights, mut targets, mut scores) =
-            (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+        let panels = chunk.weighted_gram;
+        let mut group: [RowState; GROUP] = Default::default();
+        // The group's current rows in f64, one after the other, and their unobserved parts on
+        // the current block.
+        let mut xs = vec![0.0f64; GROUP * k];
+        let mut unobserved = vec![0.0f64; GROUP * size];
+        let mut interleaved = Vec::with_capacity(GROUP * k);
         let mut system = vec![0.0f64; size * size];
         let mut step = vec![0.0f64; size];
         let height = tile_height(arith);
-        for (offset, row_x) in chunk.x.chunks_exact_mut(k).enumerate() {
-            let row = chunk.first_row + offset;
-            let (cols, vals) = chunk.rows.row(row);
-            if cols.is_empty() {
-                row_x.fill(T::ZERO);
-                continue;
-            }
-            let lambda = chunk
-                .objective
-                .row_regularization(cols.len(), chunk.rows.n_cols());
-            for (xi, &v) in x.iter_mut().zip(row_x.iter()) {
-                *xi = v.to_f64();
-            }
-            // The row's items in f64, with `c - alpha0` (their weight beyond the unobserved
-            // one) and `c p` (their target), and their current scores.
-            gathered.clear();
-            weights.clear();
-            targets.clear();
-            scores.clear();
-            for (&c, &v) in cols.iter().zip(vals) {
-                let item = &chunk.y[c as usize * k..(c as usize + 1) * k];
-                let start = gathered.len();
-                gathered.extend(item.iter().map(|v| v.to_f64()));
-                let (confidence, preference) = chunk.objective.cell(v);
-                let (confidence, preference) = (confidence as f64, preference as f64);
-                weights.push(confidence - w0);
-                targets.push(confidence * preference);
-                scores.push(dot::<f64, A>(&gathered[start..], &x));
+        let n_rows = chunk.x.len() / k;
+        let mut next = 0;
+        while next < n_rows {
+            let mut members = 0;
+            while members < GROUP && next < n_rows {
+                let row_x = &mut chunk.x[next * k..(next + 1) * k];
+                let (cols, vals) = chunk.rows.row(chunk.first_row + next);
+                if cols.is_empty() {
+                    row_x.fill(T::ZERO);
+                } else {
+                    let x = &mut xs[members * k..(members + 1) * k];
+                    for (xi, &v) in x.iter_mut().zip(row_x.iter()) {
+                        *xi = v.to_f64();
+                    }
+                    group[members].load::<T, A>(&chunk, next, cols, vals, x);
+                    members += 1;
+                }
+                next += 1;
             }
             for _ in 0..self.sweeps {
                 for first in (0..k).step_by(size) {
                     let width = size.min(k - first);
-                    let block = first..first + width;
-                    // A_SS and the residual (b - A x)_S.
-                    let system = &mut system[..width * width];
-                    let step = &mut step[..width];
-                    // (alpha0 Y^T Y x)_S as a sum of the Gram matrix's rows on the block's
-                    // columns (it is symmetric): independent lanes that vectorise, where `width`
-                    // dot products would each wait on their running sum.
-                    unobserved[block.clone()].fill(0.0);
-                    add_combination::<A>(&x, gram, &mut unobserved, block.clone());
-                    for (a, s) in block.clone().enumerate() {
-                        let gram_row = &gram[s * k..(s + 1) * k];
-                        system[a * width..(a + 1) * width]
-                            .copy_from_slice(&gram_row[block.clone()]);
-                        system[a * width + a] += lambda;
-                        step[a] = -unobserved[s] - lambda * x[s];
-                    }
-                    for ((item, &w), (&target, &score)) in gathered
-                        .chunks_exact(k)
-                        .zip(&weights)
-                        .zip(targets.iter().zip(&scores))
-                    {
-                        axpy::<f64, A>(target - w * score, &item[block.clone()], step);
-                    }
-                    let items = Items {
-                        gathered: &gathered,
-                        k,
-                        first,
-                        weights: &weights,
-                    };
-                    items.add_outer_products::<A>(height, system, width);
-                    if !cholesky::factor(arith, system, width) {
-                        return Err(Error::Singular { row });
-                    }
-                    cholesky::solve::<A>(system, width, step);
-                    // Move x_S and keep the scores up to date.
-                    for (a, s) in block.clone().enumerate() {
-                        x[s] += step[a];
-                    }
-                    for (item, score) in gathered.chunks_exact(k).zip(scores.iter_mut()) {
-                        *score += dot::<f64, A>(&item[block.clone()], step);
+                    let panel = &panels[first * k..(first + width) * k];
+                    let unobserved = &mut unobserved[..members * width];
+                    let current = &xs[..members * k];
+                    unobserved_parts::<A>(
+                        arith,
+                        current,
+                        panel,
+                        width,
+                        unobserved,
+                        &mut interleaved,
+                    );
+                    for (r, state) in group[..members].iter_mut().enumerate() {
+                        let block = Block {
+                            first,
+                            width,
+                            panel,
+                            unobserved: &unobserved[r * width..(r + 1) * width],
+                        };
+                        let x = &mut xs[r * k..(r + 1) * k];
+                        if !state.step::<A>(arith, height, &block, x, &mut system, &mut step) {
+                            return Err(Error::Singular {
+                                row: chunk.first_row + state.offset,
+                            });
+                        }
                     }
                 }
             }
-            for (xi, &v) in row_x.iter_mut().zip(&x) {
-                *xi = T::from_f64(v);
+            for (r, state) in group[..members].iter().enumerate() {
+                let row_x = &mut chunk.x[state.offset * k..(state.offset + 1) * k];
+                for (xi, &v) in row_x.iter_mut().zip(&xs[r * k..(r + 1) * k]) {
+                    *xi = T::from_f64(v);
+                }
             }
         }
         Ok(())
     }
 }
 
-/// Columns of `out` whose sums stay in registers together in [`add_combination`]: enough
-/// independent FMA chains to hide the FMA latency.
-const COMBINATION_COLUMNS: usize = 4 * LANES;
+/// One block of coordinates as a row's step sees it: where it starts, how wide it is, its column
+/// panel of `alpha0 Y^T Y`, and the row's `(alpha0 Y^T Y x)` on it.
+struct Block<'a> {
+    first: usize,
+    width: usize,
+    panel: &'a [f64],
+    unobserved: &'a [f64],
+}
 
-/// `out[c] += sum_j coefs[j] rows[j][c]` for the entries `c` in `columns`, over the consecutive
-/// rows of `rows` (each `out.len()` long): each entry one FMA chain over the rows in order,
-/// starting from its value. The entries go in blocks held in registers while the rows stream
-/// past, so `out` is loaded and stored once instead of once per row.
-#[inline(always)]
-fn add_combination<A: Arith>(coefs: &[f64], rows: &[f64], out: &mut [f64], columns: Range<usize>) {
-    let k = out.len();
-    let mut start = columns.start;
-    start = add_combination_block::<A, COMBINATION_COLUMNS>(coefs, rows, out, start, columns.end);
-    start = add_combination_block::<A, LANES>(coefs, rows, out, start, columns.end);
-    for c in start..columns.end {
-        for (row, &coef) in rows.chunks_exact(k).zip(coefs) {
-            out[c] = A::fma(coef, row[c], out[c]);
+/// A row's state while its group goes through the blocks: its items gathered in f64 (`k` values
+/// each) with their weights beyond the unobserved one (`c - alpha0`), their targets (`c p`) and
+/// their current scores.
+#[derive(Default)]
+struct RowState {
+    /// The row's place in the chunk.
+    offset: usize,
+    lambda: f64,
+    gathered: Vec<f64>,
+    weights: Vec<f64>,
+    targets: Vec<f64>,
+    scores: Vec<f64>,
+}
+
+impl RowState {
+    #[inline(always)]
+    fn load<T: Real, A: Arith>(
+        &mut self,
+        chunk: &RowChunk<'_, T>,
+        offset: usize,
+        cols: &[i32],
+        vals: &[f32],
+        x: &[f64],
+    ) {
+        let (k, objective) = (chunk.k, chunk.objective);
+        let w0 = objective.unobserved_weight;
+        self.offset = offset;
+        self.lambda = objective.row_regularization(cols.len(), chunk.rows.n_cols());
+        self.gathered.clear();
+        self.weights.clear();
+        self.targets.clear();
+        self.scores.clear();
+        for (&c, &v) in cols.iter().zip(vals) {
+            let item = &chunk.y[c as usize * k..(c as usize + 1) * k];
+            let start = self.gathered.len();
+            self.gathered.extend(item.iter().map(|v| v.to_f64()));
+            let (confidence, preference) = objective.cell(v);
+            let (confidence, preference) = (confidence as f64, preference as f64);
+            self.weights.push(confidence - w0);
+            self.targets.push(confidence * preference);
+            self.scores.push(dot::<f64, A>(&self.gathered[start..], x));
         }
+    }
+
+    /// Solves the row's problem on `block` with its other coordinates fixed, moves `x` there and
+    /// keeps the scores up to date; false if the block's system is not positive definite.
+    #[inline(always)]
+    fn step<A: Arith>(
+        &mut self,
+        arith: A,
+        height: usize,
+        block: &Block<'_>,
+        x: &mut [f64],
+        system: &mut [f64],
+        step: &mut [f64],
+    ) -> bool {
+        let (k, first, width, lambda) = (x.len(), block.first, block.width, self.lambda);
+        let columns = first..first + width;
+        // A_SS and the residual (b - A x)_S.
+        let system = &mut system[..width * width];
+        let step = &mut step[..width];
+        for (a, s) in columns.clone().enumerate() {
+            system[a * width..(a + 1) * width]
+                .copy_from_slice(&block.panel[s * width..(s + 1) * width]);
+            system[a * width + a] += lambda;
+            step[a] = -block.unobserved[a] - lambda * x[s];
+        }
+        for ((item, &w), (&target, &score)) in self
+            .gathered
+            .chunks_exact(k)
+            .zip(&self.weights)
+            .zip(self.targets.iter().zip(&self.scores))
+        {
+            axpy::<f64, A>(target - w * score, &item[columns.clone()], step);
+        }
+        let items = Items {
+            gathered: &self.gathered,
+            k,
+            first,
+            weights: &self.weights,
+        };
+        items.add_outer_products::<A>(height, system, width);
+        if !cholesky::factor(arith, system, width) {
+            return false;
+        }
+        cholesky::solve::<A>(system, width, step);
+        // Move x_S and keep the scores up to date.
+        for (a, s) in columns.clone().enumerate() {
+            x[s] += step[a];
+        }
+        for (item, score) in self.gathered.chunks_exact(k).zip(self.scores.iter_mut()) {
+            *score += dot::<f64, A>(&item[columns.clone()], step);
+        }
+        true
     }
 }
 
-/// [`add_combination`] on the entries from `start` on in blocks of `COLUMNS` while whole blocks
-/// fit before `end`; where the next entry starts.
+/// `out_r[c] = sum_j x_r[j] panel[j][c]` for the rows `x_r` of `xs` (`k` values each) and a
+/// `k x width` panel, into the rows of `out` (`width` values each): each entry one FMA chain over
+/// `j` in order from 0, as one row alone would compute it. The entries go in register tiles, the
+/// panel's rows streaming past once per tile; `interleaved` holds a tile's coefficients `j` by
+/// `j`. With AVX-512 a tile is four rows by 16 columns (8 accumulator vectors). AVX2's 16
+/// registers hold 8 such vectors only as four rows by 8 columns, which read the panel twice as
+/// often per row as one row by 32 columns and were 1.3x slower at 1024 factors; AVX2 and the
+/// portable level therefore go row by row, 32 columns at a time.
 #[inline(always)]
-fn add_combination_block<A: Arith, const COLUMNS: usize>(
-    coefs: &[f64],
-    rows: &[f64],
+fn unobserved_parts<A: Arith>(
+    arith: A,
+    xs: &[f64],
+    panel: &[f64],
+    width: usize,
     out: &mut [f64],
-    mut start: usize,
-    end: usize,
+    interleaved: &mut Vec<f64>,
+) {
+    let k = panel.len() / width;
+    let rows = xs.len() / k;
+    let tile_rows = if arith.avx512().is_some() { 4 } else { 1 };
+    let mut r = 0;
+    while r < rows {
+        let (xs, out) = (&xs[r * k..], &mut out[r * width..]);
+        r += match (rows - r).min(tile_rows) {
+            4 => parts_of::<A, 4, 16>(xs, panel, width, out, interleaved),
+            2 | 3 => parts_of::<A, 2, 16>(xs, panel, width, out, interleaved),
+            _ => parts_of::<A, 1, 32>(xs, panel, width, out, interleaved),
+        };
+    }
+}
+
+/// [`unobserved_parts`] for the first `R` rows, in tiles of `COLUMNS` columns, then 8, then one
+/// column at a time; returns `R`.
+#[inline(always)]
+fn parts_of<A: Arith, const R: usize, const COLUMNS: usize>(
+    xs: &[f64],
+    panel: &[f64],
+    width: usize,
+    out: &mut [f64],
+    interleaved: &mut Vec<f64>,
 ) -> usize {
-    let k = out.len();
-    while start + COLUMNS <= end {
-        let mut acc = [0.0f64; COLUMNS];
-        acc.copy_from_slice(&out[start..start + COLUMNS]);
-        for (row, &coef) in rows.chunks_exact(k).zip(coefs) {
-            for (a, &m) in acc.iter_mut().zip(&row[start..start + COLUMNS]) {
-                *a = A::fma(coef, m, *a);
+    let k = panel.len() / width;
+    interleaved.clear();
+    for j in 0..k {
+        interleaved.extend((0..R).map(|r| xs[r * k + j]));
+    }
+    let mut start = parts_tiles::<A, R, COLUMNS>(interleaved, panel, width, out, 0);
+    start = parts_tiles::<A, R, 8>(interleaved, panel, width, out, start);
+    for c in start..width {
+        let mut sums = [0.0f64; R];
+        for (row, coefs) in panel.chunks_exact(width).zip(interleaved.chunks_exact(R)) {
+            for (sum, &coef) in sums.iter_mut().zip(coefs) {
+                *sum = A::fma(coef, row[c], *sum);
             }
         }
-        out[start..start + COLUMNS].copy_from_slice(&acc);
+        for (r, &sum) in sums.iter().enumerate() {
+            out[r * width + c] = sum;
+        }
+    }
+    R
+}
+
+/// The tiles of `R` rows by `COLUMNS` columns of [`unobserved_parts`] from `start` on while whole
+/// tiles fit in `width`; where the next column starts.
+#[inline(always)]
+fn parts_tiles<A: Arith, const R: usize, const COLUMNS: usize>(
+    interleaved: &[f64],
+    panel: &[f64],
+    width: usize,
+    out: &mut [f64],
+    mut start: usize,
+) -> usize {
+    while start + COLUMNS <= width {
+        let mut acc = [[0.0f64; COLUMNS]; R];
+        for (row, coefs) in panel.chunks_exact(width).zip(interleaved.chunks_exact(R)) {
+            let entries = &row[start..start + COLUMNS];
+            for r in 0..R {
+                let coef = coefs[r];
+                for c in 0..COLUMNS {
+                    acc[r][c] = A::fma(coef, entries[c], acc[r][c]);
+                }
+            }
+        }
+        for (r, acc) in acc.iter().enumerate() {
+            out[r * width + start..r * width + start + COLUMNS].copy_from_slice(acc);
+        }
         start += COLUMNS;
     }
     start
@@ -249,11 +402,12 @@ impl Items<'_> {
 
 #[cfg(test)]
 mod tests {
-    use super::{add_combination, Items};
+    use super::{gram_panels_by_block, unobserved_parts, Items};
     use crate::als::{gram, loss_terms, solve_rows, Objective, Solver};
     use crate::csr::CsrMatrix;
     use crate::linalg::vector::axpy;
     use crate::parallel::Interrupt;
+    use crate::simd::testing::{fused_avx512, generic_fused};
     use crate::simd::{Arith, Fused, Unfused};
 
     fn values(n: usize, seed: usize) -> Vec<f64> {
@@ -312,33 +466,45 @@ mod tests {
         check::<Unfused>();
     }
 
-    /// The register blocks give the bits of one `axpy` per row, on any range of columns.
+    /// The unobserved parts, on packed panels of any width and for groups of any size, give the
+    /// bits of one `axpy` per Gram row for each row alone, with either tile width.
     #[test]
-    fn combinations_are_the_bits_of_one_axpy_per_row() {
-        fn check<A: Arith>() {
-            for k in (1..=20).chain([63, 64, 65, 80, 127, 128, 130]) {
-                for rows in [0, 1, 2, 7] {
-                    let matrix = values(rows * k, k);
-                    let coefs = values(rows, rows + 1);
-                    let start = values(k, 3);
-                    let mut want = start.clone();
-                    for (row, &c) in matrix.chunks_exact(k).zip(&coefs) {
-                        axpy::<f64, A>(c, row, &mut want);
-                    }
-                    // Column by column in ranges of any size.
-                    for piece in [k, 3, 17, 64] {
-                        let mut got = start.clone();
-                        for first in (0..k).step_by(piece) {
-                            let end = k.min(first + piece);
-                            add_combination::<A>(&coefs, &matrix, &mut got, first..end);
+    fn unobserved_parts_are_the_bits_of_one_axpy_per_gram_row() {
+        fn check<A: Arith>(arith: A) {
+            for k in [1, 7, 33, 64, 75, 130] {
+                let gram = values(k * k, k);
+                for size in [1, 5, 8, 16, 32, 50, 64, 200] {
+                    let panels = gram_panels_by_block(&gram, k, size);
+                    for rows in [1, 2, 3, 4, 7] {
+                        let xs = values(rows * k, rows + 2);
+                        for first in (0..k).step_by(size) {
+                            let width = size.min(k - first);
+                            let panel = &panels[first * k..(first + width) * k];
+                            let mut got = vec![f64::NAN; rows * width];
+                            let mut scratch = Vec::new();
+                            unobserved_parts::<A>(arith, &xs, panel, width, &mut got, &mut scratch);
+                            for (r, x) in xs.chunks_exact(k).enumerate() {
+                                let mut want = vec![0.0; width];
+                                for (row, &coef) in gram.chunks_exact(k).zip(x) {
+                                    axpy::<f64, A>(coef, &row[first..first + width], &mut want);
+                                }
+                                assert_eq!(
+                                    bits(&got[r * width..(r + 1) * width]),
+                                    bits(&want),
+                                    "k={k} size={size} rows={rows} first={first} row {r}"
+                                );
+                            }
                         }
-                        assert_eq!(bits(&got), bits(&want), "k={k} rows={rows} piece={piece}");
                     }
                 }
             }
         }
-        check::<Fused>();
-        check::<Unfused>();
+        check(generic_fused());
+        check(Unfused);
+        match fused_avx512() {
+            Some(arith) => check(arith),
+            None => eprintln!("SKIPPED the 32-column tiles: this CPU has no AVX-512"),
+        }
     }
 
     /// A small problem with negative feedback, zeros and frequency-scaled penalties.

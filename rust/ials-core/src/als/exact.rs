@@ -23,7 +23,8 @@ pub(crate) struct RowChunk<'a, T> {
     pub(crate) x: &'a mut [T],
     pub(crate) y: &'a [T],
     pub(crate) k: usize,
-    /// `alpha0 Y^T Y`, full `k x k`.
+    /// `alpha0 Y^T Y`, full `k x k`: row-major for the exact solver, in the block solver's
+    /// column panels ([`super::block::gram_panels_by_block`]) for it.
     pub(crate) weighted_gram: &'a [f64],
     pub(crate) objective: &'a Objective,
 }

@@ -20,7 +20,7 @@ use crate::parallel::Interrupt;
 use crate::simd::dispatch;
 use crate::Real;
 
-use super::block::BlockRows;
+use super::block::{gram_panels_by_block, BlockRows};
 use super::cg::{gram_panels, CgRows};
 use super::exact::{CholeskyRows, RowChunk};
 use super::objective::Objective;
@@ -106,7 +106,10 @@ pub fn solve_rows<T: Real>(
                     )));
                 }
             }
-            let weighted_gram: Vec<f64> = gram.iter().map(|&g| w0 * g).collect();
+            let mut weighted_gram: Vec<f64> = gram.iter().map(|&g| w0 * g).collect();
+            if let Solver::Block { size, .. } = solver {
+                weighted_gram = gram_panels_by_block(&weighted_gram, k, size);
+            }
             in_row_chunks(x, k, interrupt, |first_row, x| {
                 let chunk = RowChunk {
                     rows,
