@@ -66,7 +66,9 @@ impl<T: Real> Kernel for BlockRows<'_, T> {
         // the current block.
         let mut xs = vec![0.0f64; GROUP * k];
         let mut unobserved = vec![0.0f64; GROUP * size];
-        let mut interleaved = Vec::with_capacity(GROUP * k);
+        // The same values factor by factor (`members` per factor), as the tiles of
+        // `unobserved_parts` read them; kept up to date block by block.
+        let mut by_factor = Vec::with_capacity(GROUP * k);
         let mut system = vec![0.0f64; size * size];
         let mut step = vec![0.0f64; size];
         let height = tile_height(arith);
@@ -89,20 +91,16 @@ impl<T: Real> Kernel for BlockRows<'_, T> {
                 }
                 next += 1;
             }
+            by_factor.clear();
+            for j in 0..k {
+                by_factor.extend((0..members).map(|r| xs[r * k + j]));
+            }
             for _ in 0..self.sweeps {
                 for first in (0..k).step_by(size) {
                     let width = size.min(k - first);
                     let panel = &panels[first * k..(first + width) * k];
                     let unobserved = &mut unobserved[..members * width];
-                    let current = &xs[..members * k];
-                    unobserved_parts::<A>(
-                        arith,
-                        current,
-                        panel,
-                        width,
-                        unobserved,
-                        &mut interleaved,
-                    );
+                    unobserved_parts::<A>(arith, &by_factor, members, panel, width, unobserved);
                     for (r, state) in group[..members].iter_mut().enumerate() {
                         let block = Block {
                             first,
@@ -115,6 +113,9 @@ impl<T: Real> Kernel for BlockRows<'_, T> {
                             return Err(Error::Singular {
                                 row: chunk.first_row + state.offset,
                             });
+                        }
+                        for s in first..first + width {
+                            by_factor[s * members + r] = x[s];
                         }
                     }
                 }
@@ -236,95 +237,109 @@ impl RowState {
     }
 }
 
-/// `out_r[c] = sum_j x_r[j] panel[j][c]` for the rows `x_r` of `xs` (`k` values each) and a
-/// `k x width` panel, into the rows of `out` (`width` values each): each entry one FMA chain over
-/// `j` in order from 0, as one row alone would compute it. The entries go in register tiles, the
-/// panel's rows streaming past once per tile; `interleaved` holds a tile's coefficients `j` by
-/// `j`. With AVX-512 a tile is four rows by 16 columns (8 accumulator vectors). AVX2's 16
+/// `out_r[c] = sum_j x_r[j] panel[j][c]` for `rows` rows `x_r`, given factor by factor in
+/// `by_factor` (`x_0[j] .. x_{rows-1}[j]` for each `j`), and a `k x width` panel, into the rows of
+/// `out` (`width` values each): each entry one FMA chain over `j` in order from 0, as one row
+/// alone would compute it. The entries go in register tiles, the panel's rows streaming past once
+/// per tile. With AVX-512 a tile is four rows by 16 columns (8 accumulator vectors). AVX2's 16
 /// registers hold 8 such vectors only as four rows by 8 columns, which read the panel twice as
 /// often per row as one row by 32 columns and were 1.3x slower at 1024 factors; AVX2 and the
 /// portable level therefore go row by row, 32 columns at a time.
 #[inline(always)]
 fn unobserved_parts<A: Arith>(
     arith: A,
-    xs: &[f64],
+    by_factor: &[f64],
+    rows: usize,
     panel: &[f64],
     width: usize,
     out: &mut [f64],
-    interleaved: &mut Vec<f64>,
 ) {
-    let k = panel.len() / width;
-    let rows = xs.len() / k;
     let tile_rows = if arith.avx512().is_some() { 4 } else { 1 };
+    let rows = Rows {
+        by_factor,
+        count: rows,
+    };
     let mut r = 0;
-    while r < rows {
-        let (xs, out) = (&xs[r * k..], &mut out[r * width..]);
-        r += match (rows - r).min(tile_rows) {
-            4 => parts_of::<A, 4, 16>(xs, panel, width, out, interleaved),
-            2 | 3 => parts_of::<A, 2, 16>(xs, panel, width, out, interleaved),
-            _ => parts_of::<A, 1, 32>(xs, panel, width, out, interleaved),
+    while r < rows.count {
+        let out = &mut out[r * width..];
+        r += match (rows.count - r).min(tile_rows) {
+            4 => rows.parts::<A, 4, 16>(r, panel, width, out),
+            2 | 3 => rows.parts::<A, 2, 16>(r, panel, width, out),
+            _ => rows.parts::<A, 1, 32>(r, panel, width, out),
         };
     }
 }
 
-/// [`unobserved_parts`] for the first `R` rows, in tiles of `COLUMNS` columns, then 8, then one
-/// column at a time; returns `R`.
-#[inline(always)]
-fn parts_of<A: Arith, const R: usize, const COLUMNS: usize>(
-    xs: &[f64],
-    panel: &[f64],
-    width: usize,
-    out: &mut [f64],
-    interleaved: &mut Vec<f64>,
-) -> usize {
-    let k = panel.len() / width;
-    interleaved.clear();
-    for j in 0..k {
-        interleaved.extend((0..R).map(|r| xs[r * k + j]));
-    }
-    let mut start = parts_tiles::<A, R, COLUMNS>(interleaved, panel, width, out, 0);
-    start = parts_tiles::<A, R, 8>(interleaved, panel, width, out, start);
-    for c in start..width {
-        let mut sums = [0.0f64; R];
-        for (row, coefs) in panel.chunks_exact(width).zip(interleaved.chunks_exact(R)) {
-            for (sum, &coef) in sums.iter_mut().zip(coefs) {
-                *sum = A::fma(coef, row[c], *sum);
-            }
-        }
-        for (r, &sum) in sums.iter().enumerate() {
-            out[r * width + c] = sum;
-        }
-    }
-    R
+/// The rows of [`unobserved_parts`], factor by factor.
+struct Rows<'a> {
+    by_factor: &'a [f64],
+    count: usize,
 }
 
-/// The tiles of `R` rows by `COLUMNS` columns of [`unobserved_parts`] from `start` on while whole
-/// tiles fit in `width`; where the next column starts.
-#[inline(always)]
-fn parts_tiles<A: Arith, const R: usize, const COLUMNS: usize>(
-    interleaved: &[f64],
-    panel: &[f64],
-    width: usize,
-    out: &mut [f64],
-    mut start: usize,
-) -> usize {
-    while start + COLUMNS <= width {
-        let mut acc = [[0.0f64; COLUMNS]; R];
-        for (row, coefs) in panel.chunks_exact(width).zip(interleaved.chunks_exact(R)) {
-            let entries = &row[start..start + COLUMNS];
-            for r in 0..R {
-                let coef = coefs[r];
-                for c in 0..COLUMNS {
-                    acc[r][c] = A::fma(coef, entries[c], acc[r][c]);
+impl Rows<'_> {
+    /// [`unobserved_parts`] for the `R` rows from `first`, in tiles of `COLUMNS` columns, then 8,
+    /// then one column at a time; returns `R`.
+    #[inline(always)]
+    fn parts<A: Arith, const R: usize, const COLUMNS: usize>(
+        &self,
+        first: usize,
+        panel: &[f64],
+        width: usize,
+        out: &mut [f64],
+    ) -> usize {
+        let mut start = self.tiles::<A, R, COLUMNS>(first, panel, width, out, 0);
+        start = self.tiles::<A, R, 8>(first, panel, width, out, start);
+        for c in start..width {
+            let mut sums = [0.0f64; R];
+            for (row, coefs) in panel.chunks_exact(width).zip(self.coefficients::<R>(first)) {
+                for (sum, &coef) in sums.iter_mut().zip(coefs) {
+                    *sum = A::fma(coef, row[c], *sum);
                 }
             }
+            for (r, &sum) in sums.iter().enumerate() {
+                out[r * width + c] = sum;
+            }
         }
-        for (r, acc) in acc.iter().enumerate() {
-            out[r * width + start..r * width + start + COLUMNS].copy_from_slice(acc);
-        }
-        start += COLUMNS;
+        R
     }
-    start
+
+    /// The tiles of `R` rows by `COLUMNS` columns of [`Rows::parts`] from `start` on while whole
+    /// tiles fit in `width`; where the next column starts.
+    #[inline(always)]
+    fn tiles<A: Arith, const R: usize, const COLUMNS: usize>(
+        &self,
+        first: usize,
+        panel: &[f64],
+        width: usize,
+        out: &mut [f64],
+        mut start: usize,
+    ) -> usize {
+        while start + COLUMNS <= width {
+            let mut acc = [[0.0f64; COLUMNS]; R];
+            for (row, coefs) in panel.chunks_exact(width).zip(self.coefficients::<R>(first)) {
+                let entries = &row[start..start + COLUMNS];
+                for r in 0..R {
+                    let coef = coefs[r];
+                    for c in 0..COLUMNS {
+                        acc[r][c] = A::fma(coef, entries[c], acc[r][c]);
+                    }
+                }
+            }
+            for (r, acc) in acc.iter().enumerate() {
+                out[r * width + start..r * width + start + COLUMNS].copy_from_slice(acc);
+            }
+            start += COLUMNS;
+        }
+        start
+    }
+
+    /// For each factor in order, the `R` rows' values from `first`.
+    #[inline(always)]
+    fn coefficients<const R: usize>(&self, first: usize) -> impl Iterator<Item = &[f64]> {
+        self.by_factor
+            .chunks_exact(self.count)
+            .map(move |values| &values[first..first + R])
+    }
 }
 
 /// A row's items gathered in f64 (`k` values each) with their weights beyond the unobserved
@@ -481,8 +496,11 @@ mod tests {
                             let width = size.min(k - first);
                             let panel = &panels[first * k..(first + width) * k];
                             let mut got = vec![f64::NAN; rows * width];
-                            let mut scratch = Vec::new();
-                            unobserved_parts::<A>(arith, &xs, panel, width, &mut got, &mut scratch);
+                            let by_factor: Vec<f64> = (0..k)
+                                .flat_map(|j| (0..rows).map(move |r| (r, j)))
+                                .map(|(r, j)| xs[r * k + j])
+                                .collect();
+                            unobserved_parts::<A>(arith, &by_factor, rows, panel, width, &mut got);
                             for (r, x) in xs.chunks_exact(k).enumerate() {
                                 let mut want = vec![0.0; width];
                                 for (row, &coef) in gram.chunks_exact(k).zip(x) {
