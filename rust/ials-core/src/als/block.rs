@@ -21,6 +21,7 @@
 
 use crate::error::{Error, Result};
 use crate::linalg::cholesky;
+use crate::linalg::panels::pack_panels;
 use crate::linalg::vector::{axpy, dot_generic as dot, LANES};
 use crate::simd::{Arith, Kernel};
 use crate::Real;
@@ -33,14 +34,8 @@ const GROUP: usize = 4;
 /// `alpha0 Y^T Y` (`k x k`, row-major) repacked as the block solver reads it: for each block of
 /// `size` columns from `first`, its `k x width` column panel, row after row, at `first * k`.
 pub(crate) fn gram_panels_by_block(weighted_gram: &[f64], k: usize, size: usize) -> Vec<f64> {
-    let size = size.min(k).max(1);
     let mut panels = Vec::with_capacity(k * k);
-    for first in (0..k).step_by(size) {
-        let width = size.min(k - first);
-        for row in weighted_gram.chunks_exact(k) {
-            panels.extend_from_slice(&row[first..first + width]);
-        }
-    }
+    pack_panels(weighted_gram, k, size.max(1), &mut panels);
     panels
 }
 

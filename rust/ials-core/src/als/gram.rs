@@ -172,7 +172,7 @@ mod wide {
         for rows in block.chunks(INNER_ROWS * k) {
             let n = rows.len() / k;
             packed.clear();
-            pack_panels(rows, k, &mut packed);
+            pack_panels(rows, k, PANEL, &mut packed);
             // Column `c` of the run's row 0; its row `j` is `j * PANEL` further.
             let column = |c: usize| {
                 // SAFETY: `c < k`, so the offset is inside `packed` (`n * k` values).

@@ -29,17 +29,20 @@ impl PanelMatrix {
             return None;
         }
         let mut packed = Vec::with_capacity(k * k);
-        pack_panels(m, k, &mut packed);
+        pack_panels(m, k, PANEL, &mut packed);
         Some(Self { packed, k })
     }
 }
 
-/// Appends the row-major `rows` (`k` columns, a multiple of [`PANEL`]) to `packed` as column
-/// panels: for each panel in turn, every row's `PANEL` values of it, row after row.
-pub(crate) fn pack_panels(rows: &[f32], k: usize, packed: &mut Vec<f32>) {
-    for panel in (0..k).step_by(PANEL) {
+/// Appends the row-major `rows` (`k` columns) to `packed` as column panels of `width` columns
+/// (the last one narrower where `width` does not divide `k`): for each panel in turn, every
+/// row's values of it, row after row. The panel of the columns from `first` then starts at
+/// `first * rows.len() / k` in what was appended.
+pub(crate) fn pack_panels<T: Copy>(rows: &[T], k: usize, width: usize, packed: &mut Vec<T>) {
+    for first in (0..k).step_by(width) {
+        let end = k.min(first + width);
         for row in rows.chunks_exact(k) {
-            packed.extend_from_slice(&row[panel..panel + PANEL]);
+            packed.extend_from_slice(&row[first..end]);
         }
     }
 }
