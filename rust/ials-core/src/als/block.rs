@@ -31,7 +31,7 @@ use super::exact::{add_weighted_outer, tile_height, RowChunk};
 /// Rows that go through each block together, sharing the reads of the block's Gram panel: four,
 /// or sixteen once the f64 Gram matrix passes 16 MiB (past the L3 of a 2-core machine, where
 /// every group reads it from memory). Measured on gowalla, two threads: at 2048 factors (32 MiB)
-/// groups of 16 were 1.4x faster than groups of 4; at 1024 (8 MiB) 1.1x slower.
+/// groups of 16 were 1.2x-1.4x faster than groups of 4; at 1024 (8 MiB) 1.1x slower.
 fn group_rows(k: usize) -> usize {
     if k * k * std::mem::size_of::<f64>() > 16 << 20 {
         16
@@ -160,6 +160,7 @@ struct RowState {
 }
 
 impl RowState {
+    /// Takes the chunk's row at `offset` (its items `cols` with values `vals`, currently at `x`).
     #[inline(always)]
     fn load<T: Real, A: Arith>(
         &mut self,
