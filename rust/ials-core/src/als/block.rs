@@ -228,10 +228,10 @@ impl RowState {
             weights: &self.weights,
         };
         items.add_outer_products::<A>(height, system, width);
-        if !cholesky::factor(arith, system, width) {
+        if !cholesky::factor(arith, system, width, step) {
             return false;
         }
-        cholesky::solve::<A>(system, width, step);
+        cholesky::solve_back::<A>(system, width, step);
         // Move x_S and keep the scores up to date.
         for (a, s) in columns.clone().enumerate() {
             x[s] += step[a];

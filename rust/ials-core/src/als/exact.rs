@@ -63,10 +63,10 @@ impl<T: Real> Kernel for CholeskyRows<'_, T> {
                 &mut gathered,
                 &mut weights,
             );
-            if !cholesky::factor(arith, &mut a, k) {
+            if !cholesky::factor(arith, &mut a, k, &mut b) {
                 return Err(Error::Singular { row });
             }
-            cholesky::solve::<A>(&a, k, &mut b);
+            cholesky::solve_back::<A>(&a, k, &mut b);
             for (xi, &bi) in x.iter_mut().zip(&b) {
                 *xi = T::from_f64(bi);
             }

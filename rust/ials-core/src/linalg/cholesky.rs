@@ -8,16 +8,21 @@ use crate::simd::Arith;
 const PANEL: usize = 8;
 
 /// Factors the symmetric positive-definite row-major `k x k` matrix `a` in place into the upper
-/// triangular U with `a = U^T U` (U is L^T, so every row of U is contiguous). Only the upper
-/// triangle of `a` counts: entries below the diagonal may be overwritten with values that mean
-/// nothing, and never change the result. Returns false when the matrix is not positive definite
-/// (a pivot that is not positive and finite).
+/// triangular U with `a = U^T U` (U is L^T, so every row of U is contiguous), and in the same
+/// pass solves `U^T y = b` in place (`b` becomes `y`; [`solve_back`] then gives `x`). Only the
+/// upper triangle of `a` counts: entries below the diagonal may be overwritten with values that
+/// mean nothing, and never change the result. Returns false when the matrix is not positive
+/// definite (a pivot that is not positive and finite).
 ///
 /// Blocked right-looking: a panel of `PANEL` rows is factored on its own with contiguous `axpy`s,
 /// and then subtracted from the trailing rows in register tiles. Each entry of U is the FMA chain
-/// of the unblocked algorithm, so every level gives the bits of that one (tested).
+/// of the unblocked algorithm, so every level gives the bits of that one (tested). The forward
+/// substitution is column by column: each `y_c` as soon as row `c` of U is final, then
+/// `y_c U[c][c+1..]` off the rest of `b`. Its independent `axpy`s fill the wait on each pivot's
+/// square root and division, where a separate pass after the factorisation waited on its own
+/// chain of `y`s.
 #[inline(always)]
-pub fn factor<A: Arith>(arith: A, a: &mut [f64], k: usize) -> bool {
+pub fn factor<A: Arith>(arith: A, a: &mut [f64], k: usize, b: &mut [f64]) -> bool {
     let wide = arith.avx512().is_some();
     let mut j = 0;
     while j < k {
@@ -33,6 +38,9 @@ pub fn factor<A: Arith>(arith: A, a: &mut [f64], k: usize) -> bool {
             for v in &mut a[c * k + c + 1..(c + 1) * k] {
                 *v *= inverse;
             }
+            let yc = b[c] * inverse;
+            b[c] = yc;
+            axpy::<f64, A>(-yc, &a[c * k + c + 1..(c + 1) * k], &mut b[c + 1..]);
             let (done, below) = a.split_at_mut((c + 1) * k);
             let u = &done[c * k..];
             for r in c + 1..end {
@@ -184,24 +192,15 @@ fn subtract_tile<A: Arith, const R: usize, const W: usize>(
 /// Rows of the back substitution solved together (see [`solve`]).
 const SOLVE_BLOCK: usize = 8;
 
-/// Solves `U^T U x = b` in place (`b` becomes `x`) with the factor from [`factor`].
+/// Solves `U x = y` in place (`y` becomes `x`) with U and `y` from [`factor`], which together
+/// solve `U^T U x = b`.
 ///
-/// Forward, `U^T y = b` column by column; back, `U x = y` in blocks of `SOLVE_BLOCK` rows from the
-/// bottom: the block's dot products with the part of `x` already solved are independent, so they
-/// overlap, where row by row each waited for the row below. Both multiply by the diagonal's
-/// reciprocals, computed a block at a time, so no division sits on the chain from one unknown to
-/// the next.
+/// In blocks of `SOLVE_BLOCK` rows from the bottom: the block's dot products with the part of `x`
+/// already solved are independent, so they overlap, where row by row each waited for the row
+/// below. It multiplies by the diagonal's reciprocals, computed a block at a time, so no division
+/// sits on the chain from one unknown to the next.
 #[inline(always)]
-pub fn solve<A: Arith>(u: &[f64], k: usize, b: &mut [f64]) {
-    for start in (0..k).step_by(SOLVE_BLOCK) {
-        let end = (start + SOLVE_BLOCK).min(k);
-        let inverse = reciprocals(u, k, start..end);
-        for i in start..end {
-            let yi = b[i] * inverse[i - start];
-            b[i] = yi;
-            axpy::<f64, A>(-yi, &u[i * k + i + 1..(i + 1) * k], &mut b[i + 1..]);
-        }
-    }
+pub fn solve_back<A: Arith>(u: &[f64], k: usize, b: &mut [f64]) {
     let mut end = k;
     while end > 0 {
         let start = end.saturating_sub(SOLVE_BLOCK);
@@ -259,9 +258,9 @@ mod tests {
             let a = positive_definite(k, 31, 1.0);
             let rhs: Vec<f64> = (0..k).map(|i| i as f64 - 1.5).collect();
             let mut u = a.clone();
-            assert!(factor(Unfused, &mut u, k));
             let mut x = rhs.clone();
-            solve::<Unfused>(&u, k, &mut x);
+            assert!(factor(Unfused, &mut u, k, &mut x));
+            solve_back::<Unfused>(&u, k, &mut x);
             for i in 0..k {
                 let ax: f64 = (0..k).map(|j| a[i * k + j] * x[j]).sum();
                 assert!((ax - rhs[i]).abs() < 1e-9, "k={k} i={i}");
@@ -300,9 +299,20 @@ mod tests {
         for k in (1..=21).chain([31, 32, 33, 40, 64, 70, 129, 370]) {
             let mut a = positive_definite(k, 37, 0.5);
             let mut tiled = a.clone();
-            assert!(factor(arith, &mut tiled, k));
+            let rhs: Vec<f64> = (0..k).map(|i| (i * 7 % 5) as f64 - 1.7).collect();
+            let mut y = rhs.clone();
+            assert!(factor(arith, &mut tiled, k, &mut y));
             factor_unblocked::<A>(&mut a, k);
             assert_eq!(upper_bits(&tiled, k), upper_bits(&a, k), "k={k}");
+            // The fused forward substitution is the column-by-column one after the factorisation.
+            let mut want = rhs;
+            for i in 0..k {
+                let yi = want[i] * (1.0 / a[i * k + i]);
+                want[i] = yi;
+                axpy::<f64, A>(-yi, &a[i * k + i + 1..(i + 1) * k], &mut want[i + 1..]);
+            }
+            let bits = |v: &[f64]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+            assert_eq!(bits(&y), bits(&want), "k={k}: forward substitution");
         }
     }
 
@@ -321,8 +331,8 @@ mod tests {
     #[test]
     fn reports_indefinite_matrices() {
         let mut a = vec![1.0, 2.0, 2.0, 1.0];
-        assert!(!factor(Unfused, &mut a, 2));
+        assert!(!factor(Unfused, &mut a, 2, &mut [1.0, 1.0]));
         let mut zero = vec![0.0; 4];
-        assert!(!factor(Unfused, &mut zero, 2));
+        assert!(!factor(Unfused, &mut zero, 2, &mut [1.0, 1.0]));
     }
 }
