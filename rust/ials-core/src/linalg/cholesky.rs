@@ -189,7 +189,7 @@ fn subtract_tile<A: Arith, const R: usize, const W: usize>(
     }
 }
 
-/// Rows of the back substitution solved together (see [`solve`]).
+/// Rows of the back substitution solved together (see [`solve_back`]).
 const SOLVE_BLOCK: usize = 8;
 
 /// Solves `U x = y` in place (`y` becomes `x`) with U and `y` from [`factor`], which together
