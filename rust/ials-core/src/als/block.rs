@@ -243,8 +243,8 @@ impl RowState {
     }
 }
 
-/// `out_r[c] = sum_j x_r[j] panel[j][c]` for `rows` rows `x_r`, given factor by factor in
-/// `by_factor` (`x_0[j] .. x_{rows-1}[j]` for each `j`), and a `k x width` panel, into the rows of
+/// `out_r[c] = sum_j x_r[j] panel[j][c]` for `count` rows `x_r`, given factor by factor in
+/// `by_factor` (`x_0[j] .. x_{count-1}[j]` for each `j`), and a `k x width` panel, into the rows of
 /// `out` (`width` values each): each entry one FMA chain over `j` in order from 0, as one row
 /// alone would compute it. The entries go in register tiles, the panel's rows streaming past once
 /// per tile. With AVX-512 a tile is four rows by 16 columns (8 accumulator vectors). AVX2's 16
@@ -255,16 +255,13 @@ impl RowState {
 fn unobserved_parts<A: Arith>(
     arith: A,
     by_factor: &[f64],
-    rows: usize,
+    count: usize,
     panel: &[f64],
     width: usize,
     out: &mut [f64],
 ) {
     let tile_rows = if arith.avx512().is_some() { 4 } else { 1 };
-    let rows = Rows {
-        by_factor,
-        count: rows,
-    };
+    let rows = Rows { by_factor, count };
     let mut r = 0;
     while r < rows.count {
         let out = &mut out[r * width..];
@@ -284,7 +281,7 @@ struct Rows<'a> {
 
 impl Rows<'_> {
     /// [`unobserved_parts`] for the `R` rows from `first`, in tiles of `COLUMNS` columns, then 8,
-    /// then one column at a time; returns `R`.
+    /// then 1; returns `R`.
     #[inline(always)]
     fn parts<A: Arith, const R: usize, const COLUMNS: usize>(
         &self,
@@ -295,17 +292,7 @@ impl Rows<'_> {
     ) -> usize {
         let mut start = self.tiles::<A, R, COLUMNS>(first, panel, width, out, 0);
         start = self.tiles::<A, R, 8>(first, panel, width, out, start);
-        for c in start..width {
-            let mut sums = [0.0f64; R];
-            for (row, coefs) in panel.chunks_exact(width).zip(self.coefficients::<R>(first)) {
-                for (sum, &coef) in sums.iter_mut().zip(coefs) {
-                    *sum = A::fma(coef, row[c], *sum);
-                }
-            }
-            for (r, &sum) in sums.iter().enumerate() {
-                out[r * width + c] = sum;
-            }
-        }
+        self.tiles::<A, R, 1>(first, panel, width, out, start);
         R
     }
 
