@@ -1,6 +1,7 @@
 //! Compressed-sparse-row matrices: a borrowed, validated view, and an owned matrix for callers
 //! that build one (the transpose of training data, a Rust program's own interactions).
 
+use crate::check::{all_below, all_finite};
 use crate::error::{Error, Result};
 
 /// Rows of a sparse interaction matrix: `indptr` (n_rows + 1 offsets), column `indices` and `data`.
@@ -45,23 +46,35 @@ impl<'a> CsrView<'a> {
                 indices.len()
             )));
         }
-        if let Some(row) = indptr.windows(2).position(|w| w[1] < w[0]) {
-            return Err(Error::InvalidCsr(format!("indptr decreases at row {row}")));
+        // Each check reads its whole array without stopping early (so that it vectorises, and
+        // on a pool thread runs in parallel); only a failed one looks for what to name.
+        let ascending = indptr
+            .iter()
+            .zip(&indptr[1..])
+            .fold(true, |ok, (a, b)| ok & (a <= b));
+        if !ascending {
+            if let Some(row) = indptr.windows(2).position(|w| w[1] < w[0]) {
+                return Err(Error::InvalidCsr(format!("indptr decreases at row {row}")));
+            }
         }
         if n_cols > i32::MAX as usize + 1 {
             return Err(Error::InvalidCsr(format!(
                 "{n_cols} columns do not fit 32-bit indices"
             )));
         }
-        if let Some(&bad) = indices.iter().find(|&&c| c < 0 || c as usize >= n_cols) {
-            return Err(Error::InvalidCsr(format!(
-                "column index {bad} is outside 0..{n_cols}"
-            )));
+        if !all_below(indices, n_cols) {
+            if let Some(&bad) = indices.iter().find(|&&c| c < 0 || c as usize >= n_cols) {
+                return Err(Error::InvalidCsr(format!(
+                    "column index {bad} is outside 0..{n_cols}"
+                )));
+            }
         }
-        if let Some(&bad) = data.iter().find(|v| !v.is_finite()) {
-            return Err(Error::NonFinite(format!(
-                "the interaction matrix holds a non-finite value ({bad})"
-            )));
+        if !all_finite(data) {
+            if let Some(&bad) = data.iter().find(|v| !v.is_finite()) {
+                return Err(Error::NonFinite(format!(
+                    "the interaction matrix holds a non-finite value ({bad})"
+                )));
+            }
         }
         Ok(Self {
             indptr,
@@ -219,6 +232,30 @@ mod tests {
                 "{indptr:?} {indices:?}"
             );
         }
+    }
+
+    #[test]
+    fn names_the_offender_in_a_large_matrix_checked_in_parallel() {
+        let n = 200_000;
+        let indptr: Vec<i64> = (0..=n as i64).collect();
+        let mut indices: Vec<i32> = (0..n).map(|i| (i % 7) as i32).collect();
+        let mut data = vec![1.0f32; n];
+        let check = |indices: &[i32], data: &[f32]| {
+            crate::with_threads(2, || {
+                CsrView::new(&indptr, indices, data, 7)
+                    .map(|_| ())
+                    .map_err(|e| e.to_string())
+            })
+            .unwrap()
+        };
+        assert_eq!(check(&indices, &data), Ok(()));
+        indices[n - 3] = 9;
+        let err = check(&indices, &data).unwrap_err();
+        assert!(err.contains("column index 9 is outside 0..7"), "{err}");
+        indices[n - 3] = 0;
+        data[n / 2] = f32::NEG_INFINITY;
+        let err = check(&indices, &data).unwrap_err();
+        assert!(err.contains("non-finite value (-inf)"), "{err}");
     }
 
     #[test]

@@ -19,7 +19,7 @@ use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
 
 use convert::{
-    mixed_dtypes, slice, slice_mut, width, Csr, Factors, FactorsMut, Objective, Reduction,
+    mixed_dtypes, slice, slice_mut, width, Csr, CsrParts, Factors, FactorsMut, Objective, Reduction,
 };
 use detached::{run, run_and_trim};
 use errors::CoreError;
@@ -140,12 +140,12 @@ fn solve_rows(
         solver: Solver,
         num_threads: usize,
     ) -> PyResult<()> {
-        let rows = rows.view()?;
+        let rows = rows.parts()?;
         let k = width(&y);
         let y = slice(&y, "y")?;
         let x = slice_mut(&mut x, "x")?;
         run_and_trim(py, num_threads, k, |stop| {
-            ials_core::solve_rows(&rows, x, y, k, gram, objective, solver, stop)
+            ials_core::solve_rows(&rows.view()?, x, y, k, gram, objective, solver, stop)
         })
     }
     let solver = solver.0;
@@ -297,11 +297,11 @@ fn loss_terms(
         objective: &ials_core::Objective,
         num_threads: usize,
     ) -> PyResult<ials_core::LossTerms> {
-        let rows = rows.view()?;
+        let rows = rows.parts()?;
         let k = width(y);
         let (x, y) = (slice(x, "x")?, slice(y, "y")?);
         run(py, num_threads, |stop| {
-            ials_core::loss_terms(&rows, x, y, k, objective, stop)
+            ials_core::loss_terms(&rows.view()?, x, y, k, objective, stop)
         })
     }
     let terms = match (&x, &y) {
@@ -361,14 +361,15 @@ fn top_k<'py>(
             )));
         }
         let n_queries = queries.shape()[0];
-        let exclusions = Exclusions {
-            per_query: liked.map(Csr::view).transpose()?,
-            global: blocked,
-        };
+        let liked = liked.map(Csr::parts).transpose()?;
         let (queries, items) = (slice(queries, "queries")?, slice(items, "items")?);
         let mut ids = vec![0i32; n_queries * n];
         let mut scores = vec![T::default(); n_queries * n];
         run(py, num_threads, |stop| {
+            let exclusions = Exclusions {
+                per_query: liked.map(CsrParts::view).transpose()?,
+                global: blocked,
+            };
             ials_core::top_k(
                 queries,
                 items,
@@ -458,15 +459,16 @@ impl ItemIndex {
             blocked: Option<&[bool]>,
             num_threads: usize,
         ) -> PyResult<(Bound<'py, PyAny>, Bound<'py, PyAny>)> {
-            let exclusions = Exclusions {
-                per_query: liked.map(Csr::view).transpose()?,
-                global: blocked,
-            };
+            let liked = liked.map(Csr::parts).transpose()?;
             let n_queries = queries.shape()[0];
             let queries = slice(queries, "queries")?;
             let mut ids = vec![0i32; n_queries * n];
             let mut scores = vec![T::default(); n_queries * n];
             run(py, num_threads, |stop| {
+                let exclusions = Exclusions {
+                    per_query: liked.map(CsrParts::view).transpose()?,
+                    global: blocked,
+                };
                 index.top_k(queries, &exclusions, n, &mut ids, &mut scores, stop)
             })?;
             ranked(py, n_queries, n, ids, scores)
@@ -528,9 +530,10 @@ fn ranking_metrics<'py>(
         num_threads: usize,
     ) -> PyResult<Vec<ials_core::UserMetrics>> {
         let k = width(items);
-        let (train, test) = (train.view()?, test.view()?);
+        let (train, test) = (train.parts()?, test.parts()?);
         let (users, items) = (slice(users, "users")?, slice(items, "items")?);
         run(py, num_threads, |stop| {
+            let (train, test) = (train.view()?, test.view()?);
             ials_core::ranking_metrics(users, items, k, &train, &test, cutoff, ranks, stop)
         })
     }
