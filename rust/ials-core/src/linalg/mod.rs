@@ -8,5 +8,5 @@ pub mod symv;
 pub mod vector;
 
 pub use panels::{symv_panels, PanelMatrix};
-pub use symv::{symv, symv_rows};
+pub use symv::symv_rows;
 pub use vector::{axpy, dot};

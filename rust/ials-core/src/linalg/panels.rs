@@ -178,7 +178,7 @@ pub(crate) mod wide {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::linalg::symv;
+    use crate::linalg::symv::symv;
     use crate::linalg::vector::tests::bits;
     use crate::simd::testing::{avx2_or_skip, avx512_or_skip, fused, fused_avx512, generic_fused};
     use crate::simd::Unfused;
