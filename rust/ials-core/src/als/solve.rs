@@ -121,11 +121,7 @@ pub fn solve_rows<T: Real>(
                     objective,
                 };
                 match solver {
-                    Solver::Block { size, sweeps } => dispatch(BlockRows {
-                        chunk,
-                        size,
-                        sweeps,
-                    }),
+                    Solver::Block { size, sweeps } => dispatch(BlockRows::new(chunk, size, sweeps)),
                     _ => dispatch(CholeskyRows(chunk)),
                 }
             })
