@@ -94,6 +94,42 @@ def test_passes_with_smaller_blocks_are_the_reference_block_passes(
     assert_close(got, want, TOL[np.dtype(dtype)])
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_a_row_too_long_to_gather_whole_is_the_reference_block_pass(dtype: Any) -> None:
+    # 9,000 items x 64 factors in float64 pass the 4 MB past which the core gathers a row's items
+    # one block at a time; the short rows beside it are gathered whole.
+    rng = np.random.default_rng(5)
+    n_items, k = 9_000, 64
+    long_row = np.ones(n_items, dtype=np.float32)
+    short = sp.random(3, n_items, density=0.002, random_state=6, dtype=np.float32)
+    R = sp.vstack([sp.csr_matrix(long_row), short.tocsr() * 3.0]).tocsr()
+    Y = rng.normal(0.0, 0.1, (n_items, k))
+    X = rng.normal(0.0, 0.1, (R.shape[0], k))
+    params = {"alpha": 2.0, "regularization_exponent": 1.0, "unobserved_weight": 0.05}
+    for block_size, sweeps in [(16, 1), (24, 2)]:
+        got = X.astype(dtype)
+        ials.solve_rows(
+            R,
+            got,
+            Y.astype(dtype),
+            0.01,
+            solver="block",
+            block_size=block_size,
+            block_sweeps=sweeps,
+            **params,
+        )
+        want = ref.block_solve_rows(
+            R,
+            X.astype(dtype),
+            Y.astype(dtype),
+            0.01,
+            **params,
+            block_size=block_size,
+            block_sweeps=sweeps,
+        )
+        assert_close(got, want, TOL[np.dtype(dtype)])
+
+
 @given(problems(negatives=None, explicit_zeros=None, variants=True), st.integers(1, 4))
 def test_the_objective_never_increases_from_pass_to_pass(prob: Problem, block_size: int) -> None:
     # float64: float32 factors round each result, which may raise the objective by an ulp.
