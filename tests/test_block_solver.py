@@ -96,8 +96,8 @@ def test_passes_with_smaller_blocks_are_the_reference_block_passes(
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_a_row_too_long_to_gather_whole_is_the_reference_block_pass(dtype: Any) -> None:
-    # 9,000 items x 64 factors in float64 pass the 4 MB past which the core gathers a row's items
-    # one block at a time; the short rows beside it are gathered whole.
+    # 9,000 items x 64 factors in float64 (4.6 MB) are far past the 64 KiB from which the core
+    # gathers a row's items one block at a time; the short rows beside it are gathered whole.
     rng = np.random.default_rng(5)
     n_items, k = 9_000, 64
     long_row = np.ones(n_items, dtype=np.float32)

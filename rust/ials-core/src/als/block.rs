@@ -26,7 +26,7 @@ use crate::linalg::vector::{axpy, dot_generic as dot, LANES};
 use crate::simd::{Arith, Kernel};
 use crate::Real;
 
-use super::exact::{add_weighted_outer, tile_height, RowChunk, GATHER_BYTES};
+use super::exact::{add_weighted_outer, tile_height, RowChunk};
 
 /// Rows that go through each block together, sharing the reads of the block's Gram panel: four,
 /// or sixteen once the f64 Gram matrix passes 16 MiB (past the L3 of a 2-core machine, where
@@ -39,6 +39,14 @@ fn group_rows(k: usize) -> usize {
         4
     }
 }
+
+/// Rows whose items take more than this in f64 are gathered block by block, only the block's
+/// columns, instead of whole for all blocks: four rows gathered whole then take at most a quarter
+/// of a 1 MiB L2, beside the block's Gram panel; and a Zipf-popular item's row, gathered whole,
+/// held 535 MB at 2048 factors. Half-sweeps on two threads, against gathering rows whole up to 4 MB:
+/// 1.04x-1.1x at 512-1024 factors (blocks of 32), 1.09x at 2048 (blocks of 16), the same at 64
+/// and 128; gathering every row by block was 0.93x at 64 and 128 factors with blocks of 16.
+const GATHER_BYTES: usize = 64 << 10;
 
 /// `alpha0 Y^T Y` (`k x k`, row-major) repacked as the block solver reads it: for each block of
 /// `size` columns from `first`, its `k x width` column panel, row after row, at `first * k`.
@@ -56,7 +64,7 @@ pub(crate) struct BlockRows<'a, T> {
     /// Passes over the blocks per row.
     pub(crate) sweeps: usize,
     /// Rows whose items would take more than this many bytes gathered in f64 are gathered
-    /// block by block instead ([`BlockRows::new`]: [`GATHER_BYTES`]).
+    /// block by block ([`BlockRows::new`]: [`GATHER_BYTES`]).
     pub(crate) gather_bytes: usize,
 }
 
@@ -173,7 +181,7 @@ struct Block<'a> {
 /// A row's state while its group goes through the blocks: its items gathered in f64 (`k` values
 /// each) with their weights beyond the unobserved one (`c - alpha0`), their targets (`c p`) and
 /// their current scores. A long row's items are instead gathered at each block, only its
-/// columns: gathered whole, a Zipf-popular item's row held 535 MB at 2048 factors.
+/// columns ([`GATHER_BYTES`]).
 #[derive(Default)]
 struct RowState {
     /// The row's place in the chunk.

@@ -161,7 +161,7 @@ impl<T: Real> Kernel for NormalEquations<'_, T> {
 /// batches of this size, so that a Zipf-popular item's row does not hold a copy of all its users'
 /// factors: the synthetic 3M set's top item has 32,689 users, 134 MB per thread at 512 factors,
 /// and the exact solve peaked at 485 MiB at 256 factors against CG's 382 (361 MiB in batches).
-pub(crate) const GATHER_BYTES: usize = 4 << 20;
+const GATHER_BYTES: usize = 4 << 20;
 
 /// A row's items (`cols` with values `vals`) and the fixed factors `y` (`k` columns), gathered
 /// `per_batch` items at a time.
