@@ -41,11 +41,13 @@ fn group_rows(k: usize) -> usize {
 }
 
 /// Rows whose items take more than this in f64 are gathered block by block, only the block's
-/// columns, instead of whole for all blocks: four rows gathered whole then take at most a quarter
-/// of a 1 MiB L2, beside the block's Gram panel; and a Zipf-popular item's row, gathered whole,
-/// held 535 MB at 2048 factors. Half-sweeps on two threads, against gathering rows whole up to 4 MB:
-/// 1.04x-1.1x at 512-1024 factors (blocks of 32), 1.09x at 2048 (blocks of 16), the same at 64
-/// and 128; gathering every row by block was 0.93x at 64 and 128 factors with blocks of 16.
+/// columns, instead of whole for all blocks: a group of four rows gathered whole then takes at
+/// most a quarter of a 1 MiB L2, beside the block's Gram panel (from 2048 factors, where groups
+/// are 16, this is four items, so almost every row goes block by block); and a Zipf-popular
+/// item's row, gathered whole, held 535 MB at 2048 factors. Half-sweeps on two threads, against
+/// gathering rows whole up to 4 MB: 1.04x-1.1x at 512-1024 factors (blocks of 32), 1.09x at 2048
+/// (blocks of 16), the same at 64 and 128; gathering every row by block was 0.93x at 64 and 128
+/// factors with blocks of 16.
 const GATHER_BYTES: usize = 64 << 10;
 
 /// `alpha0 Y^T Y` (`k x k`, row-major) repacked as the block solver reads it: for each block of
