@@ -10,8 +10,8 @@ from strategies import Problem
 EPS = {np.dtype(np.float32): float(np.finfo(np.float32).eps), np.dtype(np.float64): 2.2e-16}
 
 # The cond factor for float32 CG against float64 CG (see `assert_rows_close`). 256 once failed by
-# 3%: three steps at k = 3, a row with condition number about 100, the third step moving x by
-# 264 eps cond |x| on a residual of rounding noise.
+# 3% (hypothesis, three steps at k = 3: the third step moved x by about 264 eps cond |x| on a
+# residual of rounding noise).
 CG_COND_FACTOR = 1024.0
 
 
