@@ -794,7 +794,10 @@ def check_same_as_implicit(
             assert len(ids) == count + tail
             np.testing.assert_array_equal(ids[count:], np.flatnonzero(last[q])[:tail])
             assert np.isneginf(got[count:]).all()
-            assert set(ids[count:]) == set(their_ids[q, count : count + tail])
+            # When N cuts the liked items short, each library keeps its own first ones.
+            their_tail = set(their_ids[q, count : count + tail].tolist())
+            assert len(their_tail) == tail
+            assert their_tail <= set(np.flatnonzero(last[q]).tolist())
             filtered = -np.finfo(np.asarray(theirs[1]).dtype).max
             assert (their_scores[q, count : count + tail] == filtered).all()
             ids, got = ids[:count], got[:count]
