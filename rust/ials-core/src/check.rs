@@ -3,7 +3,6 @@
 
 use rayon::prelude::*;
 
-use crate::csr::CsrView;
 use crate::error::{Error, Result};
 use crate::simd::{dispatch, Arith, Kernel};
 use crate::Real;
@@ -84,20 +83,26 @@ pub(crate) fn factor_rows<T>(factors: &[T], k: usize) -> Result<usize> {
     Ok(rows)
 }
 
-/// Checks that `x` and `y` fit `rows` and `k` and hold only finite values.
-pub(crate) fn check_factors<T: Real>(rows: &CsrView<'_>, x: &[T], y: &[T], k: usize) -> Result<()> {
-    if x.len() != rows.n_rows() * k {
+/// Checks that `x` and `y` fit an `n_rows x n_cols` interaction matrix and `k`, and hold only
+/// finite values.
+pub(crate) fn check_factors<T: Real>(
+    (n_rows, n_cols): (usize, usize),
+    x: &[T],
+    y: &[T],
+    k: usize,
+) -> Result<()> {
+    if x.len() != n_rows * k {
         return Err(Error::ShapeMismatch(format!(
             "the solved factors have {} entries, expected {} rows x {k} factors",
             x.len(),
-            rows.n_rows()
+            n_rows
         )));
     }
-    if y.len() != rows.n_cols() * k {
+    if y.len() != n_cols * k {
         return Err(Error::ShapeMismatch(format!(
             "the fixed factors have {} entries, expected {} rows x {k} factors",
             y.len(),
-            rows.n_cols()
+            n_cols
         )));
     }
     if !all_finite(x) || !all_finite(y) {

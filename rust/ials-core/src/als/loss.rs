@@ -63,7 +63,7 @@ pub fn loss_terms<T: Real>(
     interrupt: &Interrupt,
 ) -> Result<LossTerms> {
     objective.validate()?;
-    check_factors(rows, x, y, k)?;
+    check_factors((rows.n_rows(), rows.n_cols()), x, y, k)?;
     if k == 0 {
         return Ok(LossTerms::default());
     }

@@ -57,7 +57,7 @@ pub fn solve_rows<T: Real>(
     interrupt: &Interrupt,
 ) -> Result<()> {
     objective.validate()?;
-    check_factors(rows, x, y, k)?;
+    check_factors((rows.n_rows(), rows.n_cols()), x, y, k)?;
     check_penalties::<T>(rows, objective)?;
     if gram.len() != k * k {
         return Err(Error::ShapeMismatch(format!(
