@@ -144,7 +144,7 @@ impl<T: Real> Kernel for BlockRows<'_, T> {
                             arith,
                             height,
                             &block,
-                            chunk.y,
+                            &chunk,
                             x,
                             &mut system,
                             &mut step,
@@ -189,8 +189,8 @@ struct RowState {
     /// The row's place in the chunk.
     offset: usize,
     lambda: f64,
-    /// The row's items, when they are gathered block by block (else empty).
-    by_block: Vec<i32>,
+    /// Whether the row's items are gathered block by block ([`GATHER_BYTES`]).
+    by_block: bool,
     /// The items in f64: whole rows, or the current block's columns when gathered by block.
     gathered: Vec<f64>,
     weights: Vec<f64>,
@@ -214,10 +214,7 @@ impl RowState {
         let w0 = objective.unobserved_weight;
         self.offset = offset;
         self.lambda = objective.row_regularization(cols.len(), chunk.rows.n_cols());
-        self.by_block.clear();
-        if by_block {
-            self.by_block.extend_from_slice(cols);
-        }
+        self.by_block = by_block;
         self.gathered.clear();
         self.weights.clear();
         self.targets.clear();
@@ -246,22 +243,23 @@ impl RowState {
         arith: A,
         height: usize,
         block: &Block<'_>,
-        y: &[T],
+        chunk: &RowChunk<'_, T>,
         x: &mut [f64],
         system: &mut [f64],
         step: &mut [f64],
     ) -> bool {
         let (k, first, width, lambda) = (x.len(), block.first, block.width, self.lambda);
         // The items' values on the block: `stride` apart, the block's from `offset` on.
-        let (stride, offset) = if self.by_block.is_empty() {
-            (k, first)
-        } else {
+        let (stride, offset) = if self.by_block {
             self.gathered.clear();
-            for &c in &self.by_block {
-                let item = &y[c as usize * k + first..c as usize * k + first + width];
+            let (cols, _) = chunk.rows.row(chunk.first_row + self.offset);
+            for &c in cols {
+                let item = &chunk.y[c as usize * k + first..c as usize * k + first + width];
                 self.gathered.extend(item.iter().map(|v| v.to_f64()));
             }
             (width, 0)
+        } else {
+            (k, first)
         };
         let columns = offset..offset + width;
         // A_SS and the residual (b - A x)_S.
