@@ -3,6 +3,7 @@
 
 pub(crate) mod block;
 pub(crate) mod cg;
+pub(crate) mod data_term;
 pub(crate) mod exact;
 pub mod gram;
 pub mod loss;

@@ -150,11 +150,12 @@ mod wide {
         const { assert!(R <= 8) };
         let lanes = S::LANES;
         assert!(m.len() >= k * k && v.len() >= R * k && out.len() >= R * k);
-        let (pm, po) = (m.as_ptr(), out.as_mut_ptr());
+        let (pm, pv, po) = (m.as_ptr(), v.as_ptr(), out.as_mut_ptr());
         let mut start = 0;
         // SAFETY: loads read `m[j * k + start..][..2 * lanes]` (j < k, the block inside 0..k:
-        // inside the asserted `k * k`); stores write `out[r * k + start..][..2 * lanes]` (r < R:
-        // inside `R * k`).
+        // inside the asserted `k * k`) and `v[r * k + j]` (inside `R * k`); stores write
+        // `out[r * k + start..][..2 * lanes]` (r < R: inside `R * k`). Unchecked reads of `v`:
+        // its bounds checks were a compare and a branch beside each broadcast.
         unsafe {
             while start + 2 * lanes <= k {
                 let mut acc = [s.zero(); 16];
@@ -162,7 +163,7 @@ mod wide {
                     let row = pm.add(j * k + start);
                     let (lo, hi) = (s.load(row), s.load(row.add(lanes)));
                     for r in 0..R {
-                        let q = s.splat(v[r * k + j]);
+                        let q = s.splat(*pv.add(r * k + j));
                         acc[2 * r] = s.fma(q, lo, acc[2 * r]);
                         acc[2 * r + 1] = s.fma(q, hi, acc[2 * r + 1]);
                     }
@@ -178,7 +179,7 @@ mod wide {
                 for j in 0..k {
                     let column = s.load(pm.add(j * k + start));
                     for (r, a) in acc.iter_mut().enumerate().take(R) {
-                        *a = s.fma(s.splat(v[r * k + j]), column, *a);
+                        *a = s.fma(s.splat(*pv.add(r * k + j)), column, *a);
                     }
                 }
                 for (r, a) in acc.iter().enumerate().take(R) {
