@@ -141,12 +141,7 @@ impl<T: Real> Kernel for CgRows<'_, T> {
                     let (confidence, preference) = objective.cell(v);
                     targets.push(T::from_f32(confidence) * T::from_f32(preference));
                 }
-                let term = DataTerm {
-                    y,
-                    k,
-                    cols,
-                    weights: &weights[lane],
-                };
+                let term = DataTerm::of_row(rows, first + lane, y, k, &weights[lane]);
                 add_residual_term(arith, &term, &targets, x, r, &mut dots);
                 p_all[lane * k..(lane + 1) * k].copy_from_slice(r);
                 rs_old[lane] = dot(arith, r, r);
@@ -162,17 +157,11 @@ impl<T: Real> Kernel for CgRows<'_, T> {
                     if !active[lane] {
                         continue;
                     }
-                    let cols = rows.row(first + lane).0;
                     let at = lane * k..(lane + 1) * k;
                     let (x, r) = (&mut xs[at.clone()], &mut r_all[at.clone()]);
                     let (p, ap) = (&mut p_all[at.clone()], &mut ap_all[at]);
                     axpy::<T, A>(lambda[lane], p, ap);
-                    let term = DataTerm {
-                        y,
-                        k,
-                        cols,
-                        weights: &weights[lane],
-                    };
+                    let term = DataTerm::of_row(rows, first + lane, y, k, &weights[lane]);
                     add_data_term(arith, &term, p, ap, &mut dots);
                     let curvature = dot(arith, p, ap);
                     // Only a singular system (no regularization, no data along p) stops here;

@@ -3,6 +3,7 @@
 //! scaled row, in an order every instruction-set level keeps, so the factors' bits do not depend
 //! on the level.
 
+use crate::csr::CsrView;
 use crate::linalg::axpy;
 use crate::simd::Arith;
 #[cfg(target_arch = "x86_64")]
@@ -10,12 +11,65 @@ use crate::simd::Vectors;
 use crate::Real;
 
 /// The interaction part of a row's system `A_u`, `sum_i w_i y_{c_i} y_{c_i}^T`: the rows
-/// `c_i = cols[i]` of the row-major `y` (`k` columns) with weights `w_i = weights[i]`.
+/// `c_i = cols[i]` of the row-major `y` (`k` columns) with weights `w_i = weights[i]`. Every
+/// column indexes a whole row of `y` and every column has a weight: checked once when built, so
+/// the kernels below, called once per CG step, index without checks.
+#[derive(Clone, Copy)]
 pub(crate) struct DataTerm<'a, T> {
-    pub(crate) y: &'a [T],
-    pub(crate) k: usize,
-    pub(crate) cols: &'a [i32],
-    pub(crate) weights: &'a [T],
+    y: &'a [T],
+    k: usize,
+    cols: &'a [i32],
+    weights: &'a [T],
+}
+
+impl<'a, T: 'static> DataTerm<'a, T> {
+    /// Row `row` of `rows`, whose columns index the rows of `y`. A view's columns all lie below
+    /// its `n_cols` (checked when the view was built), so only `y`'s length is checked here.
+    pub(crate) fn of_row(
+        rows: &CsrView<'a>,
+        row: usize,
+        y: &'a [T],
+        k: usize,
+        weights: &'a [T],
+    ) -> Self {
+        let cols = rows.row(row).0;
+        assert!(rows
+            .n_cols()
+            .checked_mul(k)
+            .is_some_and(|len| len <= y.len()));
+        assert!(weights.len() >= cols.len());
+        Self {
+            y,
+            k,
+            cols,
+            weights,
+        }
+    }
+
+    /// Any columns, each checked.
+    #[cfg(test)]
+    pub(crate) fn new(y: &'a [T], k: usize, cols: &'a [i32], weights: &'a [T]) -> Self {
+        for &c in cols {
+            assert!(c >= 0 && (c as usize + 1) * k <= y.len());
+        }
+        assert!(weights.len() >= cols.len());
+        Self {
+            y,
+            k,
+            cols,
+            weights,
+        }
+    }
+
+    /// The same term with `T` seen as f32, where it is f32.
+    fn as_f32(&self) -> Option<DataTerm<'a, f32>> {
+        Some(DataTerm {
+            y: crate::simd::as_f32(self.y)?,
+            k: self.k,
+            cols: self.cols,
+            weights: crate::simd::as_f32(self.weights)?,
+        })
+    }
 }
 
 /// Rows whose dot products are formed together when `k` is a multiple of it (one accumulator
@@ -73,23 +127,19 @@ fn add_rows_by_dots<T: Real, A: Arith>(
     scratch: &mut Vec<T>,
 ) {
     let n = term.cols.len();
-    assert!(term.weights.len() >= n && (targets.is_empty() || targets.len() >= n));
+    assert!(targets.is_empty() || targets.len() >= n);
     assert!(by_lanes.is_multiple_of(DOT_BLOCK) && by_lanes <= n);
     #[cfg(target_arch = "x86_64")]
     if let Some(vectors) = crate::simd::vectors(arith) {
         let f32s = (
-            crate::simd::as_f32(term.y),
-            crate::simd::as_f32(term.weights),
+            term.as_f32(),
             crate::simd::as_f32(targets),
             crate::simd::as_f32(v),
             crate::simd::as_f32_mut(out),
         );
-        if let (Some(y), Some(weights), Some(targets), Some(v), Some(out)) = f32s {
+        if let (Some(term), Some(targets), Some(v), Some(out)) = f32s {
             let rows = wide::DotRows {
-                y,
-                k: term.k,
-                cols: term.cols,
-                weights,
+                term,
                 targets,
                 v,
                 by_lanes,
@@ -112,7 +162,7 @@ fn add_rows_by_dots<T: Real, A: Arith>(
             None => term.weights[i] * *d,
         };
     }
-    add_scaled_rows(arith, term.y, term.k, term.cols, scratch, out);
+    add_scaled_rows(arith, term, scratch, out);
 }
 
 /// `dots[i] = y_{c_i} . v`, the rows before `by_lanes` in the order of [`dot_by_lanes`] (the
@@ -129,14 +179,14 @@ fn row_dots<T: Real, A: Arith>(
     #[cfg(target_arch = "x86_64")]
     if k.is_multiple_of(DOT_BLOCK) && crate::simd::vectors(arith).is_some() {
         let f32s = (
-            crate::simd::as_f32(term.y),
+            term.as_f32(),
             crate::simd::as_f32(v),
             crate::simd::as_f32_mut(dots),
         );
-        if let (Some(y), Some(v), Some(dots)) = f32s {
+        if let (Some(term), Some(v), Some(dots)) = f32s {
             // SAFETY: the strategy holds vectors of AVX2 or wider, so the CPU has AVX2 and FMA;
             // `k` is a multiple of 8 as the body requires.
-            return unsafe { avx2::dots_f32(y, k, term.cols, v, by_lanes, dots) };
+            return unsafe { avx2::dots_f32(&term, v, by_lanes, dots) };
         }
     }
     let row = |c: i32| &term.y[c as usize * k..(c as usize + 1) * k];
@@ -149,36 +199,35 @@ fn row_dots<T: Real, A: Arith>(
     }
 }
 
-/// `out += sum_i coefs_i y_{c_i}` over the rows `c_i = cols[i]` of the row-major `y` (`k`
-/// columns): each output one FMA chain over the rows in order, as repeated `axpy`s give, so
-/// every level gives the same bits. With vectors, blocks of outputs stay in registers while
-/// the rows stream past, instead of `out` being loaded and stored once per row.
+/// `out += sum_i coefs_i y_{c_i}` over the term's rows (its weights unused): each output one
+/// FMA chain over the rows in order, as repeated `axpy`s give, so every level gives the same
+/// bits. With vectors, blocks of outputs stay in registers while the rows stream past, instead
+/// of `out` being loaded and stored once per row.
 #[inline(always)]
 fn add_scaled_rows<T: Real, A: Arith>(
     arith: A,
-    y: &[T],
-    k: usize,
-    cols: &[i32],
+    term: &DataTerm<'_, T>,
     coefs: &[T],
     out: &mut [T],
 ) {
     #[cfg(target_arch = "x86_64")]
     if let Some(vectors) = crate::simd::vectors(arith) {
         let f32s = (
-            crate::simd::as_f32(y),
+            term.as_f32(),
             crate::simd::as_f32(coefs),
             crate::simd::as_f32_mut(out),
         );
-        if let (Some(y), Some(coefs), Some(out)) = f32s {
-            let rows = wide::ScaledRows { y, k, cols, coefs };
+        if let (Some(term), Some(coefs), Some(out)) = f32s {
+            let rows = wide::ScaledRows { term, coefs };
             return match vectors {
                 Vectors::V4(s) => rows.add_to(s, out),
                 Vectors::V3(s) => rows.add_to(s, out),
             };
         }
     }
-    for (&c, &coef) in cols.iter().zip(coefs) {
-        axpy::<T, A>(coef, &y[c as usize * k..(c as usize + 1) * k], out);
+    let k = term.k;
+    for (&c, &coef) in term.cols.iter().zip(coefs) {
+        axpy::<T, A>(coef, &term.y[c as usize * k..(c as usize + 1) * k], out);
     }
 }
 
@@ -199,15 +248,12 @@ fn dot_by_lanes<T: Real, A: Arith>(x: &[T], y: &[T]) -> T {
 /// is the same FMA chain over the rows as in the generic body, so every level gives the same bits.
 #[cfg(target_arch = "x86_64")]
 mod wide {
-    use super::avx2;
+    use super::{avx2, DataTerm};
     use crate::simd::F32Vectors;
 
     /// See [`super::add_rows_by_dots`].
     pub(super) struct DotRows<'a> {
-        pub(super) y: &'a [f32],
-        pub(super) k: usize,
-        pub(super) cols: &'a [i32],
-        pub(super) weights: &'a [f32],
+        pub(super) term: DataTerm<'a, f32>,
         pub(super) targets: &'a [f32],
         pub(super) v: &'a [f32],
         pub(super) by_lanes: usize,
@@ -219,7 +265,7 @@ mod wide {
         /// nothing and says so.
         #[inline(always)]
         pub(super) fn add_to<S: F32Vectors>(&self, s: S, out: &mut [f32]) -> bool {
-            let k = self.k;
+            let k = self.term.k;
             if !(k.is_multiple_of(8) && k.is_multiple_of(S::LANES)) {
                 return false;
             }
@@ -242,18 +288,21 @@ mod wide {
         /// other, so the CPU overlaps one row's reduction with the next row's loads.
         #[inline(always)]
         fn one_pass<S: F32Vectors, const VECTORS: usize>(&self, s: S, out: &mut [f32]) {
-            let (k, lanes, n) = (self.k, S::LANES, self.cols.len());
+            let DataTerm {
+                y,
+                k,
+                cols,
+                weights,
+            } = self.term;
+            let (lanes, n) = (S::LANES, cols.len());
             assert!(VECTORS * lanes == k && out.len() >= k && self.v.len() >= k);
-            assert!(self.weights.len() >= n && self.by_lanes <= n);
-            assert!(self.targets.is_empty() || self.targets.len() >= n);
-            for &c in self.cols {
-                assert!(c >= 0 && (c as usize + 1) * k <= self.y.len());
-            }
-            let (y, cols, v) = (self.y.as_ptr(), self.cols.as_ptr(), self.v.as_ptr());
+            assert!(self.by_lanes <= n && (self.targets.is_empty() || self.targets.len() >= n));
+            let (y, cols, v) = (y.as_ptr(), cols.as_ptr(), self.v.as_ptr());
             let po = out.as_mut_ptr();
-            // SAFETY: every row start `cols[i] * k` has `k` values after it in `y`, `v` and
-            // `out` hold `k` values, `weights` and any `targets` `n` (asserted above); `k` is a
-            // multiple of 8 (checked by `add_to`), and `s` proves AVX2 and FMA for the dots.
+            // SAFETY: every row start `cols[i] * k` has `k` values after it in `y` and every
+            // column a weight (`DataTerm`'s invariant); `v` and `out` hold `k` values, any
+            // `targets` `n` (asserted above); `k` is a multiple of 8 (checked by `add_to`), and
+            // `s` proves AVX2 and FMA for the dots.
             unsafe {
                 let mut acc = [s.zero(); VECTORS];
                 for (j, a) in acc.iter_mut().enumerate() {
@@ -265,7 +314,7 @@ mod wide {
                         std::array::from_fn(|b| y.add(*cols.add(i + b) as usize * k));
                     let coefs = avx2::coefs8_f32(
                         avx2::dots8_f32(&rows, v, k),
-                        self.weights.as_ptr().add(i),
+                        weights.as_ptr().add(i),
                         (!self.targets.is_empty()).then(|| self.targets.as_ptr().add(i)),
                     );
                     for (&row, &coef) in rows.iter().zip(&coefs) {
@@ -279,7 +328,7 @@ mod wide {
                 for i in i..n {
                     let row = y.add(*cols.add(i) as usize * k);
                     let d = avx2::dot_f32(std::slice::from_raw_parts(row, k), self.v);
-                    let w = *self.weights.get_unchecked(i);
+                    let w = *weights.get_unchecked(i);
                     let coef = match self.targets.get(i) {
                         Some(&t) => t - w * d,
                         None => w * d,
@@ -296,10 +345,9 @@ mod wide {
         }
     }
 
+    /// See [`super::add_scaled_rows`].
     pub(super) struct ScaledRows<'a> {
-        pub(super) y: &'a [f32],
-        pub(super) k: usize,
-        pub(super) cols: &'a [i32],
+        pub(super) term: DataTerm<'a, f32>,
         pub(super) coefs: &'a [f32],
     }
 
@@ -308,19 +356,16 @@ mod wide {
         /// while every row streams past, then blocks of 4, 2 and 1, then one output at a time.
         #[inline(always)]
         pub(super) fn add_to<S: F32Vectors>(&self, s: S, out: &mut [f32]) {
-            let (k, n) = (self.k, self.cols.len());
-            assert!(out.len() >= k && self.coefs.len() >= n);
-            for &c in self.cols {
-                assert!(c >= 0 && (c as usize + 1) * k <= self.y.len());
-            }
+            let DataTerm { y, k, cols, .. } = self.term;
+            assert!(out.len() >= k && self.coefs.len() >= cols.len());
             let mut start = 0;
             start = self.outputs::<S, 8>(s, out, start);
             start = self.outputs::<S, 4>(s, out, start);
             start = self.outputs::<S, 2>(s, out, start);
             start = self.outputs::<S, 1>(s, out, start);
             for (e, o) in out.iter_mut().enumerate().take(k).skip(start) {
-                for (&c, &coef) in self.cols.iter().zip(self.coefs) {
-                    *o = coef.mul_add(self.y[c as usize * k + e], *o);
+                for (&c, &coef) in cols.iter().zip(self.coefs) {
+                    *o = coef.mul_add(y[c as usize * k + e], *o);
                 }
             }
         }
@@ -336,11 +381,13 @@ mod wide {
             out: &mut [f32],
             mut start: usize,
         ) -> usize {
-            let (k, lanes, n) = (self.k, S::LANES, self.cols.len());
-            let (y, cols, coefs) = (self.y.as_ptr(), self.cols.as_ptr(), self.coefs.as_ptr());
+            let DataTerm { y, k, cols, .. } = self.term;
+            let (lanes, n) = (S::LANES, cols.len());
+            let (y, cols, coefs) = (y.as_ptr(), cols.as_ptr(), self.coefs.as_ptr());
             let po = out.as_mut_ptr();
-            // SAFETY: every row start `cols[i] * k` has `k` values after it in `y`, `out` holds
-            // `k` values and `coefs` `n` (asserted by `add_to`); each block lies inside 0..k.
+            // SAFETY: every row start `cols[i] * k` has `k` values after it in `y`
+            // (`DataTerm`'s invariant), `out` holds `k` values and `coefs` `n` (asserted by
+            // `add_to`); each block lies inside 0..k.
             unsafe {
                 while start + VECTORS * lanes <= k {
                     let mut acc = [s.zero(); VECTORS];
@@ -369,6 +416,7 @@ mod wide {
 mod avx2 {
     use std::arch::x86_64::*;
 
+    use super::DataTerm;
     pub(super) use crate::linalg::vector::avx2::dot_f32;
 
     /// The dot products of eight rows with `v` over `k` values (a multiple of 8): one
@@ -431,19 +479,16 @@ mod avx2 {
     #[target_feature(enable = "avx2,fma")]
     #[inline]
     pub(super) unsafe fn dots_f32(
-        y: &[f32],
-        k: usize,
-        cols: &[i32],
+        term: &DataTerm<'_, f32>,
         v: &[f32],
         by_lanes: usize,
         dots: &mut [f32],
     ) {
+        let DataTerm { y, k, cols, .. } = *term;
         let n = cols.len();
         assert!(k.is_multiple_of(8) && v.len() >= k && dots.len() >= n && by_lanes <= n);
-        for &c in cols {
-            assert!(c >= 0 && (c as usize + 1) * k <= y.len());
-        }
-        // SAFETY: every row start `cols[i] * k` has `k` values after it in `y` (asserted above);
+        // SAFETY: every row start `cols[i] * k` has `k` values after it in `y` (`DataTerm`'s
+        // invariant);
         // loads touch `row(i)[..k]` and `v[..k]` at offsets below `k` in steps of 8 (k % 8 == 0),
         // stores `dots[..n]` in whole blocks of 8 below `n`.
         unsafe {
@@ -509,12 +554,7 @@ mod tests {
                     *o += w as f64 * d * r as f64;
                 }
             }
-            let term = DataTerm {
-                y: &c.y,
-                k,
-                cols: &c.cols,
-                weights: &c.weights,
-            };
+            let term = DataTerm::new(&c.y, k, &c.cols, &c.weights);
             let mut out = c.start.clone();
             add_data_term(arith, &term, &c.v, &mut out, &mut Vec::new());
             let scale = 1.0 + naive.iter().fold(0.0f64, |m, x| m.max(x.abs()));
@@ -554,6 +594,23 @@ mod tests {
         }
     }
 
+    /// The kernels index `y` unchecked on the strength of `DataTerm`'s invariant: a term whose
+    /// `y` has fewer rows than the view has columns is refused when built.
+    #[test]
+    #[should_panic]
+    fn a_term_whose_y_has_fewer_rows_than_the_view_has_columns_is_refused() {
+        let rows = crate::csr::CsrMatrix::new(vec![0, 1], vec![1], vec![1.0], 3).unwrap();
+        let (y, weights) = (vec![0.0f32; 2 * 4], vec![1.0f32]);
+        DataTerm::of_row(&rows.view(), 0, &y, 4, &weights);
+    }
+
+    #[test]
+    #[should_panic]
+    fn a_term_with_a_column_past_y_is_refused() {
+        let (y, weights) = (vec![0.0f32; 2 * 4], vec![1.0f32]);
+        DataTerm::new(&y, 4, &[2], &weights);
+    }
+
     /// Every kernel of the data term at level `s` against the generic body, bit for bit: the
     /// one-pass kernel with and without targets and rows in lane order, the dot products of
     /// whole blocks, and the weighted sum alone.
@@ -561,12 +618,7 @@ mod tests {
         for k in SIZES {
             for n in ROW_COUNTS {
                 let c = case(k, n);
-                let term = DataTerm {
-                    y: &c.y,
-                    k,
-                    cols: &c.cols,
-                    weights: &c.weights,
-                };
+                let term = DataTerm::new(&c.y, k, &c.cols, &c.weights);
                 let targets: Vec<f32> = (0..n).map(|i| 1.5 - (i % 3) as f32).collect();
                 let blocks = if k % DOT_BLOCK == 0 {
                     n - n % DOT_BLOCK
@@ -588,10 +640,7 @@ mod tests {
                         &mut scratch,
                     );
                     let rows = wide::DotRows {
-                        y: &c.y,
-                        k,
-                        cols: &c.cols,
-                        weights: &c.weights,
+                        term,
                         targets,
                         v: &c.v,
                         by_lanes,
@@ -615,18 +664,13 @@ mod tests {
                 if k % DOT_BLOCK == 0 {
                     let mut special = vec![0.0f32; n];
                     // SAFETY: `s` holds a token of AVX2 or wider: the CPU has AVX2 and FMA; k % 8 == 0.
-                    unsafe { avx2::dots_f32(&c.y, k, &c.cols, &c.v, blocks, &mut special) };
+                    unsafe { avx2::dots_f32(&term, &c.v, blocks, &mut special) };
                     assert_eq!(bits(&special), bits(&dots), "k={k} n={n}");
                 }
                 let mut generic = c.start.clone();
-                add_scaled_rows(generic_fused(), &c.y, k, &c.cols, &dots, &mut generic);
+                add_scaled_rows(generic_fused(), &term, &dots, &mut generic);
                 let mut special = c.start.clone();
-                let rows = wide::ScaledRows {
-                    y: &c.y,
-                    k,
-                    cols: &c.cols,
-                    coefs: &dots,
-                };
+                let rows = wide::ScaledRows { term, coefs: &dots };
                 rows.add_to(s, &mut special);
                 assert_eq!(bits(&special), bits(&generic), "k={k} n={n}");
             }
