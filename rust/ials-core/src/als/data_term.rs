@@ -294,9 +294,10 @@ mod wide {
             true
         }
 
-        /// Each row's dot product, then its coefficient times the row added to the `VECTORS`
-        /// vectors of outputs held in registers. The rows' dot products do not depend on each
-        /// other, so the CPU overlaps one row's reduction with the next row's loads.
+        /// The rows before `by_lanes` eight at a time: their dot products together (one
+        /// accumulator each, one transposing reduction), their coefficients, then each row times
+        /// its coefficient added to the `VECTORS` vectors of outputs held in registers. The rows
+        /// after it one at a time, their dot products in `dot`'s order.
         #[inline(always)]
         fn one_pass<S: F32Vectors, const VECTORS: usize>(&self, s: S, out: &mut [f32]) {
             let DataTerm {
@@ -487,6 +488,9 @@ mod avx2 {
 
     /// `dots[i] = y_{c_i} . v` for `k` a multiple of 8: the rows before `by_lanes` eight at a
     /// time with one accumulator each and a single transposing reduction, the others as `dot`.
+    ///
+    /// # Safety
+    /// The CPU must have AVX2 and FMA.
     #[target_feature(enable = "avx2,fma")]
     #[inline]
     pub(super) unsafe fn dots_f32(
@@ -499,9 +503,8 @@ mod avx2 {
         let n = cols.len();
         assert!(k.is_multiple_of(8) && v.len() >= k && dots.len() >= n && by_lanes <= n);
         // SAFETY: every row start `cols[i] * k` has `k` values after it in `y` (`DataTerm`'s
-        // invariant);
-        // loads touch `row(i)[..k]` and `v[..k]` at offsets below `k` in steps of 8 (k % 8 == 0),
-        // stores `dots[..n]` in whole blocks of 8 below `n`.
+        // invariant); loads touch `row(i)[..k]` and `v[..k]` at offsets below `k` in steps of 8
+        // (k % 8 == 0), stores `dots[..n]` in whole blocks of 8 below `n`.
         unsafe {
             let row = |i: usize| y.as_ptr().add(cols[i] as usize * k);
             let pv = v.as_ptr();
