@@ -126,20 +126,21 @@ impl<T: Real> Kernel for CgRows<'_, T> {
                     continue;
                 }
                 lambda[lane] = T::from_f64(objective.row_regularization(cols.len(), rows.n_cols()));
-                weights[lane].clear();
-                weights[lane].extend(vals.iter().map(|&v| T::from_f32(objective.cell(v).0) - w0));
                 let r = &mut r_all[lane * k..(lane + 1) * k];
                 for (ri, &xi) in r.iter_mut().zip(x.iter()) {
                     *ri = -A::fma(lambda[lane], xi, *ri);
                 }
                 let upcoming = rows.columns_from(first + lane);
+                weights[lane].clear();
                 targets.clear();
                 for (j, &v) in vals.iter().enumerate() {
                     if let Some(&ahead) = upcoming.get(j + PREFETCH_AHEAD) {
                         prefetch(item(ahead));
                     }
                     let (confidence, preference) = objective.cell(v);
-                    targets.push(T::from_f32(confidence) * T::from_f32(preference));
+                    let confidence = T::from_f32(confidence);
+                    weights[lane].push(confidence - w0);
+                    targets.push(confidence * T::from_f32(preference));
                 }
                 let term = DataTerm::of_row(rows, first + lane, y, k, &weights[lane]);
                 add_residual_term(arith, &term, &targets, x, r, &mut dots);

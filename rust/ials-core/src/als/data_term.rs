@@ -157,12 +157,20 @@ fn add_rows_by_dots<T: Real, A: Arith>(
     scratch.resize(n, T::ZERO);
     row_dots(arith, term, v, by_lanes, scratch);
     for (i, d) in scratch.iter_mut().enumerate() {
-        *d = match targets.get(i) {
-            Some(&t) => t - term.weights[i] * *d,
-            None => term.weights[i] * *d,
-        };
+        *d = coefficient(term.weights[i], *d, targets.get(i).copied());
     }
     add_scaled_rows(arith, term, scratch, out);
+}
+
+/// A row's coefficient in the sum from its weight `w` and dot product `d`: `w d` in a CG step,
+/// `t - w d` in the residual with target `t` (two roundings, no fused multiply-subtract: what
+/// `coefs8_f32` computes lane by lane).
+#[inline(always)]
+fn coefficient<T: Real>(w: T, d: T, target: Option<T>) -> T {
+    match target {
+        Some(t) => t - w * d,
+        None => w * d,
+    }
 }
 
 /// `dots[i] = y_{c_i} . v`, the rows before `by_lanes` in the order of [`dot_by_lanes`] (the
@@ -341,11 +349,7 @@ mod wide {
                     let row = y.add(*cols.add(i) as usize * k);
                     let d = avx2::dot_f32(std::slice::from_raw_parts(row, k), self.v);
                     let w = *weights.get_unchecked(i);
-                    let coef = match self.targets.get(i) {
-                        Some(&t) => t - w * d,
-                        None => w * d,
-                    };
-                    let coef = s.splat(coef);
+                    let coef = s.splat(super::coefficient(w, d, self.targets.get(i).copied()));
                     for (j, a) in acc.iter_mut().enumerate() {
                         *a = s.fma(coef, s.load(row.add(lanes * j)), *a);
                     }
