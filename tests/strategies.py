@@ -105,6 +105,7 @@ def problems(
     max_rows: int = 30,
     min_cols: int = 1,
     max_cols: int = 25,
+    min_k: int = 1,
     max_k: int = 8,
     negatives: bool | None = False,
     explicit_zeros: bool | None = False,
@@ -119,7 +120,7 @@ def problems(
     """
     n_rows = draw(st.integers(min_rows, max_rows), label="n_rows")
     n_cols = draw(st.integers(min_cols, max_cols), label="n_cols")
-    k = draw(st.integers(1, max_k), label="k")
+    k = draw(st.integers(min_k, max_k), label="k")
     density = draw(st.floats(0.05, 1.0), label="density")
     seed = draw(st.integers(0, 2**32 - 1), label="seed")
     if negatives is None:

@@ -84,6 +84,21 @@ def test_exact_equals_reference(prob: Problem, dtype: Any) -> None:
     assert_rows_close(got, ref_exact(prob), rtol=RTOL[dt], conds=row_conditions(prob), eps=EPS[dt])
 
 
+@given(
+    problems(min_k=32, max_k=48, max_cols=60, negatives=None, explicit_zeros=None, variants=True),
+    dtypes,
+)
+def test_exact_equals_reference_where_short_rows_share_one_factorisation(
+    prob: Problem, dtype: Any
+) -> None:
+    """From about 30 factors, a row with a few items (none weighted below the unobserved
+    weight, nu = 0) is solved through one factorisation of the part all rows share (the Woodbury
+    identity) instead of its own k x k system; the rest as before. Both against the reference."""
+    got = solve(prob, dtype, use_cg=False)
+    dt = np.dtype(dtype)
+    assert_rows_close(got, ref_exact(prob), rtol=RTOL[dt], conds=row_conditions(prob), eps=EPS[dt])
+
+
 @given(problems(negatives=True, explicit_zeros=None, variants=True), dtypes)
 def test_negative_and_zero_values_match_explicit_p_and_c(prob: Problem, dtype: Any) -> None:
     """Stored r < 0 acts as p = 0 with weight alpha |r|; a stored 0 removes the cell. Compared

@@ -167,7 +167,8 @@ class AlternatingLeastSquares:
     dtype : float32 or float64
         Type of the factor matrices.
     use_cg : bool
-        Conjugate gradient (default) or exact Cholesky row solves.
+        Conjugate gradient (default) or exact row solves in float64 (Cholesky; rows with few items
+        through one factorisation all rows share, with ``regularization_exponent=0``).
     iterations : int
         Number of ALS sweeps (users then items) per ``fit``.
     calculate_training_loss : bool

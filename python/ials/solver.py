@@ -167,7 +167,10 @@ def solve_rows(
     y : ndarray (n_cols x k), same dtype as ``x``
         The fixed side.
     use_cg, cg_steps
-        ``cg_steps`` conjugate-gradient iterations (default), or an exact Cholesky solve in float64.
+        ``cg_steps`` conjugate-gradient iterations (default), or an exact solve in float64 (a
+        Cholesky factorisation of each row's system, or for rows with few items against
+        ``factors``, with ``regularization_exponent=0``, of a smaller one through a factorisation
+        all rows share: the Woodbury identity).
     solver, block_size, block_sweeps
         ``solver`` None follows ``use_cg``; ``"cg"`` or ``"cholesky"`` choose those explicitly, and
         ``"block"`` runs ``block_sweeps`` passes of block coordinate descent (iALS++) over blocks

@@ -59,35 +59,36 @@ pub fn run<R: Send>(
     }
 }
 
-/// Gram matrices from this size (bytes) on make a call's temporary buffers large enough to trim
-/// after it: 1 MiB, from 363 factors.
+/// A call's largest temporary buffer from this size (bytes) on is worth trimming after it: 1 MiB,
+/// a Gram matrix of 363 factors.
 const TRIM_FROM: usize = 1 << 20;
 
-/// [`run`] for a training call with `k` factors, then (still without the GIL) the allocator's
-/// free memory handed back to the system.
+/// [`run`] for a training call whose largest temporary buffer takes `buffer_bytes`, then (still
+/// without the GIL) the allocator's free memory handed back to the system.
 pub fn run_and_trim<R: Send>(
     py: Python<'_>,
     num_threads: usize,
-    k: usize,
+    buffer_bytes: usize,
     work: impl FnOnce(&Interrupt) -> ials_core::Result<R> + Send,
 ) -> PyResult<R> {
     run(py, num_threads, |stop| {
         let outcome = work(stop);
-        release_free_memory(k);
+        release_free_memory(buffer_bytes);
         outcome
     })
 }
 
-/// Hands the allocator's free memory back to the system after a training call with `k` factors.
+/// Hands the allocator's free memory back to the system after a training call whose largest
+/// temporary buffer took `buffer_bytes`.
 ///
 /// glibc raises its mmap threshold to the size of each large block freed (up to 32 MiB), so from
-/// the second half-sweep on the k x k buffers come from the heap and the worker threads' arenas
-/// and stay there when freed: at 1024 factors a fit kept about 50 MiB it no longer used, and a
-/// second fit in the same process peaked 4% above implicit's. Trimming keeps the footprint to
-/// what is in use; below `TRIM_FROM` the buffers are too small to matter and the calls too short
-/// to pay for it.
-fn release_free_memory(k: usize) {
-    if k.saturating_mul(k).saturating_mul(8) < TRIM_FROM {
+/// the second half-sweep on the k x k buffers (and the exact solve's transformed items) come from
+/// the heap and the worker threads' arenas and stay there when freed: at 1024 factors a fit kept
+/// about 50 MiB it no longer used, and a second fit in the same process peaked 4% above
+/// implicit's. Trimming keeps the footprint to what is in use; below `TRIM_FROM` the buffers are
+/// too small to matter and the calls too short to pay for it.
+fn release_free_memory(buffer_bytes: usize) {
+    if buffer_bytes < TRIM_FROM {
         return;
     }
     #[cfg(all(target_os = "linux", target_env = "gnu"))]

@@ -144,7 +144,13 @@ fn solve_rows(
         let k = width(&y);
         let y = slice(&y, "y")?;
         let x = slice_mut(&mut x, "x")?;
-        run_and_trim(py, num_threads, k, |stop| {
+        // The exact solve keeps up to one f64 row per item of `y` (its shared factorisation).
+        let buffer = match solver {
+            Solver::Cholesky => y.len().max(k * k),
+            _ => k * k,
+        };
+        let buffer_bytes = buffer.saturating_mul(std::mem::size_of::<f64>());
+        run_and_trim(py, num_threads, buffer_bytes, |stop| {
             ials_core::solve_rows(&rows.view()?, x, y, k, gram, objective, solver, stop)
         })
     }
@@ -216,7 +222,12 @@ fn gram<'py>(
         let k = width(y);
         let y = slice(y, "y")?;
         Ok((
-            run_and_trim(py, num_threads, k, |stop| ials_core::gram(y, k, stop))?,
+            run_and_trim(
+                py,
+                num_threads,
+                k.saturating_mul(k).saturating_mul(8),
+                |stop| ials_core::gram(y, k, stop),
+            )?,
             k,
         ))
     }

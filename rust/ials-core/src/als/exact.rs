@@ -10,6 +10,7 @@ use crate::linalg::vector::LANES;
 use crate::simd::{dispatch, prefetch, Arith, Kernel};
 use crate::Real;
 
+use super::low_rank::{RowScratch, SharedFactor};
 use super::objective::Objective;
 
 /// How many interactions ahead the item rows are prefetched: far enough to hide a miss to
@@ -29,25 +30,35 @@ pub(crate) struct RowChunk<'a, T> {
     pub(crate) objective: &'a Objective,
 }
 
-/// Each row of the chunk solved exactly: its normal equations factored (Cholesky).
-pub(crate) struct CholeskyRows<'a, T>(pub(crate) RowChunk<'a, T>);
+/// Each row of the chunk solved exactly: through the factor all rows share where that pays
+/// ([`SharedFactor`]), else its normal equations factored (Cholesky).
+pub(crate) struct CholeskyRows<'a, T> {
+    pub(crate) chunk: RowChunk<'a, T>,
+    pub(crate) shared: Option<&'a SharedFactor>,
+}
 
 impl<T: Real> Kernel for CholeskyRows<'_, T> {
     type Output = Result<()>;
 
     #[inline(always)]
     fn run<A: Arith>(self, arith: A) -> Result<()> {
-        let chunk = self.0;
+        let chunk = self.chunk;
         let k = chunk.k;
         let mut a = vec![0.0f64; k * k];
         let mut b = vec![0.0f64; k];
         let (mut gathered, mut weights) = (Vec::new(), Vec::new());
+        let mut scratch = RowScratch::default();
         for (offset, x) in chunk.x.chunks_exact_mut(k).enumerate() {
             let row = chunk.first_row + offset;
             let (cols, vals) = chunk.rows.row(row);
             if cols.is_empty() {
                 x.fill(T::ZERO);
                 continue;
+            }
+            if let Some(shared) = self.shared {
+                if shared.solve_row(arith, cols, vals, chunk.y, chunk.objective, x, &mut scratch) {
+                    continue;
+                }
             }
             RowItems::new(cols, vals, chunk.y, k).system::<A>(
                 arith,

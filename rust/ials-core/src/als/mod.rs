@@ -7,6 +7,7 @@ pub(crate) mod data_term;
 pub(crate) mod exact;
 pub mod gram;
 pub mod loss;
+pub(crate) mod low_rank;
 pub mod objective;
 pub mod solve;
 

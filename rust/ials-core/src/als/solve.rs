@@ -9,7 +9,9 @@
 //! ```
 //!
 //! The conjugate-gradient solver never forms `A_u`: it only multiplies by it, so one row costs
-//! `O(steps (n_u k + k^2))`. The exact solver forms `A_u` in f64 and factors it.
+//! `O(steps (n_u k + k^2))`. The exact solver forms `A_u` in f64 and factors it, or, for rows with
+//! fewer items than factors, solves it through a factorisation of the part all rows share
+//! ([`super::low_rank`]).
 
 use rayon::prelude::*;
 
@@ -23,6 +25,7 @@ use crate::Real;
 use super::block::{gram_panels_by_block, BlockRows};
 use super::cg::{gram_panels, CgRows};
 use super::exact::{CholeskyRows, RowChunk};
+use super::low_rank::SharedFactor;
 use super::objective::Objective;
 
 /// Rows handed to one Rayon task; small enough to balance rows of very different lengths.
@@ -33,7 +36,9 @@ const ROW_CHUNK: usize = 32;
 pub enum Solver {
     /// `steps` iterations of conjugate gradient, warm-started from the current row.
     ConjugateGradient { steps: usize },
-    /// Cholesky factorisation of the row's system in f64.
+    /// The exact solve in f64: a Cholesky factorisation of the row's system, or, for a row with
+    /// few items against `k` (and nu = 0), of an `m x m` system through one factorisation that
+    /// all rows share ([`super::low_rank`]).
     Cholesky,
     /// `sweeps` passes of block coordinate descent over blocks of `size` coordinates (iALS++),
     /// warm-started from the current row, in f64; with `size >= k` one pass is the exact solve.
@@ -110,6 +115,10 @@ pub fn solve_rows<T: Real>(
             if let Solver::Block { size, .. } = solver {
                 weighted_gram = gram_panels_by_block(&weighted_gram, k, size);
             }
+            let shared = match solver {
+                Solver::Cholesky => SharedFactor::new(rows, y, k, &weighted_gram, objective),
+                _ => None,
+            };
             in_row_chunks(x, k, interrupt, |first_row, x| {
                 let chunk = RowChunk {
                     rows,
@@ -122,7 +131,10 @@ pub fn solve_rows<T: Real>(
                 };
                 match solver {
                     Solver::Block { size, sweeps } => dispatch(BlockRows::new(chunk, size, sweeps)),
-                    _ => dispatch(CholeskyRows(chunk)),
+                    _ => dispatch(CholeskyRows {
+                        chunk,
+                        shared: shared.as_ref(),
+                    }),
                 }
             })
         }

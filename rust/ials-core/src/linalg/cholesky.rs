@@ -189,6 +189,18 @@ fn subtract_tile<A: Arith, const R: usize, const W: usize>(
     }
 }
 
+/// Solves `U^T y = b` in place (`b` becomes `y`) with U from [`factor`] and the reciprocals of its
+/// diagonal in `inverse`: the forward substitution [`factor`] runs as it goes, in the same order
+/// (the same bits), for right-hand sides that come after the factorisation.
+#[inline(always)]
+pub fn solve_forward<A: Arith>(u: &[f64], k: usize, inverse: &[f64], b: &mut [f64]) {
+    for c in 0..k {
+        let yc = b[c] * inverse[c];
+        b[c] = yc;
+        axpy::<f64, A>(-yc, &u[c * k + c + 1..(c + 1) * k], &mut b[c + 1..]);
+    }
+}
+
 /// Rows of the back substitution solved together (see [`solve_back`]).
 const SOLVE_BLOCK: usize = 8;
 
@@ -306,11 +318,8 @@ mod tests {
             assert_eq!(upper_bits(&tiled, k), upper_bits(&a, k), "k={k}");
             // The fused forward substitution is the column-by-column one after the factorisation.
             let mut want = rhs;
-            for i in 0..k {
-                let yi = want[i] * (1.0 / a[i * k + i]);
-                want[i] = yi;
-                axpy::<f64, A>(-yi, &a[i * k + i + 1..(i + 1) * k], &mut want[i + 1..]);
-            }
+            let inverse: Vec<f64> = (0..k).map(|i| 1.0 / a[i * k + i]).collect();
+            solve_forward::<A>(&a, k, &inverse, &mut want);
             let bits = |v: &[f64]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
             assert_eq!(bits(&y), bits(&want), "k={k}: forward substitution");
         }

@@ -1,0 +1,630 @@
+//! Exact solves of short rows through one factorisation that all rows share (the Woodbury
+//! identity).
+//!
+//! With the same penalty for every row (nu = 0), row u's system is `A_u = B + Y_u^T D_u Y_u`, with
+//! `B = alpha0 Y^T Y + lambda I` the same for all rows and `D_u = diag(c_ui - alpha0)` over the
+//! row's items. Factor `B = U^T U` once and transform each item once, `v_i = U^{-T} y_i` (the rows of
+//! `V = Y U^{-1}`); then `A_u = U^T (I + V_u^T D_u V_u) U` and, by the Woodbury identity,
+//!
+//! ```text
+//! U x_u = g - V_m^T (D_m^{-1} + V_m V_m^T)^{-1} V_m g,     g = V_u^T (c_u p_u)
+//! ```
+//!
+//! where `m` counts the row's items with `c_ui > alpha0` (the others add nothing to `A_u`), and
+//! `g = U^{-T} b_u` comes from `b_u` by one forward substitution. The row factors an `m x m` matrix
+//! instead of a `k x k` one: about `m^2 k / 2 + m^3 / 6 + k^2` FMAs against `n k^2 / 2 + k^3 / 6`
+//! for forming and factoring `A_u`, 3x fewer for a gowalla row at 64 factors (27 items on average)
+//! and over 100x fewer at 1024. Where every stored value has confidence `alpha0` (binary data with
+//! `alpha = unobserved_weight`), `m = 0` and the row costs two triangular solves. The solution is
+//! the same up to rounding (a different order of operations, in f64). Only the weighted items are
+//! transformed: `V` costs `8 k` bytes per such item while a half-sweep runs.
+//!
+//! Whether a row takes this path depends only on the row, `k` and the objective, never on which
+//! other rows are solved in the same call, so a fit split into blocks of rows (the distributed
+//! mode) gives the bits of one call, for any thread count. A row keeps the direct solve when it has
+//! an item weighted below the unobserved weight (`D_u` not positive definite), when its items are
+//! too many for the identity to pay, or when the penalty depends on the row's length (nu > 0,
+//! so `B` differs from row to row).
+
+use rayon::prelude::*;
+
+use crate::csr::CsrView;
+use crate::linalg::cholesky;
+use crate::linalg::vector::{axpy, dot_generic as dot};
+use crate::simd::{dispatch, prefetch, Arith, Kernel};
+use crate::Real;
+
+use super::objective::Objective;
+
+/// Marks an item no short row uses, so it has no transformed row.
+const ABSENT: u32 = u32::MAX;
+
+/// How many items ahead a row's fixed and transformed rows are prefetched (as in the direct
+/// solve's gather).
+const PREFETCH_AHEAD: usize = 4;
+
+/// Items transformed per Rayon task.
+const ITEMS_PER_TASK: usize = 256;
+
+/// FMAs of the direct solve of a row with `n` items: the upper triangle of its outer products,
+/// `b_u`, and the factorisation of the `k x k` system.
+fn direct_cost(n: usize, k: usize) -> f64 {
+    let (n, k) = (n as f64, k as f64);
+    n * k * k / 2.0 + n * k + k * k * k / 6.0
+}
+
+/// FMAs of the solve through the shared factor of a row with `m` weighted items among `n`: `b_u`
+/// and `g`, the `m x m` system and its factorisation, `V_m^T t`, and the back substitution.
+fn shortcut_cost(m: usize, n: usize, k: usize) -> f64 {
+    let (m, n, k) = (m as f64, n as f64, k as f64);
+    m * m * k / 2.0 + m * m * m / 6.0 + 2.0 * m * k + n * k + k * k
+}
+
+/// How many times fewer FMAs the identity must cost than the direct solve: the direct solve's
+/// register tiles run nearer the FMA peak than the identity's dot products and small
+/// factorisations (at 64 factors, rows of 20 and 30 items took 0.6x and 0.9x the direct solve's
+/// time where the FMA counts are 0.26x and 0.40x).
+const MARGIN: f64 = 3.0;
+
+/// The number of the row's items weighted above the unobserved weight, when the row is solved
+/// through the shared factor: none is weighted below it, and the identity costs [`MARGIN`] times
+/// fewer FMAs than the direct solve.
+fn weighted_items(vals: &[f32], objective: &Objective, k: usize) -> Option<usize> {
+    let w0 = objective.unobserved_weight;
+    let mut m = 0;
+    for &v in vals {
+        let weight = objective.cell(v).0 as f64 - w0;
+        if weight < 0.0 {
+            return None;
+        }
+        m += usize::from(weight > 0.0);
+    }
+    (MARGIN * shortcut_cost(m, vals.len(), k) <= direct_cost(vals.len(), k)).then_some(m)
+}
+
+/// Whether a stored value's confidence exceeds the unobserved weight, so that its item enters the
+/// row's `m x m` system.
+#[inline(always)]
+fn is_weighted(value: f32, objective: &Objective) -> bool {
+    objective.cell(value).0 as f64 > objective.unobserved_weight
+}
+
+/// `B`'s factor and the transformed items that the rows taking the shortcut weigh.
+pub(crate) struct SharedFactor {
+    k: usize,
+    /// Upper triangular, row-major `k x k`, `B = U^T U`.
+    u: Vec<f64>,
+    /// `1 / U_dd`.
+    inverse: Vec<f64>,
+    /// Row `slot[i]` of `v` is `U^{-T} y_i`; [`ABSENT`] for items that no short row weighs.
+    slot: Vec<u32>,
+    v: Vec<f64>,
+}
+
+impl SharedFactor {
+    /// The factor for the rows of `rows` that take the shortcut, or None when none does (nu > 0,
+    /// no short rows) or `B` (`weighted_gram` plus the penalty) is not positive definite.
+    pub(crate) fn new<T: Real>(
+        rows: &CsrView<'_>,
+        y: &[T],
+        k: usize,
+        weighted_gram: &[f64],
+        objective: &Objective,
+    ) -> Option<Self> {
+        if objective.regularization_exponent != 0.0 {
+            return None;
+        }
+        let mut slot = vec![ABSENT; rows.n_cols()];
+        let mut items = Vec::new();
+        let mut any = false;
+        for row in 0..rows.n_rows() {
+            let (cols, vals) = rows.row(row);
+            if cols.is_empty() || weighted_items(vals, objective, k).is_none() {
+                continue;
+            }
+            any = true;
+            for (&c, &v) in cols.iter().zip(vals) {
+                let s = &mut slot[c as usize];
+                if *s == ABSENT && is_weighted(v, objective) {
+                    *s = items.len() as u32;
+                    items.push(c as usize);
+                }
+            }
+        }
+        if !any {
+            return None;
+        }
+        let mut u = weighted_gram.to_vec();
+        for d in 0..k {
+            u[d * k + d] += objective.regularization;
+        }
+        if !dispatch(Factor { u: &mut u, k }) {
+            return None;
+        }
+        let inverse: Vec<f64> = (0..k).map(|d| 1.0 / u[d * k + d]).collect();
+        let mut v = vec![0.0; items.len() * k];
+        v.par_chunks_mut(ITEMS_PER_TASK * k)
+            .zip(items.par_chunks(ITEMS_PER_TASK))
+            .for_each(|(v, items)| {
+                dispatch(Transform {
+                    items,
+                    y,
+                    u: &u,
+                    inverse: &inverse,
+                    k,
+                    v,
+                })
+            });
+        Some(Self {
+            k,
+            u,
+            inverse,
+            slot,
+            v,
+        })
+    }
+
+    /// Item `c`'s transformed row.
+    #[inline(always)]
+    fn item(&self, c: i32) -> &[f64] {
+        let s = self.slot[c as usize] as usize;
+        &self.v[s * self.k..(s + 1) * self.k]
+    }
+
+    /// Solves the row with items `cols` (values `vals`; `y` the fixed factors `B` and the
+    /// transformed rows came from) into `x` and returns true, or returns
+    /// false, touching nothing, when the row is for the direct solve.
+    #[allow(clippy::too_many_arguments)]
+    #[inline(always)]
+    pub(crate) fn solve_row<T: Real, A: Arith>(
+        &self,
+        arith: A,
+        cols: &[i32],
+        vals: &[f32],
+        y: &[T],
+        objective: &Objective,
+        x: &mut [T],
+        scratch: &mut RowScratch,
+    ) -> bool {
+        let k = self.k;
+        let Some(m) = weighted_items(vals, objective, k) else {
+            return false;
+        };
+        let RowScratch {
+            weighted,
+            system,
+            t,
+            z,
+        } = scratch;
+        weighted.clear();
+        z.clear();
+        z.resize(k, 0.0);
+        for (j, (&c, &v)) in cols.iter().zip(vals).enumerate() {
+            if let Some(&ahead) = cols.get(j + PREFETCH_AHEAD) {
+                prefetch(&y[ahead as usize * k..(ahead as usize + 1) * k]);
+                if self.slot[ahead as usize] != ABSENT {
+                    prefetch(self.item(ahead));
+                }
+            }
+            let (confidence, preference) = objective.cell(v);
+            let confidence = confidence as f64;
+            let weight = confidence - objective.unobserved_weight;
+            if weight > 0.0 {
+                weighted.push((c, 1.0 / weight));
+            }
+            if preference > 0.0 {
+                let item = &y[c as usize * k..(c as usize + 1) * k];
+                for (zi, yi) in z.iter_mut().zip(item) {
+                    *zi = A::fma(confidence, yi.to_f64(), *zi);
+                }
+            }
+        }
+        debug_assert_eq!(weighted.len(), m);
+        cholesky::solve_forward::<A>(&self.u, k, &self.inverse, z);
+        // D_m^{-1} + V_m V_m^T (upper triangle) and V_m g.
+        system.clear();
+        system.resize(m * m, 0.0);
+        t.clear();
+        for (i, &(a, inverse_weight)) in weighted.iter().enumerate() {
+            let va = self.item(a);
+            t.push(dot::<f64, A>(va, z));
+            let row = &mut system[i * m..(i + 1) * m];
+            let mut j = i;
+            while j + 4 <= m {
+                let others = [0, 1, 2, 3].map(|o| self.item(weighted[j + o].0));
+                let sums = dots4::<A>(va, others);
+                for ((entry, sum), other) in row[j..j + 4].iter_mut().zip(sums).zip(others) {
+                    *entry = finish_dot::<A>(sum, va, other);
+                }
+                j += 4;
+            }
+            for j in j..m {
+                row[j] = dot::<f64, A>(va, self.item(weighted[j].0));
+            }
+            row[i] += inverse_weight;
+        }
+        if !cholesky::factor(arith, system, m, t) {
+            return false;
+        }
+        cholesky::solve_back::<A>(system, m, t);
+        for (&(a, _), &ti) in weighted.iter().zip(t.iter()) {
+            axpy::<f64, A>(-ti, self.item(a), z);
+        }
+        cholesky::solve_back::<A>(&self.u, k, z);
+        for (xi, &zi) in x.iter_mut().zip(z.iter()) {
+            *xi = T::from_f64(zi);
+        }
+        true
+    }
+}
+
+/// The lane sums of `a . b_o` for four vectors `b_o` as long as `a`, over its whole blocks of
+/// [`DOT_LANES`] ([`finish_dot`] completes each): one FMA chain per lane. One load of `a` feeds
+/// four FMAs and four chains run at once, where four separate dot products each wait on their own
+/// chain.
+#[inline(always)]
+fn dots4<A: Arith>(a: &[f64], b: [&[f64]; 4]) -> [[f64; DOT_LANES]; 4] {
+    let [b0, b1, b2, b3] = b;
+    let (mut s0, mut s1, mut s2, mut s3) = (
+        [0.0f64; DOT_LANES],
+        [0.0; DOT_LANES],
+        [0.0; DOT_LANES],
+        [0.0; DOT_LANES],
+    );
+    let blocks = a.len() / DOT_LANES * DOT_LANES;
+    let (a, b0, b1, b2, b3) = (
+        &a[..blocks],
+        &b0[..blocks],
+        &b1[..blocks],
+        &b2[..blocks],
+        &b3[..blocks],
+    );
+    let mut i = 0;
+    // One loop per sum over constant indices, the shape LLVM turns into one vector FMA each.
+    while i < blocks {
+        let x = &a[i..i + DOT_LANES];
+        let (y0, y1, y2, y3) = (
+            &b0[i..i + DOT_LANES],
+            &b1[i..i + DOT_LANES],
+            &b2[i..i + DOT_LANES],
+            &b3[i..i + DOT_LANES],
+        );
+        for j in 0..DOT_LANES {
+            s0[j] = A::fma(x[j], y0[j], s0[j]);
+        }
+        for j in 0..DOT_LANES {
+            s1[j] = A::fma(x[j], y1[j], s1[j]);
+        }
+        for j in 0..DOT_LANES {
+            s2[j] = A::fma(x[j], y2[j], s2[j]);
+        }
+        for j in 0..DOT_LANES {
+            s3[j] = A::fma(x[j], y3[j], s3[j]);
+        }
+        i += DOT_LANES;
+    }
+    [s0, s1, s2, s3]
+}
+
+/// A [`dots4`] sum's lanes added in a fixed order, then the last elements of `a . b` (those past
+/// the whole blocks) one by one.
+#[inline(always)]
+fn finish_dot<A: Arith>(l: [f64; DOT_LANES], a: &[f64], b: &[f64]) -> f64 {
+    let mut total = ((l[0] + l[4]) + (l[2] + l[6])) + ((l[1] + l[5]) + (l[3] + l[7]));
+    let tail = a.len() / DOT_LANES * DOT_LANES;
+    for (&x, &y) in a[tail..].iter().zip(&b[tail..]) {
+        total = A::fma(x, y, total);
+    }
+    total
+}
+
+/// The f64 lanes of one AVX-512 vector: [`dots4`]'s chains per vector.
+const DOT_LANES: usize = 8;
+
+/// Buffers [`SharedFactor::solve_row`] reuses from row to row.
+#[derive(Default)]
+pub(crate) struct RowScratch {
+    /// The weighted items and their `1 / (c_ui - alpha0)`.
+    weighted: Vec<(i32, f64)>,
+    system: Vec<f64>,
+    t: Vec<f64>,
+    z: Vec<f64>,
+}
+
+/// Factors `u` in place; false when it is not positive definite.
+struct Factor<'a> {
+    u: &'a mut [f64],
+    k: usize,
+}
+
+impl Kernel for Factor<'_> {
+    type Output = bool;
+
+    #[inline(always)]
+    fn run<A: Arith>(self, arith: A) -> bool {
+        let mut unused = vec![0.0; self.k];
+        cholesky::factor(arith, self.u, self.k, &mut unused)
+    }
+}
+
+/// `v_i = U^{-T} y_i` for a run of items, into consecutive rows of `v`.
+struct Transform<'a, T> {
+    items: &'a [usize],
+    y: &'a [T],
+    u: &'a [f64],
+    inverse: &'a [f64],
+    k: usize,
+    v: &'a mut [f64],
+}
+
+impl<T: Real> Kernel for Transform<'_, T> {
+    type Output = ();
+
+    #[inline(always)]
+    fn run<A: Arith>(self, _arith: A) {
+        let k = self.k;
+        for (&item, v) in self.items.iter().zip(self.v.chunks_exact_mut(k)) {
+            for (vi, yi) in v.iter_mut().zip(&self.y[item * k..(item + 1) * k]) {
+                *vi = yi.to_f64();
+            }
+            cholesky::solve_forward::<A>(self.u, k, self.inverse, v);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::als::exact::{CholeskyRows, RowChunk};
+    use crate::als::{solve_rows, Solver};
+    use crate::parallel::Interrupt;
+    use crate::simd::testing::{avx512_or_skip, fused, fused_avx512, generic_fused};
+
+    const N_ROWS: usize = 24;
+    const N_COLS: usize = 50;
+
+    /// Rows of 0 to 40 distinct items with values cycling through `values`, item factors, and
+    /// their Gram matrix.
+    struct Problem {
+        indptr: Vec<i64>,
+        indices: Vec<i32>,
+        data: Vec<f32>,
+        y: Vec<f64>,
+        gram: Vec<f64>,
+        k: usize,
+    }
+
+    impl Problem {
+        fn new(k: usize, values: &[f32]) -> Self {
+            let (mut indptr, mut indices, mut data) = (vec![0i64], Vec::new(), Vec::new());
+            for r in 0..N_ROWS {
+                let n = r * 13 % 41;
+                for j in 0..n {
+                    // 7 is prime to N_COLS, so a row's items are distinct.
+                    indices.push(((r * 3 + j * 7) % N_COLS) as i32);
+                    data.push(values[(r + j) % values.len()]);
+                }
+                indptr.push(indices.len() as i64);
+            }
+            let y: Vec<f64> = (0..N_COLS * k)
+                .map(|i| ((i * 53 % 97) as f64) / 97.0 - 0.5)
+                .collect();
+            let mut gram = vec![0.0; k * k];
+            for item in y.chunks_exact(k) {
+                for r in 0..k {
+                    for c in 0..k {
+                        gram[r * k + c] += item[r] * item[c];
+                    }
+                }
+            }
+            Self {
+                indptr,
+                indices,
+                data,
+                y,
+                gram,
+                k,
+            }
+        }
+
+        fn rows(&self) -> CsrView<'_> {
+            CsrView::new(&self.indptr, &self.indices, &self.data, N_COLS).unwrap()
+        }
+
+        fn weighted_gram(&self, objective: &Objective) -> Vec<f64> {
+            let w0 = objective.unobserved_weight;
+            self.gram.iter().map(|&g| w0 * g).collect()
+        }
+
+        /// Every row solved by the exact kernel under `arith`, through `shared` where it takes
+        /// the row, and which rows it took.
+        fn solve<A: Arith>(
+            &self,
+            arith: A,
+            objective: &Objective,
+            shared: Option<&SharedFactor>,
+        ) -> (Vec<f64>, Vec<bool>) {
+            let (rows, k) = (self.rows(), self.k);
+            let weighted_gram = self.weighted_gram(objective);
+            let mut x = vec![0.0; N_ROWS * k];
+            CholeskyRows {
+                chunk: RowChunk {
+                    rows: &rows,
+                    first_row: 0,
+                    x: &mut x,
+                    y: &self.y,
+                    k,
+                    weighted_gram: &weighted_gram,
+                    objective,
+                },
+                shared,
+            }
+            .run(arith)
+            .unwrap();
+            let took = (0..N_ROWS)
+                .map(|r| {
+                    let (cols, vals) = rows.row(r);
+                    let mut scratch = RowScratch::default();
+                    let mut out = vec![0.0; k];
+                    !cols.is_empty()
+                        && shared.is_some_and(|s| {
+                            s.solve_row(
+                                arith,
+                                cols,
+                                vals,
+                                &self.y,
+                                objective,
+                                &mut out,
+                                &mut scratch,
+                            )
+                        })
+                })
+                .collect();
+            (x, took)
+        }
+
+        fn shared(&self, objective: &Objective) -> Option<SharedFactor> {
+            let weighted_gram = self.weighted_gram(objective);
+            SharedFactor::new(&self.rows(), &self.y, self.k, &weighted_gram, objective)
+        }
+    }
+
+    fn objective(alpha: f32, unobserved_weight: f64) -> Objective {
+        Objective {
+            regularization: 0.05,
+            alpha,
+            regularization_exponent: 0.0,
+            unobserved_weight,
+        }
+    }
+
+    /// Which rows of [`Problem`] the identity should take: non-empty, short enough for its `k`,
+    /// and free of items weighted below the unobserved weight.
+    fn expected_rows(problem: &Problem, objective: &Objective) -> Vec<bool> {
+        let rows = problem.rows();
+        (0..N_ROWS)
+            .map(|r| {
+                let (cols, vals) = rows.row(r);
+                !cols.is_empty() && weighted_items(vals, objective, problem.k).is_some()
+            })
+            .collect()
+    }
+
+    #[test]
+    fn short_rows_get_the_direct_solution() {
+        // (values, alpha, unobserved weight): every item weighted; binary data with confidence
+        // equal to the unobserved weight (m = 0); weights zero and positive mixed; and rows
+        // with items weighted below the unobserved weight, which keep the direct solve.
+        let cases: [(&[f32], f32, f64); 4] = [
+            (&[1.0, 2.0, -1.0], 3.0, 0.5),
+            (&[1.0], 1.0, 1.0),
+            (&[1.0, 2.0], 1.0, 1.0),
+            (&[1.0, 3.0], 1.0, 2.0),
+        ];
+        for k in [33, 64, 70] {
+            for (values, alpha, w0) in cases {
+                let problem = Problem::new(k, values);
+                let objective = objective(alpha, w0);
+                let shared = problem.shared(&objective).expect("short rows at this size");
+                let (direct, none) = problem.solve(generic_fused(), &objective, None);
+                assert!(none.iter().all(|&took| !took));
+                let (short, took) = problem.solve(generic_fused(), &objective, Some(&shared));
+                let want = expected_rows(&problem, &objective);
+                assert_eq!(took, want, "k={k} values={values:?}");
+                assert!(took.iter().any(|&t| t), "k={k}: no row took the identity");
+                let scale = direct.iter().fold(0.0f64, |m, v| m.max(v.abs()));
+                for (r, (d, s)) in direct.chunks(k).zip(short.chunks(k)).enumerate() {
+                    for (d, s) in d.iter().zip(s) {
+                        assert!(
+                            (d - s).abs() <= 1e-10 * scale,
+                            "k={k} values={values:?} row {r}: {d} against {s}"
+                        );
+                    }
+                    if !took[r] {
+                        assert_eq!(d, s, "row {r} kept the direct solve");
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn rows_weighted_below_the_unobserved_weight_or_too_long_keep_the_direct_solve() {
+        let problem = Problem::new(64, &[1.0, 3.0]);
+        let rows = problem.rows();
+        // Confidence 1 against an unobserved weight of 2.
+        let o = objective(1.0, 2.0);
+        let negative = (0..N_ROWS).filter(|&r| rows.row(r).1.contains(&1.0));
+        for r in negative {
+            assert_eq!(weighted_items(rows.row(r).1, &o, 64), None, "row {r}");
+        }
+        // 40 items at 64 factors cost more through the identity than directly.
+        assert_eq!(weighted_items(&[3.0; 40], &o, 64), None);
+        assert_eq!(weighted_items(&[3.0; 4], &o, 64), Some(4));
+        assert_eq!(weighted_items(&[2.0; 4], &o, 64), Some(0));
+        // A penalty that grows with the row's length has no shared factor.
+        let scaled = Objective {
+            regularization_exponent: 0.5,
+            ..o
+        };
+        assert!(problem.shared(&scaled).is_none());
+    }
+
+    #[test]
+    fn the_identity_gives_the_same_bits_at_every_level() {
+        let avx512 = avx512_or_skip("the_identity_gives_the_same_bits_at_every_level (AVX-512)")
+            .and_then(|_| fused_avx512());
+        let bits = |v: &[f64]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+        for k in [33, 64, 70] {
+            let problem = Problem::new(k, &[1.0, 2.0, -1.0]);
+            let objective = objective(3.0, 0.5);
+            let shared = problem.shared(&objective).unwrap();
+            let (generic, _) = problem.solve(generic_fused(), &objective, Some(&shared));
+            for level in [fused(), avx512].into_iter().flatten() {
+                let (special, _) = problem.solve(level, &objective, Some(&shared));
+                assert_eq!(bits(&special), bits(&generic), "k={k}");
+            }
+        }
+    }
+
+    #[test]
+    fn rows_solved_in_blocks_give_the_bits_of_one_call() {
+        let k = 64;
+        let problem = Problem::new(k, &[1.0, 2.0, 4.0]);
+        let objective = objective(2.0, 1.0);
+        let solve = |first: usize, end: usize| {
+            let indptr: Vec<i64> = problem.indptr[first..=end]
+                .iter()
+                .map(|&p| p - problem.indptr[first])
+                .collect();
+            let (from, to) = (problem.indptr[first] as usize, problem.indptr[end] as usize);
+            let rows = CsrView::new(
+                &indptr,
+                &problem.indices[from..to],
+                &problem.data[from..to],
+                N_COLS,
+            )
+            .unwrap();
+            let mut x = vec![0.0; (end - first) * k];
+            solve_rows(
+                &rows,
+                &mut x,
+                &problem.y,
+                k,
+                &problem.gram,
+                &objective,
+                Solver::Cholesky,
+                &Interrupt::new(),
+            )
+            .unwrap();
+            x
+        };
+        let whole = solve(0, N_ROWS);
+        for split in [1, 5, 12, 23] {
+            let mut parts = solve(0, split);
+            parts.extend(solve(split, N_ROWS));
+            let bits = |v: &[f64]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+            assert_eq!(bits(&parts), bits(&whole), "split at {split}");
+        }
+    }
+}
