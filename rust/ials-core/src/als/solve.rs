@@ -38,7 +38,7 @@ pub enum Solver {
     ConjugateGradient { steps: usize },
     /// The exact solve in f64: a Cholesky factorisation of the row's system, or, for a row with
     /// few items against `k` (and nu = 0), of an `m x m` system through one factorisation that
-    /// all rows share ([`super::low_rank`]).
+    /// all rows share (the Woodbury identity, in `als::low_rank`).
     Cholesky,
     /// `sweeps` passes of block coordinate descent over blocks of `size` coordinates (iALS++),
     /// warm-started from the current row, in f64; with `size >= k` one pass is the exact solve.
