@@ -13,8 +13,8 @@
 //! where `m` counts the row's items with `c_ui > alpha0` (the others add nothing to `A_u`), and
 //! `g = U^{-T} b_u` comes from `b_u` by one forward substitution. The row factors an `m x m` matrix
 //! instead of a `k x k` one: about `m^2 k / 2 + m^3 / 6 + k^2` FMAs against `n k^2 / 2 + k^3 / 6`
-//! for forming and factoring `A_u`, 3x fewer for a gowalla row at 64 factors (27 items on average)
-//! and over 100x fewer at 1024. Where every stored value has confidence `alpha0` (binary data with
+//! for forming and factoring `A_u`: 3x fewer for a row of 25 items at 64 factors, over 100x fewer
+//! at 1024. Where every stored value has confidence `alpha0` (binary data with
 //! `alpha = unobserved_weight`), `m = 0` and the row costs two triangular solves. The solution is
 //! the same up to rounding (a different order of operations, in f64). Only the weighted items are
 //! transformed: `V` costs `8 k` bytes per such item while a half-sweep runs.
@@ -172,8 +172,8 @@ impl SharedFactor {
     }
 
     /// Solves the row with items `cols` (values `vals`; `y` the fixed factors `B` and the
-    /// transformed rows came from) into `x` and returns true, or returns
-    /// false, touching nothing, when the row is for the direct solve.
+    /// transformed rows came from) into `x` and returns true; returns false with `x` untouched
+    /// when the row is for the direct solve, or its `m x m` system does not factor.
     #[allow(clippy::too_many_arguments)]
     #[inline(always)]
     pub(crate) fn solve_row<T: Real, A: Arith>(
