@@ -62,9 +62,10 @@ fn shortcut_cost(m: usize, n: usize, k: usize) -> f64 {
 
 /// How many times fewer FMAs the identity must cost than the direct solve: the direct solve's
 /// register tiles run nearer the FMA peak than the identity's dot products and small
-/// factorisations (at 64 factors, rows of 20 and 30 items took 0.6x and 0.9x the direct solve's
-/// time where the FMA counts are 0.26x and 0.40x).
-const MARGIN: f64 = 3.0;
+/// factorisations, and it reads float64 rows (at 64 factors, rows of 20 and 30 items took 0.48x
+/// and 0.85x the direct solve's time where the FMA counts are 0.26x and 0.40x; at 128 factors,
+/// 60 items 0.71x for 0.36x). 2.5 takes the rows it makes at least about 20% faster.
+const MARGIN: f64 = 2.5;
 
 /// The number of the row's items weighted above the unobserved weight, when the row is solved
 /// through the shared factor: none is weighted below it, and the identity costs [`MARGIN`] times
@@ -195,15 +196,20 @@ impl SharedFactor {
             system,
             t,
             z,
+            plain,
         } = scratch;
         weighted.clear();
         z.clear();
         z.resize(k, 0.0);
+        plain.clear();
+        // g = U^{-T} b_u: a weighted item's part from its transformed row, the others' (confidence
+        // alpha0) summed from their factors and transformed once, so that a row reads each
+        // item's factors or its transformed row, not both.
         for (j, (&c, &v)) in cols.iter().zip(vals).enumerate() {
             if let Some(&ahead) = cols.get(j + PREFETCH_AHEAD) {
-                prefetch(&y[ahead as usize * k..(ahead as usize + 1) * k]);
-                if self.slot[ahead as usize] != ABSENT {
-                    prefetch(self.item(ahead));
+                match self.slot[ahead as usize] {
+                    ABSENT => prefetch(&y[ahead as usize * k..(ahead as usize + 1) * k]),
+                    _ => prefetch(self.item(ahead)),
                 }
             }
             let (confidence, preference) = objective.cell(v);
@@ -211,16 +217,26 @@ impl SharedFactor {
             let weight = confidence - objective.unobserved_weight;
             if weight > 0.0 {
                 weighted.push((c, 1.0 / weight));
-            }
-            if preference > 0.0 {
+                if preference > 0.0 {
+                    axpy::<f64, A>(confidence, self.item(c), z);
+                }
+            } else if preference > 0.0 {
+                if plain.is_empty() {
+                    plain.resize(k, 0.0);
+                }
                 let item = &y[c as usize * k..(c as usize + 1) * k];
-                for (zi, yi) in z.iter_mut().zip(item) {
-                    *zi = A::fma(confidence, yi.to_f64(), *zi);
+                for (bi, yi) in plain.iter_mut().zip(item) {
+                    *bi = A::fma(confidence, yi.to_f64(), *bi);
                 }
             }
         }
         debug_assert_eq!(weighted.len(), m);
-        cholesky::solve_forward::<A>(&self.u, k, &self.inverse, z);
+        if !plain.is_empty() {
+            cholesky::solve_forward::<A>(&self.u, k, &self.inverse, plain);
+            for (zi, &pi) in z.iter_mut().zip(plain.iter()) {
+                *zi += pi;
+            }
+        }
         // D_m^{-1} + V_m V_m^T (upper triangle) and V_m g.
         system.clear();
         system.resize(m * m, 0.0);
@@ -329,6 +345,8 @@ pub(crate) struct RowScratch {
     system: Vec<f64>,
     t: Vec<f64>,
     z: Vec<f64>,
+    /// The part of `b_u` from items weighted as the unobserved cells.
+    plain: Vec<f64>,
 }
 
 /// Factors `u` in place; false when it is not positive definite.
