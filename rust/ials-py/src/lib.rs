@@ -117,6 +117,11 @@ impl RowSolver {
     }
 }
 
+/// The bytes of `len` f64 values, saturating.
+fn f64_bytes(len: usize) -> usize {
+    len.saturating_mul(std::mem::size_of::<f64>())
+}
+
 /// One half-sweep: solves every row of `x` against the fixed `y`, in place.
 #[pyfunction]
 #[allow(clippy::too_many_arguments)]
@@ -145,12 +150,12 @@ fn solve_rows(
         let y = slice(&y, "y")?;
         let x = slice_mut(&mut x, "x")?;
         // The exact solve keeps up to one f64 row per item of `y` (its shared factorisation).
+        let gram_len = k.saturating_mul(k);
         let buffer = match solver {
-            Solver::Cholesky => y.len().max(k * k),
-            _ => k * k,
+            Solver::Cholesky => y.len().max(gram_len),
+            _ => gram_len,
         };
-        let buffer_bytes = buffer.saturating_mul(std::mem::size_of::<f64>());
-        run_and_trim(py, num_threads, buffer_bytes, |stop| {
+        run_and_trim(py, num_threads, f64_bytes(buffer), |stop| {
             ials_core::solve_rows(&rows.view()?, x, y, k, gram, objective, solver, stop)
         })
     }
@@ -222,12 +227,9 @@ fn gram<'py>(
         let k = width(y);
         let y = slice(y, "y")?;
         Ok((
-            run_and_trim(
-                py,
-                num_threads,
-                k.saturating_mul(k).saturating_mul(8),
-                |stop| ials_core::gram(y, k, stop),
-            )?,
+            run_and_trim(py, num_threads, f64_bytes(k.saturating_mul(k)), |stop| {
+                ials_core::gram(y, k, stop)
+            })?,
             k,
         ))
     }
