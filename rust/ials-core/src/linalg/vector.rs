@@ -10,7 +10,7 @@ use crate::Real;
 
 /// Independent accumulators per kernel: two AVX2 registers of f32.
 pub(crate) const LANES: usize = 16;
-const HALF: usize = LANES / 2;
+pub(crate) const HALF: usize = LANES / 2;
 
 /// `x . y`
 #[inline(always)]
@@ -64,7 +64,7 @@ pub(crate) fn dot_generic<T: Real, A: Arith>(x: &[T], y: &[T]) -> T {
 
 /// Sum of one vector's lanes, halving the width each step (a fixed order).
 #[inline(always)]
-fn horizontal_sum<T: Real>(v: [T; HALF]) -> T {
+pub(crate) fn horizontal_sum<T: Real>(v: [T; HALF]) -> T {
     let quarter = [v[0] + v[4], v[1] + v[5], v[2] + v[6], v[3] + v[7]];
     let pair = [quarter[0] + quarter[2], quarter[1] + quarter[3]];
     pair[0] + pair[1]
