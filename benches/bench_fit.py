@@ -178,14 +178,17 @@ def run_child(args: argparse.Namespace) -> None:
 # parent
 
 
-def child_env(library: str, implicit_blas: str = "unset") -> dict[str, str]:
+def child_env(library: str, implicit_blas: str = "unset", blas_threads: int = 1) -> dict[str, str]:
+    """The child's environment: BLAS on ``blas_threads`` threads (implicit's advice for training is
+    one, as it parallelises over rows itself; its top-K scores through BLAS, so it is timed with as
+    many BLAS threads as the run's too)."""
     env = dict(os.environ)
-    env["OPENBLAS_NUM_THREADS"] = "1"
+    env["OPENBLAS_NUM_THREADS"] = str(blas_threads)
     if library == "implicit":
         if implicit_blas == "unset":
             env.pop("OPENBLAS_CORETYPE", None)
             env.pop("OPENBLAS_L2_SIZE", None)
-        env["MKL_NUM_THREADS"] = "1"
+        env["MKL_NUM_THREADS"] = str(blas_threads)
     return env
 
 
@@ -212,6 +215,7 @@ def run_library(
     workdir: Path,
     script: str = __file__,
     implicit_blas: str = "unset",
+    blas_threads: int = 1,
 ) -> dict[str, Any]:
     """Runs ``script`` (this one by default) as a child measuring ``library``; its JSON result."""
     command = [
@@ -223,7 +227,7 @@ def run_library(
         "--workdir",
         str(workdir),
     ]
-    subprocess.run(command, env=child_env(library, implicit_blas), check=True)
+    subprocess.run(command, env=child_env(library, implicit_blas, blas_threads), check=True)
     result: dict[str, Any] = json.loads((workdir / f"{library}.json").read_text())
     return result
 

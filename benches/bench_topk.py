@@ -5,9 +5,10 @@ has) at each ``--n``, and ``similar_items`` for every item. Both libraries get t
 (saved once to ``.npy`` files: a short seeded ials fit by default, or seeded random factors with
 ``--source random``), the same matrix and ``--threads``. Each library runs in a fresh child
 process (as in ``bench_fit.py``): one untimed warm-up call per setting, then ``--repeats`` timed
-calls; the median is reported. The implicit child runs with ``OPENBLAS_NUM_THREADS=1`` and, unless
-``--implicit-blas preset``, without ``OPENBLAS_CORETYPE`` / ``OPENBLAS_L2_SIZE``; the ials child
-also gets ``OPENBLAS_NUM_THREADS=1``.
+calls; the median is reported. The implicit child runs with ``OPENBLAS_NUM_THREADS=1``
+(``--implicit-blas-threads threads``: as many as ``--threads``, since its batch scores are one
+BLAS product) and, unless ``--implicit-blas preset``, without ``OPENBLAS_CORETYPE`` /
+``OPENBLAS_L2_SIZE``; the ials child gets ``OPENBLAS_NUM_THREADS=1``.
 
 Agreement: the parent recomputes in float64 the score of every returned id (dot product, or cosine
 for ``similar_items``). A slot of implicit's list counts as untied when its float64 score is more
@@ -80,6 +81,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         choices=["unset", "preset"],
         default="unset",
         help="implicit's OPENBLAS_CORETYPE/OPENBLAS_L2_SIZE: removed, or as the machine sets them",
+    )
+    parser.add_argument(
+        "--implicit-blas-threads",
+        choices=["one", "threads"],
+        default="one",
+        help="implicit's OpenBLAS threads: one (its advice for training, which users following "
+        "it also recommend with) or --threads (its batch scores are one BLAS product)",
     )
     parser.add_argument("--json", type=Path, help="also write all measurements here")
     parser.add_argument("--child", choices=LIBRARIES, help=argparse.SUPPRESS)
@@ -320,8 +328,18 @@ def main(argv: list[str] | None = None) -> None:
             np.save(workdir / f"y{k}.npy", factors[k][1])
             print(f"factors {k}: {args.source} ({time.perf_counter() - start:.1f} s)", flush=True)
         for library in libraries:
+            blas_threads = (
+                args.threads
+                if library == "implicit" and args.implicit_blas_threads == "threads"
+                else 1
+            )
             results[library] = run_library(
-                library, argv, workdir, script=__file__, implicit_blas=args.implicit_blas
+                library,
+                argv,
+                workdir,
+                script=__file__,
+                implicit_blas=args.implicit_blas,
+                blas_threads=blas_threads,
             )
         for setting in settings(args):
             key = setting["key"]
