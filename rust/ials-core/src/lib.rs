@@ -6,6 +6,7 @@ mod csr;
 mod error;
 mod linalg;
 mod model;
+mod pages;
 mod parallel;
 mod rank;
 mod real;

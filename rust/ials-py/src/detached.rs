@@ -82,11 +82,11 @@ pub fn run_and_trim<R: Send>(
 /// temporary buffer took `buffer_bytes`.
 ///
 /// glibc raises its mmap threshold to the size of each large block freed (up to 32 MiB), so from
-/// the second half-sweep on the k x k buffers (and the exact solve's transformed items) come from
-/// the heap and the worker threads' arenas and stay there when freed: at 1024 factors a fit kept
-/// about 50 MiB it no longer used, and a second fit in the same process peaked 4% above
-/// implicit's. Trimming keeps the footprint to what is in use; below `TRIM_FROM` the buffers are
-/// too small to matter and the calls too short to pay for it.
+/// the second half-sweep on the k x k buffers come from the heap and the worker threads' arenas
+/// and stay there when freed: at 1024 factors a fit kept about 50 MiB it no longer used, and a
+/// second fit in the same process peaked 4% above implicit's. Trimming keeps the footprint to what
+/// is in use; below `TRIM_FROM` the buffers are too small to matter and the calls too short to pay
+/// for it.
 fn release_free_memory(buffer_bytes: usize) {
     if buffer_bytes < TRIM_FROM {
         return;

@@ -149,12 +149,9 @@ fn solve_rows(
         let k = width(&y);
         let y = slice(&y, "y")?;
         let x = slice_mut(&mut x, "x")?;
-        // The exact solve keeps up to one f64 row per item of `y` (its shared factorisation).
-        let gram_len = k.saturating_mul(k);
-        let buffer = match solver {
-            Solver::Cholesky => y.len().max(gram_len),
-            _ => gram_len,
-        };
+        // The exact solve's transformed items (one f64 row per item of `y`) are mapped pages,
+        // returned when it ends; the k x k buffers come from the allocator.
+        let buffer = k.saturating_mul(k);
         run_and_trim(py, num_threads, f64_bytes(buffer), |stop| {
             ials_core::solve_rows(&rows.view()?, x, y, k, gram, objective, solver, stop)
         })

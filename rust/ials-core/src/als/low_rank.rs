@@ -17,7 +17,8 @@
 //! at 1024. Where every stored value has confidence `alpha0` (binary data with
 //! `alpha = unobserved_weight`), `m = 0` and the row costs two triangular solves. The solution is
 //! the same up to rounding (a different order of operations, in f64). Only the weighted items are
-//! transformed: `V` costs `8 k` bytes per such item while a half-sweep runs.
+//! transformed: `V` costs `8 k` bytes per such item while a half-sweep runs (mapped pages, returned
+//! when it ends: see `pages`).
 //!
 //! Whether a row takes this path depends only on the row, `k` and the objective, never on which
 //! other rows are solved in the same call, so a fit split into blocks of rows (the distributed
@@ -31,6 +32,7 @@ use rayon::prelude::*;
 use crate::csr::CsrView;
 use crate::linalg::cholesky;
 use crate::linalg::vector::{axpy, dot_generic as dot, horizontal_sum, HALF as DOT_LANES};
+use crate::pages::ZeroedF64;
 use crate::simd::{dispatch, prefetch, Arith, Kernel};
 use crate::Real;
 
@@ -98,7 +100,7 @@ pub(crate) struct SharedFactor {
     inverse: Vec<f64>,
     /// Row `slot[i]` of `v` is `U^{-T} y_i`; [`ABSENT`] for items that no short row weighs.
     slot: Vec<u32>,
-    v: Vec<f64>,
+    v: ZeroedF64,
 }
 
 impl SharedFactor {
@@ -142,7 +144,7 @@ impl SharedFactor {
             return None;
         }
         let inverse: Vec<f64> = (0..k).map(|d| 1.0 / u[d * k + d]).collect();
-        let mut v = vec![0.0; items.len() * k];
+        let mut v = ZeroedF64::new(items.len() * k);
         v.par_chunks_mut(ITEMS_PER_TASK * k)
             .zip(items.par_chunks(ITEMS_PER_TASK))
             .for_each(|(v, items)| {
