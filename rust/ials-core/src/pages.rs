@@ -36,20 +36,25 @@ unsafe impl Send for ZeroedF64 {}
 unsafe impl Sync for ZeroedF64 {}
 
 impl ZeroedF64 {
-    pub(crate) fn new(len: usize) -> Self {
+    /// None when neither the system nor the allocator has `len` f64s to give, where `vec!` would
+    /// abort the process: a caller with a way to do without the buffer takes it instead.
+    pub(crate) fn try_new(len: usize) -> Option<Self> {
         #[cfg(unix)]
         if let Some(bytes) = len.checked_mul(std::mem::size_of::<f64>()) {
             if bytes >= MAP_FROM {
                 if let Some(ptr) = map(bytes) {
-                    return Self {
+                    return Some(Self {
                         storage: Storage::Mapped { ptr, len },
-                    };
+                    });
                 }
             }
         }
-        Self {
-            storage: Storage::Heap(vec![0.0; len]),
-        }
+        let mut values = Vec::new();
+        values.try_reserve_exact(len).ok()?;
+        values.resize(len, 0.0);
+        Some(Self {
+            storage: Storage::Heap(values),
+        })
     }
 }
 
@@ -123,7 +128,7 @@ mod tests {
     #[test]
     fn small_and_large_buffers_start_zeroed_and_keep_what_is_written() {
         for len in [0, 1, 1000, MAP_FROM / 8, MAP_FROM / 8 + 3, 3 * MAP_FROM / 8] {
-            let mut buffer = ZeroedF64::new(len);
+            let mut buffer = ZeroedF64::try_new(len).unwrap();
             assert_eq!(buffer.len(), len);
             assert!(buffer.iter().all(|&x| x.to_bits() == 0));
             for (i, x) in buffer.iter_mut().enumerate() {
@@ -136,8 +141,20 @@ mod tests {
     #[cfg(unix)]
     #[test]
     fn buffers_from_the_threshold_on_are_mapped() {
-        let mapped = |len: usize| matches!(ZeroedF64::new(len).storage, Storage::Mapped { .. });
+        let mapped = |len: usize| {
+            matches!(
+                ZeroedF64::try_new(len).unwrap().storage,
+                Storage::Mapped { .. }
+            )
+        };
         assert!(!mapped(MAP_FROM / 8 - 1));
         assert!(mapped(MAP_FROM / 8));
+    }
+
+    #[test]
+    fn a_buffer_larger_than_any_memory_is_refused_not_an_abort() {
+        // 2^60 bytes: no system maps or allocates that much; past usize, the size overflows.
+        assert!(ZeroedF64::try_new(1 << 57).is_none());
+        assert!(ZeroedF64::try_new(usize::MAX / 4).is_none());
     }
 }

@@ -25,7 +25,8 @@
 //! mode) gives the bits of one call, for any thread count. A row keeps the direct solve when it has
 //! an item weighted below the unobserved weight (`D_u` not positive definite), when its items are
 //! too many for the identity to pay, or when the penalty depends on the row's length (nu > 0,
-//! so `B` differs from row to row).
+//! so `B` differs from row to row). Only where the system refuses the memory for `V` does a whole
+//! call take the direct solve instead of aborting; its factors then differ in the last bits.
 
 use rayon::prelude::*;
 
@@ -105,7 +106,8 @@ pub(crate) struct SharedFactor {
 
 impl SharedFactor {
     /// The factor for the rows of `rows` that take the shortcut, or None when none does (nu > 0,
-    /// no short rows) or `B` (`weighted_gram` plus the penalty) is not positive definite.
+    /// no short rows), `B` (`weighted_gram` plus the penalty) is not positive definite, or the
+    /// memory for the transformed items is refused (the direct solve needs none).
     pub(crate) fn new<T: Real>(
         rows: &CsrView<'_>,
         y: &[T],
@@ -144,7 +146,7 @@ impl SharedFactor {
             return None;
         }
         let inverse: Vec<f64> = (0..k).map(|d| 1.0 / u[d * k + d]).collect();
-        let mut v = ZeroedF64::new(items.len() * k);
+        let mut v = ZeroedF64::try_new(items.len() * k)?;
         v.par_chunks_mut(ITEMS_PER_TASK * k)
             .zip(items.par_chunks(ITEMS_PER_TASK))
             .for_each(|(v, items)| {
