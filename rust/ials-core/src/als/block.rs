@@ -22,11 +22,11 @@
 use crate::error::{Error, Result};
 use crate::linalg::cholesky;
 use crate::linalg::panels::pack_panels;
-use crate::linalg::vector::{axpy, dot_generic as dot, LANES};
+use crate::linalg::vector::{axpy, dot_generic as dot, tile_height, LANES};
 use crate::simd::{Arith, Kernel};
 use crate::Real;
 
-use super::exact::{add_weighted_outer, tile_height, RowChunk};
+use super::exact::{add_weighted_outer, RowChunk};
 
 /// Rows that go through each block together, sharing the reads of the block's Gram panel: four,
 /// or sixteen once the f64 Gram matrix passes 16 MiB (past the L3 of a 2-core machine, where

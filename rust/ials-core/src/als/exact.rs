@@ -6,11 +6,11 @@ use crate::csr::CsrView;
 use crate::error::{Error, Result};
 use crate::linalg::axpy;
 use crate::linalg::cholesky;
-use crate::linalg::vector::LANES;
+use crate::linalg::vector::{tile_height, LANES};
 use crate::simd::{dispatch, prefetch, Arith, Kernel};
 use crate::Real;
 
-use super::low_rank::{RowScratch, SharedFactor};
+use super::low_rank::{RowScratch, RowSolve, SharedFactor};
 use super::objective::Objective;
 
 /// How many interactions ahead the item rows are prefetched: far enough to hide a miss to
@@ -48,6 +48,7 @@ impl<T: Real> Kernel for CholeskyRows<'_, T> {
         let mut b = vec![0.0f64; k];
         let (mut gathered, mut weights) = (Vec::new(), Vec::new());
         let mut scratch = RowScratch::default();
+        let mut batched = Vec::new();
         for (offset, x) in chunk.x.chunks_exact_mut(k).enumerate() {
             let row = chunk.first_row + offset;
             let (cols, vals) = chunk.rows.row(row);
@@ -56,8 +57,14 @@ impl<T: Real> Kernel for CholeskyRows<'_, T> {
                 continue;
             }
             if let Some(shared) = self.shared {
-                if shared.solve_row(arith, cols, vals, chunk.y, chunk.objective, x, &mut scratch) {
-                    continue;
+                match shared.solve_row(arith, cols, vals, chunk.y, chunk.objective, x, &mut scratch)
+                {
+                    RowSolve::Solved => continue,
+                    RowSolve::Batched => {
+                        batched.push(offset);
+                        continue;
+                    }
+                    RowSolve::Direct => {}
                 }
             }
             RowItems::new(cols, vals, chunk.y, k).system::<A>(
@@ -77,6 +84,9 @@ impl<T: Real> Kernel for CholeskyRows<'_, T> {
             for (xi, &bi) in x.iter_mut().zip(&b) {
                 *xi = T::from_f64(bi);
             }
+        }
+        if let Some(shared) = self.shared {
+            shared.solve_batch(arith, &batched, chunk.x, &mut scratch);
         }
         Ok(())
     }
@@ -411,18 +421,6 @@ impl Tile<'_> {
                 *entry = pass.finish(g, sum);
             }
         }
-    }
-}
-
-/// Rows of an outer-product sum held in registers together by [`add_weighted_outer`]: four
-/// with AVX-512's 32 registers, two otherwise, so that the FMA latency is hidden and each item
-/// block loaded feeds several rows.
-#[inline(always)]
-pub(crate) fn tile_height<A: Arith>(arith: A) -> usize {
-    if arith.avx512().is_some() {
-        4
-    } else {
-        2
     }
 }
 

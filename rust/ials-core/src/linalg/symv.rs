@@ -4,7 +4,7 @@
 use crate::simd::Arith;
 use crate::Real;
 
-use super::vector::LANES;
+use super::vector::{tile_height, LANES};
 #[cfg(target_arch = "x86_64")]
 use crate::simd::Vectors;
 
@@ -27,32 +27,48 @@ pub fn symv<T: Real, A: Arith>(arith: A, m: &[T], v: &[T], out: &mut [T]) {
         };
     }
     let _ = arith;
-    // The generic body: per output, one FMA chain over the rows of `M` in order.
     let k = v.len();
-    debug_assert_eq!(m.len(), k * k);
+    symv_group::<T, A, 1>(m, k, v, &mut out[..k]);
+}
+
+/// The generic body for `R` rows `v_r` of `vs` at once: per output, one FMA chain over the rows
+/// of `M` in order (`out_r[b] = sum_j v_r[j] M[j][b]`), whatever `R`; each block of `LANES`
+/// entries of a row of `M` is loaded once for all `R` rows, their sums held in registers.
+#[inline(always)]
+fn symv_group<T: Real, A: Arith, const R: usize>(m: &[T], k: usize, vs: &[T], outs: &mut [T]) {
+    assert!(m.len() >= k * k && vs.len() == R * k && outs.len() == R * k);
+    let m = &m[..k * k];
     let full = k - k % LANES;
     for start in (0..full).step_by(LANES) {
-        let mut acc = [T::ZERO; LANES];
-        for (row, &vj) in m.chunks_exact(k).zip(v) {
+        let mut acc = [[T::ZERO; LANES]; R];
+        for (j, row) in m.chunks_exact(k).enumerate() {
             let column = &row[start..start + LANES];
-            for t in 0..LANES {
-                acc[t] = A::fma(vj, column[t], acc[t]);
+            for (r, acc) in acc.iter_mut().enumerate() {
+                let vj = vs[r * k + j];
+                for t in 0..LANES {
+                    acc[t] = A::fma(vj, column[t], acc[t]);
+                }
             }
         }
-        out[start..start + LANES].copy_from_slice(&acc);
-    }
-    for (i, o) in out.iter_mut().enumerate().skip(full) {
-        let mut sum = T::ZERO;
-        for (row, &vj) in m.chunks_exact(k).zip(v) {
-            sum = A::fma(vj, row[i], sum);
+        for (r, acc) in acc.iter().enumerate() {
+            outs[r * k + start..r * k + start + LANES].copy_from_slice(acc);
         }
-        *o = sum;
+    }
+    for (v, out) in vs.chunks_exact(k).zip(outs.chunks_exact_mut(k)) {
+        for (i, o) in out.iter_mut().enumerate().skip(full) {
+            let mut sum = T::ZERO;
+            for (row, &vj) in m.chunks_exact(k).zip(v) {
+                sum = A::fma(vj, row[i], sum);
+            }
+            *o = sum;
+        }
     }
 }
 
 /// `out_r = M v_r` for each `k`-long row `v_r` of `vs`, with exactly the arithmetic of [`symv`]
-/// row by row. Four rows (eight with AVX-512) share one pass over `M`, which matters once `M` no
-/// longer fits L1.
+/// row by row. Several rows share one pass over `M`, which matters once `M` no longer fits L1:
+/// four or eight f32 rows at the vector levels (others one at a time), two or four rows of f64,
+/// or of f32 at the portable level ([`tile_height`]).
 #[inline(always)]
 pub fn symv_rows<T: Real, A: Arith>(arith: A, m: &[T], k: usize, vs: &[T], outs: &mut [T]) {
     #[cfg(target_arch = "x86_64")]
@@ -67,11 +83,26 @@ pub fn symv_rows<T: Real, A: Arith>(arith: A, m: &[T], k: usize, vs: &[T], outs:
             (Vectors::V4(s), 8) => return wide::symv_many::<_, 8>(s, m, k, vs, outs),
             (Vectors::V4(s), 4) => return wide::symv_many::<_, 4>(s, m, k, vs, outs),
             (Vectors::V3(s), 4) => return wide::symv_many::<_, 4>(s, m, k, vs, outs),
-            _ => {}
+            _ => {
+                for (v, out) in vs.chunks_exact(k).zip(outs.chunks_exact_mut(k)) {
+                    symv(arith, m, v, out);
+                }
+                return;
+            }
         }
     }
-    for (v, out) in vs.chunks_exact(k).zip(outs.chunks_exact_mut(k)) {
-        symv(arith, m, v, out);
+    if k == 0 {
+        return;
+    }
+    // The generic body (f64, or no vector level) in groups of rows ([`tile_height`]).
+    let height = tile_height(arith);
+    for (vs, outs) in vs.chunks(height * k).zip(outs.chunks_mut(height * k)) {
+        match vs.len() / k {
+            4 => symv_group::<T, A, 4>(m, k, vs, outs),
+            3 => symv_group::<T, A, 3>(m, k, vs, outs),
+            2 => symv_group::<T, A, 2>(m, k, vs, outs),
+            _ => symv_group::<T, A, 1>(m, k, vs, outs),
+        }
     }
 }
 
@@ -292,25 +323,49 @@ mod tests {
 
     #[test]
     fn symv_rows_is_symv_row_by_row_bit_for_bit() {
-        fn check<A: Arith>(arith: A, k: usize, rows: usize) {
-            let m = test_matrix(k);
-            let vs: Vec<f32> = (0..rows * k)
-                .map(|i| (i % 11) as f32 / 11.0 - 0.3)
+        fn check<T: Real, A: Arith>(arith: A, m: &[T], k: usize, rows: usize) {
+            let vs: Vec<T> = (0..rows * k)
+                .map(|i| T::from_f64((i % 11) as f64 / 11.0 - 0.3))
                 .collect();
-            let mut together = vec![f32::NAN; rows * k];
-            symv_rows(arith, &m, k, &vs, &mut together);
+            let bits = |v: &[T]| v.iter().map(|x| x.to_f64().to_bits()).collect::<Vec<_>>();
+            let mut together = vec![T::from_f64(f64::NAN); rows * k];
+            symv_rows(arith, m, k, &vs, &mut together);
             for (v, out) in vs.chunks_exact(k).zip(together.chunks_exact(k)) {
-                let mut alone = vec![f32::NAN; k];
-                symv(arith, &m, v, &mut alone);
+                let mut alone = vec![T::from_f64(f64::NAN); k];
+                symv(arith, m, v, &mut alone);
                 assert_eq!(bits(&alone), bits(out), "k={k} rows={rows}");
             }
         }
         for k in SIZES {
-            for rows in 1..=8 {
-                check(Unfused, k, rows);
+            let (m, m64) = (test_matrix(k), symmetrised(&vector(k * k, 5), k));
+            for rows in 1..=9 {
+                check(Unfused, &m, k, rows);
+                check(Unfused, &m64, k, rows);
                 for fused in [fused(), fused_avx512()].into_iter().flatten() {
-                    check(fused, k, rows);
+                    check(fused, &m, k, rows);
+                    check(fused, &m64, k, rows);
                 }
+                check(generic_fused(), &m64, k, rows);
+            }
+        }
+    }
+
+    /// The f64 products of several rows are the same at every level (each output one FMA chain
+    /// in the same order), so exact solves that use them give the same bits everywhere.
+    #[test]
+    fn f64_symv_rows_give_the_same_bits_at_every_level() {
+        fn product<A: Arith>(arith: A, m: &[f64], k: usize, vs: &[f64]) -> Vec<u64> {
+            let mut out = vec![f64::NAN; vs.len()];
+            symv_rows(arith, m, k, vs, &mut out);
+            out.iter().map(|x| x.to_bits()).collect()
+        }
+        let name = "f64_symv_rows_give_the_same_bits_at_every_level (AVX-512)";
+        let avx512 = avx512_or_skip(name).and_then(|_| fused_avx512());
+        for k in SIZES {
+            let (m, vs) = (symmetrised(&vector(k * k, 7), k), vector(9 * k, 2));
+            let generic = product(generic_fused(), &m, k, &vs);
+            for level in [fused(), avx512].into_iter().flatten() {
+                assert_eq!(product(level, &m, k, &vs), generic, "k={k}");
             }
         }
     }

@@ -12,6 +12,18 @@ use crate::Real;
 pub(crate) const LANES: usize = 16;
 pub(crate) const HALF: usize = LANES / 2;
 
+/// Rows of f64 sums held in registers together, `LANES` columns each (an outer-product sum's
+/// tile, or several matrix-vector products): four with AVX-512's 32 registers, two otherwise, so
+/// that the FMA latency is hidden and each block of the shared operand loaded feeds several rows.
+#[inline(always)]
+pub(crate) fn tile_height<A: Arith>(arith: A) -> usize {
+    if arith.avx512().is_some() {
+        4
+    } else {
+        2
+    }
+}
+
 /// `x . y`
 #[inline(always)]
 pub fn dot<T: Real, A: Arith>(arith: A, x: &[T], y: &[T]) -> T {
