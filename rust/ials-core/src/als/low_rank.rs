@@ -18,7 +18,7 @@
 //! `alpha = unobserved_weight`), `m = 0` and `x_u = B^{-1} b_u`: `B^{-1}` is formed once (`k`
 //! pairs of triangular solves) and such rows are multiplied by it a few at a time, at the FMA rate
 //! of a matrix product, where each row's own two triangular solves waited on themselves `k` times
-//! and read `U` from L2 per row (2.3x faster at 256 factors on gowalla). The solution is the same
+//! and read `U` from L2 per row (2.1x faster at 256 factors on gowalla). The solution is the same
 //! up to rounding (a different order of operations, in f64). Only the weighted items are
 //! transformed: `V` costs `8 k` bytes per such item while a half-sweep runs (mapped pages, returned
 //! when it ends: see `pages`), and `B^{-1}` `8 k^2` bytes.
@@ -28,8 +28,9 @@
 //! mode) gives the bits of one call, for any thread count. A row keeps the direct solve when it has
 //! an item weighted below the unobserved weight (`D_u` not positive definite), when its items are
 //! too many for the identity to pay, or when the penalty depends on the row's length (nu > 0,
-//! so `B` differs from row to row). Only where the system refuses the memory for `V` does a whole
-//! call take the direct solve instead of aborting; its factors then differ in the last bits.
+//! so `B` differs from row to row). Only where the system refuses the memory for `V` or `B^{-1}`
+//! does a whole call take the direct solve instead of aborting; its factors then differ in the
+//! last bits.
 
 use rayon::prelude::*;
 
@@ -127,7 +128,7 @@ pub(crate) enum RowSolve {
 impl SharedFactor {
     /// The factor for the rows of `rows` that take the shortcut, or None when none does (nu > 0,
     /// no short rows), `B` (`weighted_gram` plus the penalty) is not positive definite, or the
-    /// memory for the transformed items is refused (the direct solve needs none).
+    /// memory for the transformed items or `B^{-1}` is refused (the direct solve needs neither).
     pub(crate) fn new<T: Real>(
         rows: &CsrView<'_>,
         y: &[T],
@@ -319,7 +320,7 @@ impl SharedFactor {
 
     /// Solves the rows [`SharedFactor::solve_row`] batched, in order, into the rows `rows` of
     /// `x` (offsets in rows), and empties the batch: `x_u = sum_j b_u[j] B^{-1} e_j`, several
-    /// rows per pass over `B^{-1}` ([`symv_rows`]), where the two triangular solves of one row
+    /// rows per pass over `B^{-1}` ([`symv_rows`]), whereas the two triangular solves of one row
     /// wait on each other k times and read `U` per row. Each row's sums are one FMA chain in
     /// the same order whichever rows share its batch.
     #[inline(always)]
@@ -630,6 +631,19 @@ mod tests {
         }
     }
 
+    /// Values for [`Problem::new`] that, with `alpha` and the unobserved weight 1, give rows of
+    /// every kind in turn: none weighted (batched), one weighted item, and one item weighted
+    /// below the unobserved weight (direct), as rows 1, 2, 3, 4, 5, 6, ... .
+    fn mixed_rows() -> Vec<f32> {
+        (0..41)
+            .map(|i| match i {
+                20 => 2.0,
+                40 => 0.5,
+                _ => 1.0,
+            })
+            .collect()
+    }
+
     fn objective(alpha: f32, unobserved_weight: f64) -> Objective {
         Objective {
             regularization: 0.05,
@@ -642,7 +656,7 @@ mod tests {
     /// Whether the identity must take each row of [`Problem`] (at 33 to 70 factors), where that
     /// does not hang on the cost model's exact threshold: never an empty row or one with an item
     /// weighted below the unobserved weight; always a row whose items all have confidence
-    /// `alpha0` (two triangular solves) or one of at most 4 weighted items; never a row of 35 or
+    /// `alpha0` (one product with `B^{-1}`) or one of at most 4 weighted items; never a row of 35 or
     /// more items all weighted (its `m x m` system costs more than its own `k x k` one).
     fn expected_rows(problem: &Problem, objective: &Objective) -> Vec<Option<bool>> {
         let rows = problem.rows();
@@ -673,11 +687,13 @@ mod tests {
         // (values, alpha, unobserved weight): every item weighted; binary data with confidence
         // equal to the unobserved weight (m = 0); weights zero and positive mixed; and rows
         // with items weighted below the unobserved weight, which keep the direct solve.
-        let cases: [(&[f32], f32, f64); 4] = [
+        let mixed = mixed_rows();
+        let cases: [(&[f32], f32, f64); 5] = [
             (&[1.0, 2.0, -1.0], 3.0, 0.5),
             (&[1.0], 1.0, 1.0),
             (&[1.0, 2.0], 1.0, 1.0),
             (&[1.0, 3.0], 1.0, 2.0),
+            (&mixed, 1.0, 1.0),
         ];
         for k in [33, 64, 70] {
             for (values, alpha, w0) in cases {
@@ -736,11 +752,13 @@ mod tests {
         let avx512 = avx512_or_skip("the_identity_gives_the_same_bits_at_every_level (AVX-512)")
             .and_then(|_| fused_avx512());
         let bits = |v: &[f64]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
-        // Every item weighted; none (the batched products with B^-1); and the two mixed.
+        // Every item weighted; none (the batched products with B^-1); and rows of each kind side
+        // by side.
+        let mixed = mixed_rows();
         let cases: [(&[f32], f32, f64); 3] = [
             (&[1.0, 2.0, -1.0], 3.0, 0.5),
             (&[1.0], 1.0, 1.0),
-            (&[1.0, 2.0], 1.0, 1.0),
+            (&mixed, 1.0, 1.0),
         ];
         for k in [33, 64, 70] {
             for (values, alpha, w0) in cases {
@@ -759,7 +777,7 @@ mod tests {
     #[test]
     fn rows_solved_in_blocks_give_the_bits_of_one_call() {
         // Every item weighted; and rows without weighted items (batched) beside rows with.
-        for (values, alpha) in [(&[1.0f32, 2.0, 4.0][..], 2.0), (&[1.0, 2.0][..], 1.0)] {
+        for (values, alpha) in [(&[1.0f32, 2.0, 4.0][..], 2.0), (&mixed_rows()[..], 1.0)] {
             rows_in_blocks_are_one_call(values, objective(alpha, 1.0));
         }
     }

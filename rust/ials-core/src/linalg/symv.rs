@@ -37,6 +37,9 @@ pub fn symv<T: Real, A: Arith>(arith: A, m: &[T], v: &[T], out: &mut [T]) {
 #[inline(always)]
 fn symv_group<T: Real, A: Arith, const R: usize>(m: &[T], k: usize, vs: &[T], outs: &mut [T]) {
     assert!(m.len() >= k * k && vs.len() == R * k && outs.len() == R * k);
+    if k == 0 {
+        return;
+    }
     let m = &m[..k * k];
     let full = k - k % LANES;
     for start in (0..full).step_by(LANES) {
@@ -71,6 +74,10 @@ fn symv_group<T: Real, A: Arith, const R: usize>(m: &[T], k: usize, vs: &[T], ou
 /// or of f32 at the portable level ([`tile_height`]).
 #[inline(always)]
 pub fn symv_rows<T: Real, A: Arith>(arith: A, m: &[T], k: usize, vs: &[T], outs: &mut [T]) {
+    assert_eq!(vs.len(), outs.len(), "one output row per input row");
+    if k == 0 {
+        return;
+    }
     #[cfg(target_arch = "x86_64")]
     if let (Some(vectors), Some(m), Some(vs), Some(outs)) = (
         crate::simd::vectors(arith),
@@ -90,9 +97,6 @@ pub fn symv_rows<T: Real, A: Arith>(arith: A, m: &[T], k: usize, vs: &[T], outs:
                 return;
             }
         }
-    }
-    if k == 0 {
-        return;
     }
     // The generic body (f64, or no vector level) in groups of rows ([`tile_height`]).
     let height = tile_height(arith);
