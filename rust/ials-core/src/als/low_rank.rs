@@ -35,8 +35,10 @@
 use rayon::prelude::*;
 
 use crate::csr::CsrView;
+use crate::linalg::cholesky;
+use crate::linalg::symv::symv_packed;
+use crate::linalg::vector::LANES;
 use crate::linalg::vector::{axpy, dot_generic as dot, horizontal_sum, HALF as DOT_LANES};
-use crate::linalg::{cholesky, symv_rows};
 use crate::pages::ZeroedF64;
 use crate::simd::{dispatch, prefetch, Arith, Kernel};
 use crate::Real;
@@ -52,8 +54,6 @@ const PREFETCH_AHEAD: usize = 4;
 
 /// Items transformed per Rayon task.
 const ITEMS_PER_TASK: usize = 256;
-/// Rows of `B^{-1}` per Rayon task.
-const INVERSE_ROWS_PER_TASK: usize = 16;
 
 /// FMAs of the direct solve of a row with `n` items: the upper triangle of its outer products,
 /// `b_u`, and the factorisation of the `k x k` system.
@@ -108,8 +108,9 @@ pub(crate) struct SharedFactor {
     /// Row `slot[i]` of `v` is `U^{-T} y_i`; [`ABSENT`] for items that no short row weighs.
     slot: Vec<u32>,
     v: ZeroedF64,
-    /// Row `j` is `B^{-1} e_j`, when some row has no weighted item: such rows are solved a batch
-    /// at a time ([`SharedFactor::solve_batch`]).
+    /// `B^{-1}` in column panels for [`symv_packed`] (column `c` computed as `B^{-1} e_c`), when
+    /// some row has no weighted item: such rows are solved a batch at a time
+    /// ([`SharedFactor::solve_batch`]).
     b_inverse: Option<ZeroedF64>,
 }
 
@@ -183,7 +184,7 @@ impl SharedFactor {
                 })
             });
         let b_inverse = if any_unweighted {
-            Some(inverse_rows(&u, &inverse, k)?)
+            Some(inverse_panels(&u, &inverse, k)?)
         } else {
             None
         };
@@ -319,8 +320,8 @@ impl SharedFactor {
     }
 
     /// Solves the rows [`SharedFactor::solve_row`] batched, in order, into the rows `rows` of
-    /// `x` (offsets in rows), and empties the batch: `x_u = sum_j b_u[j] B^{-1} e_j`, several
-    /// rows per pass over `B^{-1}` ([`symv_rows`]), whereas the two triangular solves of one row
+    /// `x` (offsets in rows), and empties the batch: `x_u[c] = (B^{-1} e_c) . b_u`, several rows
+    /// per pass over `B^{-1}` ([`symv_packed`]), whereas the two triangular solves of one row
     /// wait on each other k times and read `U` per row. Each row's sums are one FMA chain in
     /// the same order whichever rows share its batch.
     #[inline(always)]
@@ -338,7 +339,7 @@ impl SharedFactor {
         debug_assert_eq!(batch.len(), rows.len() * k);
         solved.clear();
         solved.resize(batch.len(), 0.0);
-        symv_rows(arith, b_inverse, k, batch, solved);
+        symv_packed(arith, b_inverse, k, batch, solved);
         for (&row, solution) in rows.iter().zip(solved.chunks_exact(k)) {
             for (xi, &si) in x[row * k..(row + 1) * k].iter_mut().zip(solution) {
                 *xi = T::from_f64(si);
@@ -356,22 +357,24 @@ fn add_scaled<T: Real, A: Arith>(scale: f64, item: &[T], sum: &mut [f64]) {
     }
 }
 
-/// `B^{-1}` from its factor, row `j` being `B^{-1} e_j` (the forward and back substitutions of
-/// `e_j`), a few rows per Rayon task; None when the memory is refused.
-fn inverse_rows(u: &[f64], inverse: &[f64], k: usize) -> Option<ZeroedF64> {
-    let mut rows = ZeroedF64::try_new(k * k)?;
-    rows.par_chunks_mut(INVERSE_ROWS_PER_TASK * k)
+/// `B^{-1}` from its factor, packed for [`symv_packed`]: the panel of columns `c..c + LANES`
+/// holds entry `j` of each `B^{-1} e_c` (the forward and back substitutions of `e_c`) for every
+/// `j` in turn, one panel per Rayon task; None when the memory is refused.
+fn inverse_panels(u: &[f64], inverse: &[f64], k: usize) -> Option<ZeroedF64> {
+    let mut packed = ZeroedF64::try_new(k * k)?;
+    packed
+        .par_chunks_mut(LANES * k)
         .enumerate()
-        .for_each(|(task, rows)| {
-            dispatch(InverseRows {
+        .for_each(|(panel, block)| {
+            dispatch(InverseColumns {
                 u,
                 inverse,
                 k,
-                first: task * INVERSE_ROWS_PER_TASK,
-                rows,
+                first: panel * LANES,
+                block,
             })
         });
-    Some(rows)
+    Some(packed)
 }
 
 /// The lane sums of `a . b_o` for four vectors `b_o` as long as `a`, over its whole blocks of
@@ -465,26 +468,31 @@ impl Kernel for Factor<'_> {
     }
 }
 
-/// Rows `first..` of `B^{-1}` (see [`inverse_rows`]).
-struct InverseRows<'a> {
+/// The panel of `B^{-1}`'s columns from `first` on (see [`inverse_panels`]).
+struct InverseColumns<'a> {
     u: &'a [f64],
     inverse: &'a [f64],
     k: usize,
     first: usize,
-    rows: &'a mut [f64],
+    block: &'a mut [f64],
 }
 
-impl Kernel for InverseRows<'_> {
+impl Kernel for InverseColumns<'_> {
     type Output = ();
 
     #[inline(always)]
     fn run<A: Arith>(self, _arith: A) {
         let k = self.k;
-        for (offset, row) in self.rows.chunks_exact_mut(k).enumerate() {
-            row.fill(0.0);
-            row[self.first + offset] = 1.0;
-            cholesky::solve_forward::<A>(self.u, k, self.inverse, row);
-            cholesky::solve_back::<A>(self.u, k, row);
+        let width = self.block.len() / k;
+        let mut column = vec![0.0; k];
+        for t in 0..width {
+            column.fill(0.0);
+            column[self.first + t] = 1.0;
+            cholesky::solve_forward::<A>(self.u, k, self.inverse, &mut column);
+            cholesky::solve_back::<A>(self.u, k, &mut column);
+            for (j, &value) in column.iter().enumerate() {
+                self.block[j * width + t] = value;
+            }
         }
     }
 }
