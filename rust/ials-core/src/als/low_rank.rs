@@ -18,7 +18,7 @@
 //! `alpha = unobserved_weight`), `m = 0` and `x_u = B^{-1} b_u`: `B^{-1}` is formed once (`k`
 //! pairs of triangular solves) and such rows are multiplied by it a few at a time, at the FMA rate
 //! of a matrix product, where each row's own two triangular solves waited on themselves `k` times
-//! and read `U` from L2 per row (2.1x faster at 256 factors on gowalla). The solution is the same
+//! and read `U` from L2 per row (2.4x faster at 256 factors on gowalla). The solution is the same
 //! up to rounding (a different order of operations, in f64). Only the weighted items are
 //! transformed: `V` costs `8 k` bytes per such item while a half-sweep runs (mapped pages, returned
 //! when it ends: see `pages`), and `B^{-1}` `8 k^2` bytes.
@@ -37,8 +37,7 @@ use rayon::prelude::*;
 use crate::csr::CsrView;
 use crate::linalg::cholesky;
 use crate::linalg::symv::symv_packed;
-use crate::linalg::vector::LANES;
-use crate::linalg::vector::{axpy, dot_generic as dot, horizontal_sum, HALF as DOT_LANES};
+use crate::linalg::vector::{axpy, dot_generic as dot, horizontal_sum, HALF as DOT_LANES, LANES};
 use crate::pages::ZeroedF64;
 use crate::simd::{dispatch, prefetch, Arith, Kernel};
 use crate::Real;

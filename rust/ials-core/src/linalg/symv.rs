@@ -41,6 +41,7 @@ fn symv_generic<T: Real, A: Arith>(height: usize, m: &[T], k: usize, vs: &[T], o
     if k == 0 {
         return;
     }
+    assert!(vs.len().is_multiple_of(k), "whole rows of k values");
     for start in (0..k).step_by(LANES) {
         let width = LANES.min(k - start);
         let block = Block {
@@ -69,6 +70,7 @@ pub(crate) fn symv_packed<T: Real, A: Arith>(
     if k == 0 {
         return;
     }
+    assert!(vs.len().is_multiple_of(k), "whole rows of k values");
     let height = tile_height(arith);
     for start in (0..k).step_by(LANES) {
         let width = LANES.min(k - start);
@@ -446,6 +448,7 @@ mod tests {
             let mut packed = Vec::new();
             crate::linalg::panels::pack_panels(&m, k, LANES, &mut packed);
             for rows in 1..=9 {
+                check(Unfused, &m, &packed, k, rows);
                 check(generic_fused(), &m, &packed, k, rows);
                 for level in [fused(), fused_avx512()].into_iter().flatten() {
                     check(level, &m, &packed, k, rows);
