@@ -36,7 +36,7 @@ use rayon::prelude::*;
 
 use crate::csr::CsrView;
 use crate::linalg::cholesky;
-use crate::linalg::symv::symv_packed;
+use crate::linalg::panels::symv_packed;
 use crate::linalg::vector::{axpy, dot_generic as dot, horizontal_sum, HALF as DOT_LANES, LANES};
 use crate::pages::ZeroedF64;
 use crate::simd::{dispatch, prefetch, Arith, Kernel};

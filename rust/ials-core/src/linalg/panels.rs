@@ -5,11 +5,14 @@
 //! from L2 or memory for each CG step of each row: at 1024 factors that is 4 MB per row-step.
 //!
 //! Each output is the FMA chain of [`symv`](super::symv) over the rows of `M` in order, so the
-//! results are the same bits as row by row, at every level.
+//! results are the same bits as row by row, at every level. [`symv_packed`] does the same for
+//! the generic body (f64 matrices) on panels of `LANES` columns.
 
 use crate::simd::Arith;
+use crate::Real;
 
-use super::symv::symv_rows;
+use super::symv::{columns, symv_rows, Block};
+use super::vector::{tile_height, LANES};
 
 /// Columns per panel: two AVX-512 vectors, four AVX2 ones.
 pub const PANEL: usize = 32;
@@ -44,6 +47,37 @@ pub(crate) fn pack_panels<T: Copy>(rows: &[T], k: usize, width: usize, packed: &
         for row in rows.chunks_exact(k) {
             packed.extend_from_slice(&row[first..end]);
         }
+    }
+}
+
+/// `out_r = M v_r` for each row as [`symv_rows`]' generic body computes it (any `T`, the exact
+/// solve's f64 `B^{-1}`), with `M` packed by [`pack_panels`] in panels of [`LANES`] columns: each
+/// block of columns is contiguous, so it streams from L2 into the registers with the hardware
+/// prefetcher's help, where row-major columns of a large matrix are `8 k` bytes apart (a new page
+/// per row at 512 factors in f64). Same bits as [`symv`](super::symv::symv) on the row-major
+/// matrix.
+#[inline(always)]
+pub(crate) fn symv_packed<T: Real, A: Arith>(
+    arith: A,
+    packed: &[T],
+    k: usize,
+    vs: &[T],
+    outs: &mut [T],
+) {
+    assert!(packed.len() >= k * k && vs.len() == outs.len());
+    if k == 0 {
+        return;
+    }
+    assert!(vs.len().is_multiple_of(k), "whole rows of k values");
+    let height = tile_height(arith);
+    for start in (0..k).step_by(LANES) {
+        let width = LANES.min(k - start);
+        let block = Block {
+            m: &packed[start * k..(start + width) * k],
+            stride: width,
+            offset: 0,
+        };
+        columns::<T, A>(height, block, start, width, k, vs, outs);
     }
 }
 
@@ -179,7 +213,7 @@ pub(crate) mod wide {
 mod tests {
     use super::*;
     use crate::linalg::symv::symv;
-    use crate::linalg::vector::tests::bits;
+    use crate::linalg::vector::tests::{bits, vector};
     use crate::simd::testing::{avx2_or_skip, avx512_or_skip, fused, fused_avx512, generic_fused};
     use crate::simd::Unfused;
 
@@ -255,6 +289,35 @@ mod tests {
     fn avx512_panels_are_symv_row_by_row_bit_for_bit() {
         if avx512_or_skip("avx512_panels_are_symv_row_by_row_bit_for_bit").is_some() {
             check_rows(fused_avx512().expect("the CPU has AVX-512"));
+        }
+    }
+
+    /// Packed in panels of `LANES` columns (the last narrower), `M` gives the bits of the
+    /// row-major product, for any number of rows, at every level.
+    #[test]
+    fn packed_products_are_row_major_products_bit_for_bit() {
+        fn check<A: Arith>(arith: A, m: &[f64], packed: &[f64], k: usize, rows: usize) {
+            let vs = vector(rows * k, 4);
+            let (mut row_major, mut from_panels) = (vec![f64::NAN; rows * k], vec![0.0; rows * k]);
+            symv_rows(arith, m, k, &vs, &mut row_major);
+            symv_packed(arith, packed, k, &vs, &mut from_panels);
+            let bits = |v: &[f64]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+            assert_eq!(bits(&from_panels), bits(&row_major), "k={k} rows={rows}");
+        }
+        for k in [1, 5, 7, 8, 16, 24, 33, 64, 100, 136] {
+            let a = vector(k * k, 3);
+            let m: Vec<f64> = (0..k * k)
+                .map(|ij| a[ij] + a[(ij % k) * k + ij / k])
+                .collect();
+            let mut packed = Vec::new();
+            pack_panels(&m, k, LANES, &mut packed);
+            for rows in 1..=9 {
+                check(Unfused, &m, &packed, k, rows);
+                check(generic_fused(), &m, &packed, k, rows);
+                for level in [fused(), fused_avx512()].into_iter().flatten() {
+                    check(level, &m, &packed, k, rows);
+                }
+            }
         }
     }
 }

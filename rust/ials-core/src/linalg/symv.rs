@@ -53,48 +53,18 @@ fn symv_generic<T: Real, A: Arith>(height: usize, m: &[T], k: usize, vs: &[T], o
     }
 }
 
-/// [`symv_generic`] with `M` packed by [`pack_panels`](super::panels::pack_panels) in panels of
-/// [`LANES`] columns: each block of columns is contiguous, so it streams from L2 into the
-/// registers with the hardware prefetcher's help, where row-major columns of a large matrix are
-/// `8 k` bytes apart (a new page per row at 512 factors in f64). Same bits as [`symv`] on the
-/// row-major matrix.
-#[inline(always)]
-pub(crate) fn symv_packed<T: Real, A: Arith>(
-    arith: A,
-    packed: &[T],
-    k: usize,
-    vs: &[T],
-    outs: &mut [T],
-) {
-    assert!(packed.len() >= k * k && vs.len() == outs.len());
-    if k == 0 {
-        return;
-    }
-    assert!(vs.len().is_multiple_of(k), "whole rows of k values");
-    let height = tile_height(arith);
-    for start in (0..k).step_by(LANES) {
-        let width = LANES.min(k - start);
-        let block = Block {
-            m: &packed[start * k..(start + width) * k],
-            stride: width,
-            offset: 0,
-        };
-        columns::<T, A>(height, block, start, width, k, vs, outs);
-    }
-}
-
 /// A block of columns of `M`: row `j`'s values of it begin at `m[j * stride + offset]`.
 #[derive(Clone, Copy)]
-struct Block<'a, T> {
-    m: &'a [T],
-    stride: usize,
-    offset: usize,
+pub(super) struct Block<'a, T> {
+    pub(super) m: &'a [T],
+    pub(super) stride: usize,
+    pub(super) offset: usize,
 }
 
 /// Outputs `start..start + width` of every row from `block` (those columns of `M`): a whole block
 /// of `LANES` in register tiles of `height` rows, a narrower one output at a time.
 #[inline(always)]
-fn columns<T: Real, A: Arith>(
+pub(super) fn columns<T: Real, A: Arith>(
     height: usize,
     block: Block<'_, T>,
     start: usize,
@@ -427,32 +397,6 @@ mod tests {
                     check(fused, &m64, k, rows);
                 }
                 check(generic_fused(), &m64, k, rows);
-            }
-        }
-    }
-
-    /// Packed in panels of `LANES` columns (the last narrower), `M` gives the bits of the
-    /// row-major product, for any number of rows, at every level.
-    #[test]
-    fn packed_products_are_row_major_products_bit_for_bit() {
-        fn check<A: Arith>(arith: A, m: &[f64], packed: &[f64], k: usize, rows: usize) {
-            let vs = vector(rows * k, 4);
-            let (mut row_major, mut from_panels) = (vec![f64::NAN; rows * k], vec![0.0; rows * k]);
-            symv_rows(arith, m, k, &vs, &mut row_major);
-            symv_packed(arith, packed, k, &vs, &mut from_panels);
-            let bits = |v: &[f64]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
-            assert_eq!(bits(&from_panels), bits(&row_major), "k={k} rows={rows}");
-        }
-        for k in SIZES {
-            let m = symmetrised(&vector(k * k, 3), k);
-            let mut packed = Vec::new();
-            crate::linalg::panels::pack_panels(&m, k, LANES, &mut packed);
-            for rows in 1..=9 {
-                check(Unfused, &m, &packed, k, rows);
-                check(generic_fused(), &m, &packed, k, rows);
-                for level in [fused(), fused_avx512()].into_iter().flatten() {
-                    check(level, &m, &packed, k, rows);
-                }
             }
         }
     }
