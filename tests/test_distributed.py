@@ -26,6 +26,7 @@ import psutil
 import pyarrow.parquet as pq
 import pytest
 import scipy.sparse as sp
+import turning
 from distributed import Client, LocalCluster
 from distributed.core import Status
 from ials.callbacks import StopFitting
@@ -216,6 +217,27 @@ def test_fit_matches_single_machine(client: Client, n_blocks: int, dtype: type) 
     model = ials.AlternatingLeastSquares(**PARAMS, dtype=dtype)
     dist.fit(client, matrix, model, n_blocks=n_blocks, show_progress=False)
     assert_same_factors(model, single_machine(matrix, dtype=dtype))
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_fit_in_a_turned_basis_matches_single_machine(
+    client: Client, dtype: type, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With CG in the basis that makes the fixed side's Gram matrix tridiagonal (ials._basis),
+    turned at every half-sweep here, the cluster turns the factors as one process does."""
+    turns = turning.turn_always(monkeypatch)
+    matrix = interactions()
+    model = ials.AlternatingLeastSquares(**PARAMS, dtype=dtype)
+    dist.fit(client, matrix, model, n_blocks=2, show_progress=False)
+    assert turns == [8] * 6, "every half-sweep turned"
+    assert_same_factors(model, single_machine(matrix, dtype=dtype))
+    with monkeypatch.context() as plain:
+        turning.never_turn(plain)
+        unturned = single_machine(matrix, dtype=dtype)
+    assert model.user_factors is not None and unturned.user_factors is not None
+    difference = np.linalg.norm(model.user_factors - unturned.user_factors)
+    tolerance = 1e-4 if dtype == np.float32 else 1e-10
+    assert difference < tolerance * np.linalg.norm(unturned.user_factors), "the caller's basis"
 
 
 @pytest.mark.parametrize(

@@ -35,6 +35,9 @@ class Recorded:
         self.calls.append("loss")
         return next(self.losses)
 
+    def restore_basis(self) -> None:
+        self.calls.append("restore")
+
 
 def model_with_factors(**params: object) -> ials.AlternatingLeastSquares:
     model = ials.AlternatingLeastSquares(factors=2, random_state=0, **params)  # type: ignore[arg-type]
@@ -49,7 +52,7 @@ def test_sweeps_run_users_then_items_then_the_loss() -> None:
     train(
         model, sweeps, model.fit_settings(), False, lambda i, _s, loss: reported.append((i, loss))
     )
-    assert sweeps.calls == ["users", "items", "loss"] * 3
+    assert sweeps.calls == ["users", "items", "loss"] * 3 + ["restore"]
     assert reported == [(0, 3.0), (1, 2.0), (2, 1.0)]
 
 
@@ -58,7 +61,7 @@ def test_no_loss_is_computed_unless_asked() -> None:
     sweeps = Recorded(model, [])
     reported: list[float | None] = []
     train(model, sweeps, model.fit_settings(), False, lambda _i, _s, loss: reported.append(loss))
-    assert sweeps.calls == ["users", "items"] * 2
+    assert sweeps.calls == ["users", "items"] * 2 + ["restore"]
     assert reported == [None, None]
 
 
@@ -78,7 +81,7 @@ def test_stop_fitting_ends_after_that_sweep() -> None:
             raise StopFitting
 
     train(model, sweeps, model.fit_settings(), False, stop_at_one)
-    assert sweeps.calls == ["users", "items"] * 2
+    assert sweeps.calls == ["users", "items"] * 2 + ["restore"]
 
 
 def test_factors_are_reassigned_even_when_a_callback_fails() -> None:

@@ -32,6 +32,8 @@ __all__ = [
     "simd_level",
     "solve_rows",
     "top_k",
+    "tridiagonalize",
+    "turn_basis",
 ]
 
 GRAM_BLOCK_ROWS: int
@@ -131,6 +133,16 @@ def normal_equations(
 def gram(y: npt.NDArray[_F], num_threads: int) -> npt.NDArray[np.float64]: ...
 def gram_blocks(y: npt.NDArray[_F], num_threads: int) -> npt.NDArray[np.float64]: ...
 def gram_sum(blocks: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]: ...
+def tridiagonalize(
+    gram: npt.NDArray[np.float64],
+) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]]: ...
+def turn_basis(
+    x: npt.NDArray[_F],
+    y: npt.NDArray[_F],
+    basis: npt.NDArray[np.float64],
+    total: npt.NDArray[np.float64] | None,
+    num_threads: int,
+) -> None: ...
 def loss_terms(
     rows: _Csr,
     x: npt.NDArray[_F],

@@ -15,6 +15,8 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 
+from . import _native
+from ._basis import Basis, turning_pays
 from ._progress import Progress
 from ._validation import CoreRows
 from .callbacks import run_callback
@@ -63,6 +65,9 @@ class HalfSweeps(Protocol):
     def loss(self) -> float:
         """The training objective at the current factors, as :func:`ials.calculate_loss`."""
 
+    def restore_basis(self) -> None:
+        """Turns the factors back to the basis the fit started in (see :mod:`ials._basis`)."""
+
 
 class LocalHalfSweeps:
     """The half-sweeps of a fit in this process, by the core on all the rows at once."""
@@ -80,6 +85,7 @@ class LocalHalfSweeps:
         self._x = x
         self._y = y
         self._settings = settings
+        self._basis = Basis(settings.num_threads)
 
     def solve_users(self) -> None:
         self._solve(self._user_rows, self._x, self._y)
@@ -89,11 +95,17 @@ class LocalHalfSweeps:
 
     def _solve(self, rows: CoreRows, x: np.ndarray, y: np.ndarray) -> None:
         s = self._settings
-        half_sweep(rows, x, y, None, s.objective, s.solver, s.num_threads)
+        gram_y = _native.gram(y, s.num_threads)
+        if turning_pays(s.solver, len(x), len(y), x.shape[1]):
+            gram_y = self._basis.reduce(gram_y, x, y)
+        half_sweep(rows, x, y, gram_y, s.objective, s.solver, s.num_threads)
 
     def loss(self) -> float:
         s = self._settings
         return loss(self._user_rows, self._x, self._y, s.objective, s.num_threads)
+
+    def restore_basis(self) -> None:
+        self._basis.restore(self._x, self._y)
 
 
 def train(
@@ -123,5 +135,6 @@ def train(
                 if not run_callback(callback, iteration, time.perf_counter() - start, current_loss):
                     break
     finally:
+        sweeps.restore_basis()
         # Solved in place: whatever a callback derived from the factors mid-fit is stale.
         model.user_factors, model.item_factors = x, y

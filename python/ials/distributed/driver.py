@@ -9,6 +9,7 @@ from typing import Any
 
 import numpy as np
 
+from .._basis import Basis, turning_pays
 from .._native import LossTerms, gram_sum, simd_level
 from .._rwlock import writing
 from .._training import Callback, train
@@ -223,18 +224,36 @@ class _ClusterHalfSweeps:
         self._gram_y = gram(items.factors)
         self._item_penalty = 0.0
         self._fixed_y: Broadcast | None = None
+        self._basis = Basis(spec.num_threads)
 
     def _broadcast(self, side: _Side, gram_matrix: np.ndarray) -> Broadcast:
         return Broadcast(self._runner.client, side.factors.copy(), gram_matrix)
 
+    def _turned(self, solved: _Side, fixed: _Side, gram_matrix: np.ndarray) -> np.ndarray:
+        """The Gram matrix of ``fixed`` to solve ``solved`` against: as given, or, where turning
+        pays, tridiagonal, the client's copies of both sides turned to its basis as a fit in one
+        process turns them (the rows on the cluster are then stale, and released)."""
+        k = solved.factors.shape[1]
+        if not turning_pays(self._spec.solver, len(solved.factors), len(fixed.factors), k):
+            return gram_matrix
+        turned = self._basis.reduce(gram_matrix, solved.factors, fixed.factors)
+        self._users.release()
+        self._items.release()
+        if self._fixed_y is not None:
+            self._fixed_y.release()
+            self._fixed_y = None
+        return turned
+
     def solve_users(self) -> None:
-        self._fixed_y = self._fixed_y or self._broadcast(self._items, self._gram_y)
+        gram_y = self._turned(self._users, self._items, self._gram_y)
+        self._fixed_y = self._fixed_y or self._broadcast(self._items, gram_y)
         self._gram_x, _ = _half_sweep(self._runner, self._users, self._fixed_y, self._spec)
         self._fixed_y.release()
 
     def solve_items(self) -> None:
         assert self._gram_x is not None, "the users are solved first"
-        fixed_x = self._broadcast(self._users, self._gram_x)
+        gram_x = self._turned(self._items, self._users, self._gram_x)
+        fixed_x = self._broadcast(self._users, gram_x)
         self._gram_y, self._item_penalty = _half_sweep(
             self._runner, self._items, fixed_x, self._spec
         )
@@ -245,6 +264,11 @@ class _ClusterHalfSweeps:
         # The broadcast of the new item factors is kept for the next sweep's users.
         self._fixed_y = self._broadcast(self._items, self._gram_y)
         return _loss(self._runner, self._users, self._fixed_y, self._spec, self._item_penalty)
+
+    def restore_basis(self) -> None:
+        self._basis.restore(self._users.factors, self._items.factors)
+        self._users.release()
+        self._items.release()
 
     def release(self) -> None:
         if self._fixed_y is not None:

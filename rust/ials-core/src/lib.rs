@@ -13,11 +13,12 @@ mod real;
 mod simd;
 
 pub use als::{
-    gram, gram_blocks, gram_sum, loss_terms, penalty, row_normal_equations, solve_rows, LossTerms,
-    Objective, Solver, GRAM_BLOCK_ROWS,
+    gram, gram_blocks, gram_sum, loss_terms, penalty, rotate_rows, row_normal_equations,
+    solve_rows, LossTerms, Objective, Solver, GRAM_BLOCK_ROWS,
 };
 pub use csr::{CsrMatrix, CsrView};
 pub use error::{Error, Result};
+pub use linalg::Tridiagonal;
 pub use model::{Model, Settings};
 pub use parallel::{resolve_threads, thread_pool, with_threads, Interrupt, MAX_THREADS};
 pub use rank::{ranking_metrics, top_k, Exclusions, ItemIndex, Ranking, UserMetrics};

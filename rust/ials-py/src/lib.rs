@@ -268,6 +268,101 @@ fn gram_blocks<'py>(
     Ok(stacked.into_pyarray(py))
 }
 
+/// Two `k x k` float64 matrices.
+type Pair<'py> = (Bound<'py, PyArray2<f64>>, Bound<'py, PyArray2<f64>>);
+
+/// `(Q, T)` with `Q` orthogonal and `Q.T @ gram @ Q = T` tridiagonal (both float64), for the
+/// symmetric `gram`.
+#[pyfunction]
+fn tridiagonalize<'py>(py: Python<'py>, gram: PyReadonlyArray2<'py, f64>) -> PyResult<Pair<'py>> {
+    let k = gram.shape()[0];
+    if gram.shape()[1] != k {
+        return Err(PyValueError::new_err(format!(
+            "gram must be square, got {k} x {}",
+            gram.shape()[1]
+        )));
+    }
+    let g = slice(&gram, "gram")?;
+    if !g.iter().all(|v| v.is_finite()) {
+        return Err(PyValueError::new_err("gram holds a non-finite value"));
+    }
+    let symmetric = (0..k).all(|i| (0..i).all(|j| g[i * k + j] == g[j * k + i]));
+    if !symmetric {
+        return Err(PyValueError::new_err("gram must be symmetric"));
+    }
+    let reduced = py.detach(|| ials_core::Tridiagonal::of(g, k));
+    let square = |m: Vec<f64>| Array2::from_shape_vec((k, k), m).expect("k x k");
+    let t = square(reduced.matrix());
+    Ok((square(reduced.basis).into_pyarray(py), t.into_pyarray(py)))
+}
+
+/// Turns both factor matrices to a new basis in place, `x <- x @ basis`, `y <- y @ basis`, and
+/// `total <- total @ basis` when given (`basis` and `total` `k x k` float64; `basis` is rounded
+/// to the factors' dtype). All of it or none: a Ctrl-C meanwhile is raised once all are turned, so
+/// the factors never sit in two bases.
+#[pyfunction]
+#[pyo3(signature = (x, y, basis, total, num_threads))]
+fn turn_basis(
+    py: Python<'_>,
+    x: FactorsMut<'_>,
+    y: FactorsMut<'_>,
+    basis: PyReadonlyArray2<'_, f64>,
+    total: Option<PyReadwriteArray2<'_, f64>>,
+    num_threads: usize,
+) -> PyResult<()> {
+    fn typed<T: Real + Element>(
+        py: Python<'_>,
+        mut x: PyReadwriteArray2<'_, T>,
+        mut y: PyReadwriteArray2<'_, T>,
+        basis: &[f64],
+        total: Option<&mut [f64]>,
+        num_threads: usize,
+    ) -> PyResult<()> {
+        let k = x.shape()[1];
+        if y.shape()[1] != k || basis.len() != k * k {
+            return Err(PyValueError::new_err(format!(
+                "x and y must have the basis' {} columns, got {k} and {}",
+                basis.len().isqrt(),
+                y.shape()[1]
+            )));
+        }
+        let rounded: Vec<T> = basis.iter().map(|&v| T::from_f64(v)).collect();
+        let (x, y) = (slice_mut(&mut x, "x")?, slice_mut(&mut y, "y")?);
+        run(py, num_threads, |_| {
+            ials_core::rotate_rows(x, k, &rounded)?;
+            ials_core::rotate_rows(y, k, &rounded)?;
+            match total {
+                Some(total) => ials_core::rotate_rows(total, k, basis),
+                None => Ok(()),
+            }
+        })
+    }
+    let k = basis.shape()[0];
+    if basis.shape()[1] != k {
+        return Err(PyValueError::new_err(format!(
+            "basis must be square, got {k} x {}",
+            basis.shape()[1]
+        )));
+    }
+    let basis = slice(&basis, "basis")?;
+    let mut total = total;
+    let total = match total.as_mut() {
+        Some(t) if t.shape() != [k, k] => {
+            return Err(PyValueError::new_err(format!(
+                "total must be {k} x {k}, got {:?}",
+                t.shape()
+            )))
+        }
+        Some(t) => Some(slice_mut(t, "total")?),
+        None => None,
+    };
+    match (x, y) {
+        (FactorsMut::F32(x), FactorsMut::F32(y)) => typed(py, x, y, basis, total, num_threads),
+        (FactorsMut::F64(x), FactorsMut::F64(y)) => typed(py, x, y, basis, total, num_threads),
+        _ => Err(mixed_dtypes()),
+    }
+}
+
 /// The sum of stacked Gram blocks (`n_blocks x k x k`) in block order.
 #[pyfunction]
 fn gram_sum<'py>(
@@ -597,6 +692,8 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(gram, m)?)?;
     m.add_function(wrap_pyfunction!(gram_blocks, m)?)?;
     m.add_function(wrap_pyfunction!(gram_sum, m)?)?;
+    m.add_function(wrap_pyfunction!(tridiagonalize, m)?)?;
+    m.add_function(wrap_pyfunction!(turn_basis, m)?)?;
     m.add_function(wrap_pyfunction!(loss_terms, m)?)?;
     m.add_function(wrap_pyfunction!(penalty, m)?)?;
     m.add_function(wrap_pyfunction!(top_k, m)?)?;

@@ -54,9 +54,7 @@ pub(crate) struct CgRows<'a, T> {
     pub(crate) x: &'a mut [T],
     pub(crate) y: &'a [T],
     pub(crate) k: usize,
-    pub(crate) weighted_gram: &'a [T],
-    /// `weighted_gram` packed for [`symv_panels`] where that pays ([`gram_panels`]).
-    pub(crate) panels: Option<&'a PanelMatrix>,
+    pub(crate) gram: GramOperator<'a, T>,
     pub(crate) objective: &'a Objective,
     pub(crate) steps: usize,
 }
@@ -79,8 +77,7 @@ impl<T: Real> Kernel for CgRows<'_, T> {
             x,
             y,
             k,
-            weighted_gram: gram,
-            panels,
+            gram,
             objective,
             steps,
         } = self;
@@ -89,14 +86,20 @@ impl<T: Real> Kernel for CgRows<'_, T> {
         let tolerance = T::from_f64(CG_TOLERANCE);
         // AVX-512 vectors are too wide for one row alone to keep enough FMA chains in flight
         // below 128 factors; the rows' results are the same bits either way.
-        let together = if panels.is_some() && std::mem::size_of_val(gram) > WHOLE_CHUNK_FROM {
-            x.len() / k
-        } else if arith.avx512().is_some() {
-            LOCKSTEP_WIDE
-        } else if std::mem::size_of_val(gram) > GRAM_IN_L1 {
-            LOCKSTEP
-        } else {
-            1
+        let together = match gram {
+            GramOperator::Tridiagonal { .. } if arith.avx512().is_some() => LOCKSTEP_WIDE,
+            GramOperator::Tridiagonal { .. } => LOCKSTEP,
+            GramOperator::Dense { matrix, panels } => {
+                if panels.is_some() && std::mem::size_of_val(matrix) > WHOLE_CHUNK_FROM {
+                    x.len() / k
+                } else if arith.avx512().is_some() {
+                    LOCKSTEP_WIDE
+                } else if std::mem::size_of_val(matrix) > GRAM_IN_L1 {
+                    LOCKSTEP
+                } else {
+                    1
+                }
+            }
         };
         let mut scratch = vec![T::ZERO; 3 * together * k];
         let (r_all, rest) = scratch.split_at_mut(together * k);
@@ -117,7 +120,7 @@ impl<T: Real> Kernel for CgRows<'_, T> {
             active.fill(false);
 
             // r = b - A x
-            gram_times(arith, gram, panels, k, xs, r_all, &mut interleaved);
+            gram_times(arith, gram, k, xs, r_all, &mut interleaved);
             for lane in 0..lanes {
                 let (cols, vals) = rows.row(first + lane);
                 let x = &mut xs[lane * k..(lane + 1) * k];
@@ -153,7 +156,7 @@ impl<T: Real> Kernel for CgRows<'_, T> {
                     break;
                 }
                 // ap = A p
-                gram_times(arith, gram, panels, k, p_all, ap_all, &mut interleaved);
+                gram_times(arith, gram, k, p_all, ap_all, &mut interleaved);
                 for lane in 0..lanes {
                     if !active[lane] {
                         continue;
@@ -190,19 +193,65 @@ impl<T: Real> Kernel for CgRows<'_, T> {
     }
 }
 
-/// `outs_r = M vs_r` for every row of the block `vs`: through the panels where there are any
-/// (`T` is f32 then), else row-major. (A function, not a closure: a closure would not be inlined
-/// into the caller's instruction set.)
+/// How a CG step multiplies by the weighted Gram matrix `alpha0 Y^T Y`.
+#[derive(Clone, Copy)]
+pub(crate) enum GramOperator<'a, T> {
+    /// Row-major `k x k`, with its packing in panels where that pays ([`gram_panels`]).
+    Dense {
+        matrix: &'a [T],
+        panels: Option<&'a PanelMatrix>,
+    },
+    /// Zero off its three diagonals, as in the basis of `als::basis`: `3k` operations a product
+    /// instead of `k^2`. `diagonal` has `k` entries, `off_diagonal` `k - 1`.
+    Tridiagonal {
+        diagonal: &'a [T],
+        off_diagonal: &'a [T],
+    },
+}
+
+/// The diagonal and off-diagonal of the row-major `k x k` matrix `m` when every other entry is
+/// zero and it is symmetric; `None` otherwise (or for `k < 3`, where there is nothing to save).
+pub(crate) fn tridiagonal_parts<T: Real>(m: &[T], k: usize) -> Option<(Vec<T>, Vec<T>)> {
+    if k < 3 || m.len() != k * k {
+        return None;
+    }
+    for (i, row) in m.chunks_exact(k).enumerate() {
+        let band = i.saturating_sub(1)..(i + 2).min(k);
+        if row[..band.start]
+            .iter()
+            .chain(&row[band.end..])
+            .any(|&v| v != T::ZERO)
+        {
+            return None;
+        }
+        if i + 1 < k && row[i + 1] != m[(i + 1) * k + i] {
+            return None;
+        }
+    }
+    let diagonal = (0..k).map(|i| m[i * k + i]).collect();
+    let off_diagonal = (0..k - 1).map(|i| m[i * k + i + 1]).collect();
+    Some((diagonal, off_diagonal))
+}
+
+/// `outs_r = M vs_r` for every row of the block `vs`: tridiagonal, through the panels where there
+/// are any (`T` is f32 then), else row-major. (A function, not a closure: a closure would not be
+/// inlined into the caller's instruction set.)
 #[inline(always)]
 fn gram_times<T: Real, A: Arith>(
     arith: A,
-    gram: &[T],
-    panels: Option<&PanelMatrix>,
+    gram: GramOperator<'_, T>,
     k: usize,
     vs: &[T],
     outs: &mut [T],
     scratch: &mut Vec<f32>,
 ) {
+    let (gram, panels) = match gram {
+        GramOperator::Tridiagonal {
+            diagonal,
+            off_diagonal,
+        } => return tridiagonal_times::<T, A>(diagonal, off_diagonal, vs, outs),
+        GramOperator::Dense { matrix, panels } => (matrix, panels),
+    };
     if let Some(panels) = panels {
         let f32s = (
             crate::simd::as_f32(gram),
@@ -214,6 +263,33 @@ fn gram_times<T: Real, A: Arith>(
         }
     }
     symv_rows(arith, gram, k, vs, outs);
+}
+
+/// `out_r = T v_r` for the symmetric tridiagonal `T`: each output the dense product's FMA chain
+/// over rows `b - 1`, `b`, `b + 1` of `T` in order (the other rows add exact zeros), so the same
+/// bits as [`symv_rows`] on `T` written out, but for the sign of an output that is exactly 0.
+#[inline(always)]
+fn tridiagonal_times<T: Real, A: Arith>(
+    diagonal: &[T],
+    off_diagonal: &[T],
+    vs: &[T],
+    outs: &mut [T],
+) {
+    let k = diagonal.len();
+    assert!(k >= 2 && off_diagonal.len() == k - 1 && vs.len() == outs.len());
+    for (v, out) in vs.chunks_exact(k).zip(outs.chunks_exact_mut(k)) {
+        out[0] = A::fma(v[1], off_diagonal[0], A::fma(v[0], diagonal[0], T::ZERO));
+        for b in 1..k - 1 {
+            let below = A::fma(v[b - 1], off_diagonal[b - 1], T::ZERO);
+            let centre = A::fma(v[b], diagonal[b], below);
+            out[b] = A::fma(v[b + 1], off_diagonal[b], centre);
+        }
+        out[k - 1] = A::fma(
+            v[k - 1],
+            diagonal[k - 1],
+            A::fma(v[k - 2], off_diagonal[k - 2], T::ZERO),
+        );
+    }
 }
 
 #[cfg(test)]
@@ -275,8 +351,10 @@ mod tests {
                 x: &mut x,
                 y: &y,
                 k,
-                weighted_gram: &gram,
-                panels,
+                gram: GramOperator::Dense {
+                    matrix: &gram,
+                    panels,
+                },
                 objective: &objective,
                 steps: 3,
             }
@@ -304,6 +382,120 @@ mod tests {
         if avx512_or_skip(name).is_some() {
             panels_change_no_bit(fused_avx512().expect("the CPU has AVX-512"));
         }
+    }
+
+    /// CG with a tridiagonal Gram matrix applied as such and as the dense matrix it is: the same
+    /// bits, at every level (f32 and f64).
+    fn tridiagonal_changes_no_bit<T: Real, A: Arith>(arith: A) {
+        use crate::csr::CsrMatrix;
+        let (n_rows, n_cols, k) = (13, 30, 24);
+        let (mut indptr, mut indices, mut data) = (vec![0i64], Vec::new(), Vec::new());
+        for r in 0..n_rows {
+            for c in (0..n_cols).filter(|c| r != 2 && (r * 5 + c * 7) % (3 + r % 5) == 0) {
+                indices.push(c as i32);
+                data.push(1.0 + ((r + c) % 3) as f32);
+            }
+            indptr.push(indices.len() as i64);
+        }
+        let rows = CsrMatrix::new(indptr, indices, data, n_cols).unwrap();
+        let values = |n: usize, seed: usize| -> Vec<T> {
+            (0..n)
+                .map(|i| T::from_f64(((i * 29 + seed * 13) % 19) as f64 / 19.0 - 0.45))
+                .collect()
+        };
+        let y = values(n_cols * k, 3);
+        let mut dense = vec![T::ZERO; k * k];
+        for i in 0..k {
+            dense[i * k + i] = T::from_f64(3.0 + (i % 5) as f64);
+            if i + 1 < k {
+                let e = T::from_f64(0.7 - (i % 4) as f64 * 0.3);
+                dense[i * k + i + 1] = e;
+                dense[(i + 1) * k + i] = e;
+            }
+        }
+        let (diagonal, off_diagonal) = tridiagonal_parts(&dense, k).expect("tridiagonal");
+        let objective = Objective {
+            regularization: 0.2,
+            alpha: 3.0,
+            regularization_exponent: 0.5,
+            unobserved_weight: 0.7,
+        };
+        let solve = |gram: GramOperator<'_, T>| {
+            let mut x = values(n_rows * k, 1);
+            CgRows {
+                rows: &rows.view(),
+                first_row: 0,
+                x: &mut x,
+                y: &y,
+                k,
+                gram,
+                objective: &objective,
+                steps: 3,
+            }
+            .run(arith);
+            x
+        };
+        let banded = solve(GramOperator::Tridiagonal {
+            diagonal: &diagonal,
+            off_diagonal: &off_diagonal,
+        });
+        let full = solve(GramOperator::Dense {
+            matrix: &dense,
+            panels: None,
+        });
+        // f32 widens to f64 exactly, so equal f64 bits are equal bits.
+        let bits = |v: &[T]| -> Vec<u64> { v.iter().map(|x| x.to_f64().to_bits()).collect() };
+        assert!(banded.iter().all(|v| v.is_finite()));
+        assert_eq!(bits(&banded), bits(&full));
+        assert_ne!(
+            bits(&banded),
+            bits(&values(n_rows * k, 1)),
+            "the rows moved"
+        );
+    }
+
+    #[test]
+    fn cg_with_a_tridiagonal_gram_is_cg_with_it_dense_on_every_level() {
+        tridiagonal_changes_no_bit::<f32, _>(generic_fused());
+        tridiagonal_changes_no_bit::<f64, _>(generic_fused());
+        let name = "cg_with_a_tridiagonal_gram_is_cg_with_it_dense_on_every_level (AVX2)";
+        if avx2_or_skip(name).is_some() {
+            tridiagonal_changes_no_bit::<f32, _>(fused().expect("the CPU has AVX2"));
+            tridiagonal_changes_no_bit::<f64, _>(fused().expect("the CPU has AVX2"));
+        }
+        let name = "cg_with_a_tridiagonal_gram_is_cg_with_it_dense_on_every_level (AVX-512)";
+        if avx512_or_skip(name).is_some() {
+            tridiagonal_changes_no_bit::<f32, _>(fused_avx512().expect("the CPU has AVX-512"));
+            tridiagonal_changes_no_bit::<f64, _>(fused_avx512().expect("the CPU has AVX-512"));
+        }
+    }
+
+    #[test]
+    fn only_tridiagonal_symmetric_matrices_are_taken_as_such() {
+        let k = 5;
+        let mut m = vec![0.0f32; k * k];
+        for i in 0..k {
+            m[i * k + i] = 2.0;
+            if i + 1 < k {
+                m[i * k + i + 1] = -1.0;
+                m[(i + 1) * k + i] = -1.0;
+            }
+        }
+        let (d, e) = tridiagonal_parts(&m, k).expect("tridiagonal");
+        assert_eq!((d, e), (vec![2.0; 5], vec![-1.0; 4]));
+        let mut wide = m.clone();
+        wide[2] = 1e-30;
+        assert!(
+            tridiagonal_parts(&wide, k).is_none(),
+            "an entry two off the diagonal"
+        );
+        let mut lopsided = m.clone();
+        lopsided[k + 2] = -0.5;
+        assert!(tridiagonal_parts(&lopsided, k).is_none(), "not symmetric");
+        assert!(
+            tridiagonal_parts(&m[..4], 2).is_none(),
+            "k < 3: nothing to save"
+        );
     }
 
     #[test]

@@ -23,7 +23,7 @@ use crate::simd::dispatch;
 use crate::Real;
 
 use super::block::{gram_panels_by_block, BlockRows};
-use super::cg::{gram_panels, CgRows};
+use super::cg::{gram_panels, tridiagonal_parts, CgRows, GramOperator};
 use super::exact::{CholeskyRows, RowChunk};
 use super::low_rank::SharedFactor;
 use super::objective::Objective;
@@ -87,7 +87,21 @@ pub fn solve_rows<T: Real>(
                 ));
             }
             let weighted_gram: Vec<T> = gram.iter().map(|&g| T::from_f64(w0 * g)).collect();
-            let panels = gram_panels(&weighted_gram, k);
+            let tridiagonal = tridiagonal_parts(&weighted_gram, k);
+            let panels = match tridiagonal {
+                Some(_) => None,
+                None => gram_panels(&weighted_gram, k),
+            };
+            let gram = match &tridiagonal {
+                Some((diagonal, off_diagonal)) => GramOperator::Tridiagonal {
+                    diagonal,
+                    off_diagonal,
+                },
+                None => GramOperator::Dense {
+                    matrix: &weighted_gram,
+                    panels: panels.as_ref(),
+                },
+            };
             in_row_chunks(x, k, interrupt, |first_row, x| {
                 dispatch(CgRows {
                     rows,
@@ -95,8 +109,7 @@ pub fn solve_rows<T: Real>(
                     x,
                     y,
                     k,
-                    weighted_gram: &weighted_gram,
-                    panels: panels.as_ref(),
+                    gram,
                     objective,
                     steps,
                 });
@@ -143,7 +156,7 @@ pub fn solve_rows<T: Real>(
 
 /// Runs `solve(first_row, rows)` on chunks of `ROW_CHUNK` rows of `x` in parallel, checking for a
 /// requested stop before each chunk.
-fn in_row_chunks<T: Real>(
+pub(crate) fn in_row_chunks<T: Real>(
     x: &mut [T],
     k: usize,
     interrupt: &Interrupt,

@@ -1,0 +1,27 @@
+"""Switches for CG's turned basis (ials._basis) in tests: turning at every size and row count,
+the reductions counted."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from ials import _basis, _native
+
+
+def turn_always(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """Makes every CG half-sweep turn; returns the list the size of each reduction goes to."""
+    monkeypatch.setattr(_basis, "TURN_FROM_FACTORS", 3)
+    monkeypatch.setattr(_basis, "REDUCTION_ROWS_PER_FACTOR", 0)
+    calls: list[int] = []
+    reduce = _native.tridiagonalize
+
+    def counted(gram: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        calls.append(len(gram))
+        return reduce(gram)
+
+    monkeypatch.setattr(_native, "tridiagonalize", counted)
+    return calls
+
+
+def never_turn(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(_basis, "TURN_FROM_FACTORS", 10**9)
