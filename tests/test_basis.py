@@ -140,7 +140,7 @@ def test_at_128_factors_a_fit_turns_by_itself() -> None:
     calls: list[int] = []
     reduce = _native.tridiagonalize
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(_native, "tridiagonalize", lambda g: calls.append(len(g)) or reduce(g))
+        patch.setattr(_native, "tridiagonalize", lambda g, t: calls.append(len(g)) or reduce(g, t))
         got = fitted(matrix, factors=128, iterations=2, dtype=np.float64)
     assert calls == [128, 128], "the users' half-sweeps turned, the items' did not"
     want = plain(matrix, factors=128, iterations=2, dtype=np.float64)
@@ -152,7 +152,7 @@ def test_the_reduction_and_the_turn() -> None:
     y = rng.standard_normal((50, 12))
     x = rng.standard_normal((30, 12))
     gram = _native.gram(y, 1)
-    q, tridiagonal = _native.tridiagonalize(gram)
+    q, tridiagonal = _native.tridiagonalize(gram, 2)
     np.testing.assert_allclose(q.T @ q, np.eye(12), atol=1e-13)
     np.testing.assert_allclose(q.T @ gram @ q, tridiagonal, atol=1e-11)
     assert not np.triu(tridiagonal, 2).any() and not np.tril(tridiagonal, -2).any()
@@ -166,11 +166,11 @@ def test_the_reduction_and_the_turn() -> None:
 
 def test_bad_arguments_to_the_native_calls_are_refused() -> None:
     with pytest.raises(ValueError, match="symmetric"):
-        _native.tridiagonalize(np.arange(9.0).reshape(3, 3))
+        _native.tridiagonalize(np.arange(9.0).reshape(3, 3), 1)
     with pytest.raises(ValueError, match="square"):
-        _native.tridiagonalize(np.zeros((3, 4)))
+        _native.tridiagonalize(np.zeros((3, 4)), 1)
     with pytest.raises(ValueError, match="non-finite"):
-        _native.tridiagonalize(np.full((2, 2), np.nan))
+        _native.tridiagonalize(np.full((2, 2), np.nan), 1)
     x, y = np.zeros((4, 3)), np.zeros((5, 3))
     with pytest.raises(ValueError, match="columns"):
         _native.turn_basis(x, y, np.eye(4), None, 1)

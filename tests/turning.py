@@ -15,9 +15,9 @@ def turn_always(monkeypatch: pytest.MonkeyPatch) -> list[int]:
     calls: list[int] = []
     reduce = _native.tridiagonalize
 
-    def counted(gram: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def counted(gram: np.ndarray, num_threads: int) -> tuple[np.ndarray, np.ndarray]:
         calls.append(len(gram))
-        return reduce(gram)
+        return reduce(gram, num_threads)
 
     monkeypatch.setattr(_native, "tridiagonalize", counted)
     return calls

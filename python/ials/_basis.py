@@ -18,8 +18,8 @@ from . import _native
 from .solver import RowSolver
 
 # The reduction and the turning of the running product cost about this many Gram products of
-# one row per factor (k^3 work on one thread, against k^2 products spread over all of them):
-# 24 x 1024 rows' worth at 1024 factors on gowalla, 2 threads.
+# one row per factor (k^3 work in k dependent steps, against the k^2 products of independent
+# rows): 24 at 128 and 256 factors, 18 at 512, 14 at 1024 (gowalla, 2 threads).
 REDUCTION_ROWS_PER_FACTOR = 24
 # Below this many factors a turn costs more than the products it saves: turning a row streams it
 # from memory and back for k^2 work, where CG's products run from L1 near the FMA peak (gowalla,
@@ -47,7 +47,7 @@ class Basis:
     def reduce(self, gram: np.ndarray, x: np.ndarray, y: np.ndarray) -> np.ndarray:
         """Turns ``x`` and ``y`` (in place) to the basis in which ``gram``, the Gram matrix of
         ``y``, is tridiagonal; returns that tridiagonal matrix, the Gram matrix to solve with."""
-        q, tridiagonal = _native.tridiagonalize(gram)
+        q, tridiagonal = _native.tridiagonalize(gram, self._num_threads)
         if self._total is None:
             self._total = np.eye(len(q))
         _native.turn_basis(x, y, q, self._total, self._num_threads)

@@ -272,9 +272,13 @@ fn gram_blocks<'py>(
 type Pair<'py> = (Bound<'py, PyArray2<f64>>, Bound<'py, PyArray2<f64>>);
 
 /// `(Q, T)` with `Q` orthogonal and `Q.T @ gram @ Q = T` tridiagonal (both float64), for the
-/// symmetric `gram`.
+/// symmetric `gram`, on `num_threads` threads (the same bits for any number).
 #[pyfunction]
-fn tridiagonalize<'py>(py: Python<'py>, gram: PyReadonlyArray2<'py, f64>) -> PyResult<Pair<'py>> {
+fn tridiagonalize<'py>(
+    py: Python<'py>,
+    gram: PyReadonlyArray2<'py, f64>,
+    num_threads: usize,
+) -> PyResult<Pair<'py>> {
     let k = gram.shape()[0];
     if gram.shape()[1] != k {
         return Err(PyValueError::new_err(format!(
@@ -290,7 +294,7 @@ fn tridiagonalize<'py>(py: Python<'py>, gram: PyReadonlyArray2<'py, f64>) -> PyR
     if !symmetric {
         return Err(PyValueError::new_err("gram must be symmetric"));
     }
-    let reduced = py.detach(|| ials_core::Tridiagonal::of(g, k));
+    let reduced = run(py, num_threads, |_| Ok(ials_core::Tridiagonal::of(g, k)))?;
     let square = |m: Vec<f64>| Array2::from_shape_vec((k, k), m).expect("k x k");
     let t = square(reduced.matrix());
     Ok((square(reduced.basis).into_pyarray(py), t.into_pyarray(py)))

@@ -2,12 +2,23 @@
 //! `Q` orthogonal: the change of basis that lets CG multiply by a Gram matrix in `3k` operations
 //! instead of `k^2` (see `als::basis`).
 //!
-//! The textbook reduction (Golub & Van Loan, 4th ed., algorithm 8.3.1), in f64 and one thread,
-//! each step a pass over the trailing block for `p = S v` and one for the rank-2 update; `Q` is
-//! then accumulated from the reflectors, last to first. Every inner loop runs along contiguous
-//! rows with one FMA chain per output, so the result is the same bits at every level that fuses.
+//! The textbook reduction (Golub & Van Loan, 4th ed., algorithm 8.3.1) in f64: each step one pass
+//! over the trailing block for `p = S v` and one for the rank-2 update, then `Q^T` accumulated
+//! from the reflectors, last to first. Every pass works row by row (a dot product per row, an
+//! update per row), so large blocks are split across the pool's threads and each row's result
+//! is the same whoever computes it; each dot product and update has one fixed order, the same
+//! bits at every level that fuses.
 
+use rayon::prelude::*;
+
+use crate::linalg::vector::dot;
 use crate::simd::{dispatch, Arith, Kernel};
+
+/// Trailing blocks of at least this many rows are split across the pool's threads (each step
+/// waits for its passes, so small blocks stay on the calling thread).
+const PARALLEL_FROM: usize = 96;
+/// Rows per Rayon task in a split pass.
+const ROWS_PER_TASK: usize = 32;
 
 /// `Q^T G Q = T` for a symmetric `G`: `basis` is `Q` (row-major; its columns are the new basis
 /// vectors, so a row `x` of coordinates becomes `x Q`), `T` is `diagonal` and `off_diagonal`
@@ -20,11 +31,61 @@ pub struct Tridiagonal {
 }
 
 impl Tridiagonal {
-    /// The reduction of the symmetric row-major `k x k` matrix `g` (only its lower triangle's
-    /// mirror is assumed: `g` must be symmetric, as a Gram matrix is).
+    /// The reduction of the symmetric row-major `k x k` matrix `g` (`g` must be symmetric, as a
+    /// Gram matrix is), on the current Rayon pool.
     pub fn of(g: &[f64], k: usize) -> Self {
         assert_eq!(g.len(), k * k, "a k x k matrix");
-        dispatch(Reduce { g, k })
+        let mut a = g.to_vec();
+        let mut diagonal = vec![0.0; k];
+        let mut off_diagonal = vec![0.0; k.saturating_sub(1)];
+        // Reflector j, `I - 2 v v^T` on coordinates `j + 1..k`, is kept in row j of `reflectors`
+        // from column `j + 1` (all zeros where column j was already reduced).
+        let mut reflectors = vec![0.0; k * k];
+        let (mut p, mut w) = (vec![0.0; k], vec![0.0; k]);
+        for j in 0..k.saturating_sub(2) {
+            diagonal[j] = a[j * k + j];
+            let v = &mut reflectors[j * k + j + 1..(j + 1) * k];
+            v.copy_from_slice(&a[j * k + j + 1..(j + 1) * k]);
+            let Some(alpha) = dispatch(Reflector { x: v }) else {
+                // Column j is reduced already: no reflector.
+                off_diagonal[j] = v[0];
+                v.fill(0.0);
+                continue;
+            };
+            off_diagonal[j] = alpha;
+            let v = &reflectors[j * k + j + 1..(j + 1) * k];
+            let m = v.len();
+            // S <- H S H = S - 2 (v w^T + w v^T), with p = S v and w = p - (v . p) v, over the
+            // trailing block S (rows and columns j + 1..k).
+            let trailing = &mut a[(j + 1) * k..];
+            by_rows(trailing, k, j + 1, RowPass::Dot { v }, &mut p[..m]);
+            dispatch(Coupling {
+                v,
+                p: &p[..m],
+                w: &mut w[..m],
+            });
+            by_rows(
+                trailing,
+                k,
+                j + 1,
+                RowPass::Rank2 { v, w: &w[..m] },
+                &mut p[..m],
+            );
+        }
+        match k {
+            0 => {}
+            1 => diagonal[0] = a[0],
+            _ => {
+                diagonal[k - 2] = a[(k - 2) * k + k - 2];
+                diagonal[k - 1] = a[(k - 1) * k + k - 1];
+                off_diagonal[k - 2] = a[(k - 2) * k + k - 1];
+            }
+        }
+        Self {
+            basis: accumulate(&reflectors, k, &mut p),
+            diagonal,
+            off_diagonal,
+        }
     }
 
     /// `T` as a row-major `k x k` matrix, zero off the three diagonals.
@@ -42,120 +103,162 @@ impl Tridiagonal {
     }
 }
 
-struct Reduce<'a> {
-    g: &'a [f64],
-    k: usize,
-}
-
-impl Kernel for Reduce<'_> {
-    type Output = Tridiagonal;
-
-    #[inline(always)]
-    fn run<A: Arith>(self, _arith: A) -> Tridiagonal {
-        let k = self.k;
-        let mut a = self.g.to_vec();
-        let mut diagonal = vec![0.0; k];
-        let mut off_diagonal = vec![0.0; k.saturating_sub(1)];
-        // Reflector j, `I - 2 v v^T` on coordinates `j + 1..k`, is kept in row j of `reflectors`
-        // from column `j + 1` (all zeros where column j was already reduced).
-        let mut reflectors = vec![0.0; k * k];
-        let (mut p, mut w) = (vec![0.0; k], vec![0.0; k]);
-        for j in 0..k.saturating_sub(2) {
-            diagonal[j] = a[j * k + j];
-            let below = j + 1..k;
-            let v = &mut reflectors[j * k + j + 1..(j + 1) * k];
-            v.copy_from_slice(&a[j * k + j + 1..(j + 1) * k]);
-            let tail: f64 = v[1..].iter().fold(0.0, |s, &x| A::fma(x, x, s));
-            if tail == 0.0 {
-                // Column j is reduced already: no reflector.
-                off_diagonal[j] = v[0];
-                v.fill(0.0);
-                continue;
-            }
-            let norm = A::fma(v[0], v[0], tail).sqrt();
-            // The sign that keeps `v[0] = x_0 - alpha` free of cancellation.
-            let alpha = if v[0] >= 0.0 { -norm } else { norm };
-            off_diagonal[j] = alpha;
-            v[0] -= alpha;
-            let scale = 1.0 / A::fma(v[0], v[0], tail).sqrt();
-            v.iter_mut().for_each(|x| *x *= scale);
-            let v = &reflectors[j * k + j + 1..(j + 1) * k];
-            let m = v.len();
-            // p = S v over the trailing block S (symmetric: the sum of its rows scaled by v).
-            let p = &mut p[..m];
-            p.fill(0.0);
-            for (i, &vi) in below.clone().zip(v) {
-                let row = &a[i * k + j + 1..(i + 1) * k];
-                for (pc, &s) in p.iter_mut().zip(row) {
-                    *pc = A::fma(vi, s, *pc);
-                }
-            }
-            // S <- H S H = S - 2 (v w^T + w v^T) with w = p - (v . p) v.
-            let vp = v
-                .iter()
-                .zip(p.iter())
-                .fold(0.0, |s, (&x, &y)| A::fma(x, y, s));
-            let w = &mut w[..m];
-            for ((wc, &pc), &vc) in w.iter_mut().zip(p.iter()).zip(v) {
-                *wc = A::fma(-vp, vc, pc);
-            }
-            for (r, i) in below.clone().enumerate() {
-                let (vi2, wi2) = (-2.0 * v[r], -2.0 * w[r]);
-                let row = &mut a[i * k + j + 1..(i + 1) * k];
-                for ((s, &wc), &vc) in row.iter_mut().zip(w.iter()).zip(v) {
-                    *s = A::fma(wi2, vc, A::fma(vi2, wc, *s));
-                }
-            }
-        }
-        match k {
-            0 => {}
-            1 => diagonal[0] = a[0],
-            _ => {
-                diagonal[k - 2] = a[(k - 2) * k + k - 2];
-                diagonal[k - 1] = a[(k - 1) * k + k - 1];
-                off_diagonal[k - 2] = a[(k - 2) * k + k - 1];
-            }
-        }
-        let basis = accumulate::<A>(&reflectors, k, &mut p);
-        Tridiagonal {
-            basis,
-            diagonal,
-            off_diagonal,
-        }
-    }
-}
-
-/// `Q = H_0 H_1 ... H_{k-3}` from the reflectors, applied to the identity from the left, last to
-/// first: `H_j` touches only rows and columns `j + 1..k`, where the product so far is all that
-/// is not the identity. `u` is scratch of at least `k`.
-#[inline(always)]
-fn accumulate<A: Arith>(reflectors: &[f64], k: usize, u: &mut [f64]) -> Vec<f64> {
-    let mut q = vec![0.0; k * k];
+/// `Q = H_0 H_1 ... H_{k-3}` from the reflectors. `Q^T = H_{k-3} ... H_0` is built from the
+/// identity by `Z <- Z H_j`, last reflector to first: `H_j` changes only columns `j + 1..k`, where
+/// only rows `j + 1..k` of the product so far are not zero. `scratch` holds at least `k` values.
+fn accumulate(reflectors: &[f64], k: usize, scratch: &mut [f64]) -> Vec<f64> {
+    let mut z = vec![0.0; k * k];
     for i in 0..k {
-        q[i * k + i] = 1.0;
+        z[i * k + i] = 1.0;
     }
     for j in (0..k.saturating_sub(2)).rev() {
         let v = &reflectors[j * k + j + 1..(j + 1) * k];
         if v.iter().all(|&x| x == 0.0) {
             continue;
         }
-        let u = &mut u[..v.len()];
-        u.fill(0.0);
-        for (i, &vi) in (j + 1..k).zip(v) {
-            let row = &q[i * k + j + 1..(i + 1) * k];
-            for (uc, &qc) in u.iter_mut().zip(row) {
-                *uc = A::fma(vi, qc, *uc);
-            }
-        }
-        for (i, &vi) in (j + 1..k).zip(v) {
-            let vi2 = -2.0 * vi;
-            let row = &mut q[i * k + j + 1..(i + 1) * k];
-            for (qc, &uc) in row.iter_mut().zip(u.iter()) {
-                *qc = A::fma(vi2, uc, *qc);
+        let rows = &mut z[(j + 1) * k..];
+        by_rows(
+            rows,
+            k,
+            j + 1,
+            RowPass::Reflect { v },
+            &mut scratch[..v.len()],
+        );
+    }
+    (0..k * k).map(|ij| z[(ij % k) * k + ij / k]).collect()
+}
+
+/// One pass over the rows of `rows` (whole rows of `k`), on their columns from `first`: row `r`
+/// gets `pass` with its own output `out[r]`; split across the pool's threads from
+/// [`PARALLEL_FROM`] rows.
+fn by_rows(rows: &mut [f64], k: usize, first: usize, pass: RowPass<'_>, out: &mut [f64]) {
+    let n = rows.len() / k;
+    assert_eq!(out.len(), n, "one output per row");
+    if n < PARALLEL_FROM {
+        return dispatch(Rows {
+            rows,
+            k,
+            first,
+            pass,
+            out,
+            offset: 0,
+        });
+    }
+    rows.par_chunks_mut(ROWS_PER_TASK * k)
+        .zip(out.par_chunks_mut(ROWS_PER_TASK))
+        .enumerate()
+        .for_each(|(task, (rows, out))| {
+            dispatch(Rows {
+                rows,
+                k,
+                first,
+                pass,
+                out,
+                offset: task * ROWS_PER_TASK,
+            })
+        });
+}
+
+/// What a pass does to each row `s` (its columns from `first`), `r` being its index in the pass.
+#[derive(Clone, Copy)]
+enum RowPass<'a> {
+    /// `out[r] = s . v`
+    Dot { v: &'a [f64] },
+    /// `s <- s - 2 (v[r] w + w[r] v)`
+    Rank2 { v: &'a [f64], w: &'a [f64] },
+    /// `s <- s - 2 (s . v) v`, keeping `s . v` in `out[r]`
+    Reflect { v: &'a [f64] },
+}
+
+struct Rows<'a> {
+    rows: &'a mut [f64],
+    k: usize,
+    first: usize,
+    pass: RowPass<'a>,
+    out: &'a mut [f64],
+    /// The index in the pass of the first of `rows`.
+    offset: usize,
+}
+
+impl Kernel for Rows<'_> {
+    type Output = ();
+
+    #[inline(always)]
+    fn run<A: Arith>(self, arith: A) {
+        let Rows {
+            rows,
+            k,
+            first,
+            pass,
+            out,
+            offset,
+        } = self;
+        for (local, (row, o)) in rows.chunks_exact_mut(k).zip(out.iter_mut()).enumerate() {
+            let s = &mut row[first..];
+            match pass {
+                RowPass::Dot { v } => *o = dot::<f64, A>(arith, s, v),
+                RowPass::Rank2 { v, w } => {
+                    let r = offset + local;
+                    let (vr, wr) = (-2.0 * v[r], -2.0 * w[r]);
+                    for ((sc, &wc), &vc) in s.iter_mut().zip(w).zip(v) {
+                        *sc = A::fma(wr, vc, A::fma(vr, wc, *sc));
+                    }
+                }
+                RowPass::Reflect { v } => {
+                    *o = dot::<f64, A>(arith, s, v);
+                    let scale = -2.0 * *o;
+                    for (sc, &vc) in s.iter_mut().zip(v) {
+                        *sc = A::fma(scale, vc, *sc);
+                    }
+                }
             }
         }
     }
-    q
+}
+
+/// Turns `x` into the unit `v` with `(I - 2 v v^T) x = alpha e_0`; returns `alpha`, or `None`
+/// (leaving `x`) where `x` is a multiple of `e_0` already.
+struct Reflector<'a> {
+    x: &'a mut [f64],
+}
+
+impl Kernel for Reflector<'_> {
+    type Output = Option<f64>;
+
+    #[inline(always)]
+    fn run<A: Arith>(self, _arith: A) -> Option<f64> {
+        let x = self.x;
+        let tail: f64 = x[1..].iter().fold(0.0, |s, &e| A::fma(e, e, s));
+        if tail == 0.0 {
+            return None;
+        }
+        let norm = A::fma(x[0], x[0], tail).sqrt();
+        // The sign that keeps `x_0 - alpha` free of cancellation.
+        let alpha = if x[0] >= 0.0 { -norm } else { norm };
+        x[0] -= alpha;
+        let scale = 1.0 / A::fma(x[0], x[0], tail).sqrt();
+        x.iter_mut().for_each(|e| *e *= scale);
+        Some(alpha)
+    }
+}
+
+/// `w = p - (v . p) v`.
+struct Coupling<'a> {
+    v: &'a [f64],
+    p: &'a [f64],
+    w: &'a mut [f64],
+}
+
+impl Kernel for Coupling<'_> {
+    type Output = ();
+
+    #[inline(always)]
+    fn run<A: Arith>(self, arith: A) {
+        let vp = dot::<f64, A>(arith, self.v, self.p);
+        for ((wc, &pc), &vc) in self.w.iter_mut().zip(self.p).zip(self.v) {
+            *wc = A::fma(-vp, vc, pc);
+        }
+    }
 }
 
 #[cfg(test)]
@@ -245,11 +348,9 @@ mod tests {
     }
 
     #[test]
-    fn every_fused_level_gives_the_same_bits() {
-        use crate::simd::testing::{
-            avx2_or_skip, avx512_or_skip, fused, fused_avx512, generic_fused,
-        };
-        let k = 40;
+    fn any_thread_count_gives_the_same_bits() {
+        // 200 rows: the first passes are split across the threads, the last ones are not.
+        let k = 200;
         let g = symmetric(k, 7);
         let bits = |t: &Tridiagonal| -> Vec<u64> {
             t.basis
@@ -259,15 +360,65 @@ mod tests {
                 .map(|x| x.to_bits())
                 .collect()
         };
-        let want = bits(&Reduce { g: &g, k }.run(generic_fused()));
+        let one = crate::parallel::with_threads(1, || Tridiagonal::of(&g, k)).unwrap();
+        let three = crate::parallel::with_threads(3, || Tridiagonal::of(&g, k)).unwrap();
+        assert_eq!(bits(&one), bits(&three));
+    }
+
+    /// Every piece of the reduction's arithmetic, run at each level the CPU has: the same bits
+    /// as the generic body with fused multiply-adds.
+    #[test]
+    fn every_fused_level_gives_the_same_bits() {
+        use crate::simd::testing::{
+            avx2_or_skip, avx512_or_skip, fused, fused_avx512, generic_fused,
+        };
+        fn pieces<A: Arith>(arith: A) -> Vec<u64> {
+            let k = 37;
+            let g = symmetric(k, 3);
+            let (v, w) = (&g[..k - 5], &g[k..2 * k - 5]);
+            let mut bits = Vec::new();
+            let passes = [
+                RowPass::Dot { v },
+                RowPass::Rank2 { v, w },
+                RowPass::Reflect { v },
+            ];
+            for pass in passes {
+                let (mut rows, mut out) = (g[..(k - 5) * k].to_vec(), vec![0.0; k - 5]);
+                Rows {
+                    rows: &mut rows,
+                    k,
+                    first: 5,
+                    pass,
+                    out: &mut out,
+                    offset: 0,
+                }
+                .run(arith);
+                bits.extend(rows.iter().chain(&out).map(|x| x.to_bits()));
+            }
+            let mut x = g[2 * k..3 * k].to_vec();
+            let alpha = Reflector { x: &mut x }.run(arith).expect("not reduced");
+            let mut coupled = vec![0.0; k];
+            Coupling {
+                v: &x,
+                p: &g[3 * k..4 * k],
+                w: &mut coupled,
+            }
+            .run(arith);
+            bits.extend(
+                x.iter()
+                    .chain(&coupled)
+                    .chain([&alpha])
+                    .map(|e| e.to_bits()),
+            );
+            bits
+        }
+        let want = pieces(generic_fused());
         if avx2_or_skip("tridiagonal: every_fused_level_gives_the_same_bits (AVX2)").is_some() {
-            let got = Reduce { g: &g, k }.run(fused().expect("AVX2"));
-            assert_eq!(bits(&got), want);
+            assert_eq!(pieces(fused().expect("AVX2")), want);
         }
         if avx512_or_skip("tridiagonal: every_fused_level_gives_the_same_bits (AVX-512)").is_some()
         {
-            let got = Reduce { g: &g, k }.run(fused_avx512().expect("AVX-512"));
-            assert_eq!(bits(&got), want);
+            assert_eq!(pieces(fused_avx512().expect("AVX-512")), want);
         }
     }
 }
