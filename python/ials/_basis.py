@@ -23,8 +23,7 @@ from .solver import RowSolver
 REDUCTION_ROWS_PER_FACTOR = 24
 # Below this many factors a turn costs more than the products it saves: turning a row streams it
 # from memory and back for k^2 work, where CG's products run from L1 near the FMA peak (gowalla,
-# 2 threads: 0.90x the time of plain CG at 64 factors, 1.06x faster at 128, 1.18x at 256, 1.30x
-# at 512).
+# 2 threads: 0.90x the time of plain CG at 64 factors; 1.05x faster at 128, 1.24x at 256 to 1024).
 TURN_FROM_FACTORS = 128
 
 

@@ -38,26 +38,24 @@ impl Tridiagonal {
         let mut a = g.to_vec();
         let mut diagonal = vec![0.0; k];
         let mut off_diagonal = vec![0.0; k.saturating_sub(1)];
-        // Reflector j, `I - 2 v v^T` on coordinates `j + 1..k`, is kept in row j of `reflectors`
-        // from column `j + 1` (all zeros where column j was already reduced).
-        let mut reflectors = vec![0.0; k * k];
         let (mut p, mut w) = (vec![0.0; k], vec![0.0; k]);
         for j in 0..k.saturating_sub(2) {
             diagonal[j] = a[j * k + j];
-            let v = &mut reflectors[j * k + j + 1..(j + 1) * k];
-            v.copy_from_slice(&a[j * k + j + 1..(j + 1) * k]);
+            // Row j right of the diagonal (column j below it, by symmetry) is reduced by the
+            // reflector `I - 2 v v^T` on coordinates `j + 1..k`; nothing reads that part of the
+            // row again, so `v` is kept there (all zeros where the column was reduced already).
+            let (done, trailing) = a.split_at_mut((j + 1) * k);
+            let v = &mut done[j * k + j + 1..];
             let Some(alpha) = dispatch(Reflector { x: v }) else {
-                // Column j is reduced already: no reflector.
                 off_diagonal[j] = v[0];
                 v.fill(0.0);
                 continue;
             };
             off_diagonal[j] = alpha;
-            let v = &reflectors[j * k + j + 1..(j + 1) * k];
+            let v = &*v;
             let m = v.len();
             // S <- H S H = S - 2 (v w^T + w v^T), with p = S v and w = p - (v . p) v, over the
             // trailing block S (rows and columns j + 1..k).
-            let trailing = &mut a[(j + 1) * k..];
             by_rows(trailing, k, j + 1, RowPass::Dot { v }, &mut p[..m]);
             dispatch(Coupling {
                 v,
@@ -82,7 +80,7 @@ impl Tridiagonal {
             }
         }
         Self {
-            basis: accumulate(&reflectors, k, &mut p),
+            basis: accumulate(&a, k, &mut p),
             diagonal,
             off_diagonal,
         }
@@ -103,9 +101,10 @@ impl Tridiagonal {
     }
 }
 
-/// `Q = H_0 H_1 ... H_{k-3}` from the reflectors. `Q^T = H_{k-3} ... H_0` is built from the
-/// identity by `Z <- Z H_j`, last reflector to first: `H_j` changes only columns `j + 1..k`, where
-/// only rows `j + 1..k` of the product so far are not zero. `scratch` holds at least `k` values.
+/// `Q = H_0 H_1 ... H_{k-3}` from the reflectors, reflector `j` in row `j` of `reflectors` right of
+/// the diagonal. `Q^T = H_{k-3} ... H_0` is built from the identity by `Z <- Z H_j`, last reflector
+/// to first: `H_j` changes only columns `j + 1..k`, where only rows `j + 1..k` of the product so
+/// far are not zero; then transposed in place. `scratch` holds at least `k` values.
 fn accumulate(reflectors: &[f64], k: usize, scratch: &mut [f64]) -> Vec<f64> {
     let mut z = vec![0.0; k * k];
     for i in 0..k {
@@ -125,7 +124,12 @@ fn accumulate(reflectors: &[f64], k: usize, scratch: &mut [f64]) -> Vec<f64> {
             &mut scratch[..v.len()],
         );
     }
-    (0..k * k).map(|ij| z[(ij % k) * k + ij / k]).collect()
+    for i in 0..k {
+        for j in 0..i {
+            z.swap(i * k + j, j * k + i);
+        }
+    }
+    z
 }
 
 /// One pass over the rows of `rows` (whole rows of `k`), on their columns from `first`: row `r`
