@@ -87,6 +87,8 @@ impl<T: Real> Kernel for CgRows<'_, T> {
         // AVX-512 vectors are too wide for one row alone to keep enough FMA chains in flight
         // below 128 factors; the rows' results are the same bits either way.
         let together = match gram {
+            // Nothing to share in the Gram product; the groups stay (one, four and eight rows
+            // measured level at 128 to 512 factors).
             GramOperator::Tridiagonal { .. } if arith.avx512().is_some() => LOCKSTEP_WIDE,
             GramOperator::Tridiagonal { .. } => LOCKSTEP,
             GramOperator::Dense { matrix, panels } => {
