@@ -10,8 +10,7 @@ from ials import _basis, _native
 
 def turn_always(monkeypatch: pytest.MonkeyPatch) -> list[int]:
     """Makes every CG half-sweep turn; returns the list the size of each reduction goes to."""
-    monkeypatch.setattr(_basis, "TURN_FROM_FACTORS", 3)
-    monkeypatch.setattr(_basis, "REDUCTION_ROWS_PER_FACTOR", 0)
+    monkeypatch.setattr(_basis, "turning_pays", lambda solver, *_: solver.kind == "cg")
     calls: list[int] = []
     reduce = _native.tridiagonalize
 
@@ -24,4 +23,4 @@ def turn_always(monkeypatch: pytest.MonkeyPatch) -> list[int]:
 
 
 def never_turn(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(_basis, "TURN_FROM_FACTORS", 10**9)
+    monkeypatch.setattr(_basis, "turning_pays", lambda *_: False)

@@ -17,23 +17,11 @@ import numpy as np
 from . import _native
 from .solver import RowSolver
 
-# The reduction and the turning of the running product cost about this many Gram products of
-# one row per factor (k^3 work in k dependent steps, against the k^2 products of independent
-# rows): 24 at 128 and 256 factors, 18 at 512, 14 at 1024 (gowalla, 2 threads).
-REDUCTION_ROWS_PER_FACTOR = 24
-# Below this many factors a turn costs more than the products it saves: turning a row streams it
-# from memory and back for k^2 work, where CG's products run from L1 near the FMA peak (gowalla,
-# 2 threads: 0.90x the time of plain CG at 64 factors; 1.05x faster at 128, 1.24x at 256 to 1024).
-TURN_FROM_FACTORS = 128
-
 
 def turning_pays(solver: RowSolver, n_rows: int, n_fixed: int, k: int) -> bool:
     """Whether a CG half-sweep over ``n_rows`` rows against ``n_fixed`` fixed ones saves more
-    Gram products than turning both sides costs."""
-    if solver.kind != "cg" or k < TURN_FROM_FACTORS:
-        return False
-    saved = (solver.cg_steps + 1) * n_rows
-    return saved > n_rows + n_fixed + REDUCTION_ROWS_PER_FACTOR * k
+    Gram products than turning both sides costs (the core's rule, which its own fit follows)."""
+    return _native.turning_pays(solver.native(), n_rows, n_fixed, k)
 
 
 class Basis:
@@ -42,6 +30,10 @@ class Basis:
     def __init__(self, num_threads: int) -> None:
         self._num_threads = num_threads
         self._total: np.ndarray | None = None
+
+    def pays(self, solver: RowSolver, n_rows: int, n_fixed: int, k: int) -> bool:
+        """:func:`turning_pays`."""
+        return turning_pays(solver, n_rows, n_fixed, k)
 
     def reduce(self, gram: np.ndarray, x: np.ndarray, y: np.ndarray) -> np.ndarray:
         """Turns ``x`` and ``y`` (in place) to the basis in which ``gram``, the Gram matrix of

@@ -34,6 +34,7 @@ __all__ = [
     "top_k",
     "tridiagonalize",
     "turn_basis",
+    "turning_pays",
 ]
 
 GRAM_BLOCK_ROWS: int
@@ -143,6 +144,7 @@ def turn_basis(
     total: npt.NDArray[np.float64] | None,
     num_threads: int,
 ) -> None: ...
+def turning_pays(solver: Solver, n_rows: int, n_fixed: int, k: int) -> bool: ...
 def loss_terms(
     rows: _Csr,
     x: npt.NDArray[_F],

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 import numpy as np
 
 from . import _native
-from ._basis import Basis, turning_pays
+from ._basis import Basis
 from ._progress import Progress
 from ._validation import CoreRows
 from .callbacks import run_callback
@@ -96,7 +96,7 @@ class LocalHalfSweeps:
     def _solve(self, rows: CoreRows, x: np.ndarray, y: np.ndarray) -> None:
         s = self._settings
         gram_y = _native.gram(y, s.num_threads)
-        if turning_pays(s.solver, len(x), len(y), x.shape[1]):
+        if self._basis.pays(s.solver, len(x), len(y), x.shape[1]):
             gram_y = self._basis.reduce(gram_y, x, y)
         half_sweep(rows, x, y, gram_y, s.objective, s.solver, s.num_threads)
 

@@ -9,7 +9,7 @@ from typing import Any
 
 import numpy as np
 
-from .._basis import Basis, turning_pays
+from .._basis import Basis
 from .._native import LossTerms, gram_sum, simd_level
 from .._rwlock import writing
 from .._training import Callback, train
@@ -234,7 +234,7 @@ class _ClusterHalfSweeps:
         pays, tridiagonal, the client's copies of both sides turned to its basis as a fit in one
         process turns them (the rows on the cluster are then stale, and released)."""
         k = solved.factors.shape[1]
-        if not turning_pays(self._spec.solver, len(solved.factors), len(fixed.factors), k):
+        if not self._basis.pays(self._spec.solver, len(solved.factors), len(fixed.factors), k):
             return gram_matrix
         turned = self._basis.reduce(gram_matrix, solved.factors, fixed.factors)
         self._users.release()

@@ -14,7 +14,7 @@ mod simd;
 
 pub use als::{
     gram, gram_blocks, gram_sum, loss_terms, penalty, rotate_rows, row_normal_equations,
-    solve_rows, LossTerms, Objective, Solver, GRAM_BLOCK_ROWS,
+    solve_rows, turning_pays, LossTerms, Objective, Solver, TurnedBasis, GRAM_BLOCK_ROWS,
 };
 pub use csr::{CsrMatrix, CsrView};
 pub use error::{Error, Result};

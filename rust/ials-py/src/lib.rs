@@ -367,6 +367,13 @@ fn turn_basis(
     }
 }
 
+/// Whether a half-sweep of `solver` over `n_rows` rows against `n_fixed` fixed ones, `k`
+/// factors, turns the factors to the tridiagonal basis (the core's rule).
+#[pyfunction]
+fn turning_pays(solver: RowSolver, n_rows: usize, n_fixed: usize, k: usize) -> bool {
+    ials_core::turning_pays(solver.0, n_rows, n_fixed, k)
+}
+
 /// The sum of stacked Gram blocks (`n_blocks x k x k`) in block order.
 #[pyfunction]
 fn gram_sum<'py>(
@@ -698,6 +705,7 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(gram_sum, m)?)?;
     m.add_function(wrap_pyfunction!(tridiagonalize, m)?)?;
     m.add_function(wrap_pyfunction!(turn_basis, m)?)?;
+    m.add_function(wrap_pyfunction!(turning_pays, m)?)?;
     m.add_function(wrap_pyfunction!(loss_terms, m)?)?;
     m.add_function(wrap_pyfunction!(penalty, m)?)?;
     m.add_function(wrap_pyfunction!(top_k, m)?)?;

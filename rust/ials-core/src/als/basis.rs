@@ -10,9 +10,11 @@
 use rayon::prelude::*;
 
 use crate::error::{Error, Result};
-use crate::linalg::{symv_panels, symv_rows, PanelMatrix};
+use crate::linalg::{symv_panels, symv_rows, PanelMatrix, Tridiagonal};
 use crate::simd::{dispatch, Arith, Kernel};
 use crate::Real;
+
+use super::solve::Solver;
 
 /// Rows turned by one Rayon task, each task copying its rows once (32 and 256 timed alike at 64
 /// factors).
@@ -59,6 +61,78 @@ pub fn rotate_rows<T: Real>(x: &mut [T], k: usize, basis: &[T]) -> Result<()> {
     Ok(())
 }
 
+/// Below this many factors a turn costs more than the products it saves: turning a row streams
+/// it from memory and back for `k^2` work, where CG's products run from L1 near the FMA peak
+/// (gowalla, 2 threads: 0.90x the time of plain CG at 64 factors; 1.05x faster at 128, 1.24x at
+/// 256 to 1024).
+const TURN_FROM_FACTORS: usize = 128;
+
+/// What the reduction and the turn of the running product cost, in Gram products of one row per
+/// factor (`k^3` work in `k` dependent steps against the `k^2` products of independent rows): 24
+/// at 128 and 256 factors, 18 at 512, 14 at 1024 (gowalla, 2 threads).
+const REDUCTION_ROWS_PER_FACTOR: usize = 24;
+
+/// Whether turning pays for a half-sweep of `solver` over `n_rows` rows against `n_fixed` fixed
+/// ones: CG only (the exact solve gains nothing, block coordinate descent depends on the basis),
+/// from `TURN_FROM_FACTORS` (128), where the `(steps + 1) n_rows` Gram products saved outnumber the
+/// `n_rows + n_fixed` rows turned and the reduction.
+pub fn turning_pays(solver: Solver, n_rows: usize, n_fixed: usize, k: usize) -> bool {
+    let Solver::ConjugateGradient { steps } = solver else {
+        return false;
+    };
+    let saved = (steps as u128 + 1) * n_rows as u128;
+    let spent = (n_rows + n_fixed) as u128 + (REDUCTION_ROWS_PER_FACTOR * k) as u128;
+    k >= TURN_FROM_FACTORS && saved > spent
+}
+
+/// The product of the bases a fit has turned its factors to, so that they can go back to the
+/// caller's basis when it ends (none yet: the caller's).
+#[derive(Debug, Default)]
+pub struct TurnedBasis {
+    total: Option<Vec<f64>>,
+}
+
+impl TurnedBasis {
+    /// Turns `x` and `y` (rows of `k`) to the basis in which `gram`, the Gram matrix of `y`, is
+    /// tridiagonal, and returns that tridiagonal matrix (row-major `k x k`), the Gram matrix to
+    /// solve with.
+    pub fn reduce<T: Real>(
+        &mut self,
+        gram: &[f64],
+        x: &mut [T],
+        y: &mut [T],
+        k: usize,
+    ) -> Result<Vec<f64>> {
+        let reduced = Tridiagonal::of(gram, k);
+        let rounded: Vec<T> = reduced.basis.iter().map(|&v| T::from_f64(v)).collect();
+        rotate_rows(x, k, &rounded)?;
+        rotate_rows(y, k, &rounded)?;
+        let total = self.total.get_or_insert_with(|| identity(k));
+        rotate_rows(total, k, &reduced.basis)?;
+        Ok(reduced.matrix())
+    }
+
+    /// Turns `x` and `y` back to the caller's basis.
+    pub fn restore<T: Real>(&mut self, x: &mut [T], y: &mut [T], k: usize) -> Result<()> {
+        let Some(total) = self.total.take() else {
+            return Ok(());
+        };
+        let back: Vec<T> = (0..k * k)
+            .map(|ij| T::from_f64(total[(ij % k) * k + ij / k]))
+            .collect();
+        rotate_rows(x, k, &back)?;
+        rotate_rows(y, k, &back)
+    }
+}
+
+fn identity(k: usize) -> Vec<f64> {
+    let mut m = vec![0.0; k * k];
+    for i in 0..k {
+        m[i * k + i] = 1.0;
+    }
+    m
+}
+
 struct Rotate<'a, T> {
     rows: &'a mut [T],
     basis: &'a [T],
@@ -97,7 +171,6 @@ impl<T: Real> Kernel for Rotate<'_, T> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::linalg::Tridiagonal;
 
     fn values(n: usize, seed: usize) -> Vec<f64> {
         (0..n)
@@ -164,6 +237,67 @@ mod tests {
             .map(|b| (0..k).fold(0.0f32, |s, j| madd(x[row * k + j], basis[j * k + b], s)))
             .collect();
         assert_eq!(bits(&one), bits(&want), "one multiply-add chain per output");
+    }
+
+    /// Two turned half-sweeps then the turn back: plain CG's factors (f64, to rounding), for the
+    /// half-sweep the rule turns and the one it does not.
+    #[test]
+    fn a_turned_fit_returns_plain_cgs_factors() {
+        use crate::csr::{CsrMatrix, CsrView};
+        use crate::parallel::Interrupt;
+        use crate::{gram, solve_rows, Objective};
+        let (n_users, n_items, k) = (1500, 60, 128);
+        let (mut indptr, mut indices, mut data) = (vec![0i64], Vec::new(), Vec::new());
+        for u in 0..n_users {
+            for i in (0..n_items).filter(|i| (u * 7 + i * 13) % 9 == 0) {
+                indices.push(i as i32);
+                data.push(1.0 + ((u + i) % 3) as f32);
+            }
+            indptr.push(indices.len() as i64);
+        }
+        let users = CsrMatrix::new(indptr, indices, data, n_items).unwrap();
+        let items = users.view().transpose();
+        let (users, items) = (users.view(), items.view());
+        let solver = Solver::ConjugateGradient { steps: 3 };
+        assert!(
+            turning_pays(solver, n_users, n_items, k) && !turning_pays(solver, n_items, n_users, k)
+        );
+        let objective = Objective {
+            regularization: 0.1,
+            alpha: 2.0,
+            regularization_exponent: 0.0,
+            unobserved_weight: 1.0,
+        };
+        let stop = Interrupt::new();
+        let fit = |turn: bool| {
+            let (mut x, mut y) = (values(n_users * k, 1), values(n_items * k, 2));
+            let mut basis = TurnedBasis::default();
+            let mut half_sweep = |rows: &CsrView<'_>, x: &mut Vec<f64>, y: &mut Vec<f64>| {
+                let mut g = gram(y, k, &stop).unwrap();
+                if turn && turning_pays(solver, rows.n_rows(), rows.n_cols(), k) {
+                    g = basis.reduce(&g, x, y, k).unwrap();
+                }
+                solve_rows(rows, x, y, k, &g, &objective, solver, &stop).unwrap();
+            };
+            for _ in 0..2 {
+                half_sweep(&users, &mut x, &mut y);
+                half_sweep(&items, &mut y, &mut x);
+            }
+            basis.restore(&mut x, &mut y, k).unwrap();
+            (x, y)
+        };
+        let (turned, plain) = (fit(true), fit(false));
+        let distance = |a: &[f64], b: &[f64]| {
+            let d: f64 = a.iter().zip(b).map(|(p, q)| (p - q) * (p - q)).sum();
+            let n: f64 = b.iter().map(|q| q * q).sum();
+            (d / n).sqrt()
+        };
+        assert!(distance(&turned.0, &plain.0) < 1e-9, "users");
+        assert!(distance(&turned.1, &plain.1) < 1e-9, "items");
+        assert!(
+            distance(&turned.0, &values(n_users * k, 1)) > 1e-3,
+            "the fit moved"
+        );
     }
 
     #[test]

@@ -12,7 +12,7 @@ pub(crate) mod low_rank;
 pub mod objective;
 pub mod solve;
 
-pub use basis::rotate_rows;
+pub use basis::{rotate_rows, turning_pays, TurnedBasis};
 pub use exact::row_normal_equations;
 pub use gram::{gram, gram_blocks, gram_sum, GRAM_BLOCK_ROWS};
 pub use loss::{loss_terms, penalty, LossTerms};

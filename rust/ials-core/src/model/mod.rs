@@ -10,7 +10,7 @@ use crate::csr::{CsrMatrix, CsrView};
 use crate::error::{Error, Result};
 use crate::parallel::{thread_pool, Interrupt};
 use crate::rank::{top_k, Exclusions};
-use crate::{gram, solve_rows, Objective, Real, Solver};
+use crate::{gram, solve_rows, turning_pays, Objective, Real, Solver, TurnedBasis};
 
 /// The parameters of a fit, with the Python package's names and defaults
 /// (`ials.AlternatingLeastSquares`).
@@ -122,33 +122,24 @@ impl<T: Real> Model<T> {
             None => Solver::Cholesky,
         };
         let stop = Interrupt::new();
-        thread_pool(settings.num_threads)?.install(|| -> Result<()> {
+        // CG where it pays runs in a turned basis (`als::basis`), as the Python package does.
+        let mut basis = TurnedBasis::default();
+        let mut half_sweep = |rows: &CsrView<'_>, x: &mut Vec<T>, y: &mut Vec<T>| -> Result<()> {
+            let mut g = gram(y, k, &stop)?;
+            if turning_pays(solver, rows.n_rows(), rows.n_cols(), k) {
+                g = basis.reduce(&g, x, y, k)?;
+            }
+            solve_rows(rows, x, y, k, &g, &objective, solver, &stop)
+        };
+        let pool = thread_pool(settings.num_threads)?;
+        pool.install(|| -> Result<()> {
             for _ in 0..settings.iterations {
-                let g = gram(&item_factors, k, &stop)?;
-                solve_rows(
-                    user_items,
-                    &mut user_factors,
-                    &item_factors,
-                    k,
-                    &g,
-                    &objective,
-                    solver,
-                    &stop,
-                )?;
-                let g = gram(&user_factors, k, &stop)?;
-                solve_rows(
-                    &item_users,
-                    &mut item_factors,
-                    &user_factors,
-                    k,
-                    &g,
-                    &objective,
-                    solver,
-                    &stop,
-                )?;
+                half_sweep(user_items, &mut user_factors, &mut item_factors)?;
+                half_sweep(&item_users, &mut item_factors, &mut user_factors)?;
             }
             Ok(())
         })?;
+        pool.install(|| basis.restore(&mut user_factors, &mut item_factors, k))?;
         Ok(Self {
             settings,
             user_factors,
