@@ -138,43 +138,54 @@ def test_at_128_factors_a_fit_turns_by_itself() -> None:
     """The rule as shipped (no patching) turns the users' half-sweeps of a tall matrix."""
     matrix = interactions(3000, 300, seed=6)
     calls: list[int] = []
-    reduce = _native.tridiagonalize
+    reduce = _basis.Basis.reduce
+
+    def counted(basis: _basis.Basis, gram: np.ndarray, x: np.ndarray, y: np.ndarray) -> Any:
+        calls.append(len(gram))
+        return reduce(basis, gram, x, y)
+
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(_native, "tridiagonalize", lambda g, t: calls.append(len(g)) or reduce(g, t))
+        patch.setattr(_basis.Basis, "reduce", counted)
         got = fitted(matrix, factors=128, iterations=2, dtype=np.float64)
     assert calls == [128, 128], "the users' half-sweeps turned, the items' did not"
     want = plain(matrix, factors=128, iterations=2, dtype=np.float64)
     assert relative_error(got.user_factors, want.user_factors) < 1e-10
 
 
-def test_the_reduction_and_the_turn() -> None:
+def test_the_reduction_the_turn_and_the_way_back() -> None:
     rng = np.random.default_rng(7)
     y = rng.standard_normal((50, 12))
     x = rng.standard_normal((30, 12))
+    x0, y0 = x.copy(), y.copy()
     gram = _native.gram(y, 1)
-    q, tridiagonal = _native.tridiagonalize(gram, 2)
-    np.testing.assert_allclose(q.T @ q, np.eye(12), atol=1e-13)
-    np.testing.assert_allclose(q.T @ gram @ q, tridiagonal, atol=1e-11)
+    basis = _native.TurnedBasis()
+    tridiagonal = basis.reduce(gram, x, y, 2)
     assert not np.triu(tridiagonal, 2).any() and not np.tril(tridiagonal, -2).any()
-    scores = x @ y.T
-    total = np.eye(12)
-    _native.turn_basis(x, y, q, total, 2)
-    np.testing.assert_allclose(x @ y.T, scores, atol=1e-12)
+    np.testing.assert_allclose(np.linalg.eigvalsh(tridiagonal), np.linalg.eigvalsh(gram))
+    np.testing.assert_allclose(x @ y.T, x0 @ y0.T, atol=1e-12)
     np.testing.assert_allclose(_native.gram(y, 1), tridiagonal, atol=1e-11)
-    np.testing.assert_array_equal(total, q)
+    assert not np.allclose(x, x0), "turned"
+    # A second turn, then back through both.
+    basis.reduce(_native.gram(x, 1), y, x, 1)
+    basis.restore(x, y, 2)
+    np.testing.assert_allclose(x, x0, atol=1e-12)
+    np.testing.assert_allclose(y, y0, atol=1e-12)
+    basis.restore(x, y, 2)  # nothing turned since: a no-op
+    np.testing.assert_allclose(x, x0, atol=1e-12)
 
 
-def test_bad_arguments_to_the_native_calls_are_refused() -> None:
+def test_bad_arguments_to_the_native_basis_are_refused_before_anything_turns() -> None:
+    basis = _native.TurnedBasis()
+    x, y = np.ones((4, 3)), np.ones((5, 3))
     with pytest.raises(ValueError, match="symmetric"):
-        _native.tridiagonalize(np.arange(9.0).reshape(3, 3), 1)
-    with pytest.raises(ValueError, match="square"):
-        _native.tridiagonalize(np.zeros((3, 4)), 1)
+        basis.reduce(np.arange(9.0).reshape(3, 3), x, y, 1)
+    with pytest.raises(ValueError, match="entries"):
+        basis.reduce(np.zeros((3, 4)), x, y, 1)
     with pytest.raises(ValueError, match="non-finite"):
-        _native.tridiagonalize(np.full((2, 2), np.nan), 1)
-    x, y = np.zeros((4, 3)), np.zeros((5, 3))
+        basis.reduce(np.full((3, 3), np.nan), x, y, 1)
     with pytest.raises(ValueError, match="columns"):
-        _native.turn_basis(x, y, np.eye(4), None, 1)
-    with pytest.raises(ValueError, match="total"):
-        _native.turn_basis(x, y, np.eye(3), np.eye(2), 1)
+        basis.reduce(np.eye(4), x, y, 1)
     with pytest.raises(TypeError):
-        _native.turn_basis(x, y.astype(np.float32), np.eye(3), None, 1)
+        basis.reduce(np.eye(3), x, y.astype(np.float32), 1)
+    np.testing.assert_array_equal(x, 1.0)
+    np.testing.assert_array_equal(y, 1.0)

@@ -5,20 +5,20 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from ials import _basis, _native
+from ials import _basis
 
 
 def turn_always(monkeypatch: pytest.MonkeyPatch) -> list[int]:
     """Makes every CG half-sweep turn; returns the list the size of each reduction goes to."""
     monkeypatch.setattr(_basis, "turning_pays", lambda solver, *_: solver.kind == "cg")
     calls: list[int] = []
-    reduce = _native.tridiagonalize
+    reduce = _basis.Basis.reduce
 
-    def counted(gram: np.ndarray, num_threads: int) -> tuple[np.ndarray, np.ndarray]:
+    def counted(basis: _basis.Basis, gram: np.ndarray, x: np.ndarray, y: np.ndarray) -> np.ndarray:
         calls.append(len(gram))
-        return reduce(gram, num_threads)
+        return reduce(basis, gram, x, y)
 
-    monkeypatch.setattr(_native, "tridiagonalize", counted)
+    monkeypatch.setattr(_basis.Basis, "reduce", counted)
     return calls
 
 

@@ -29,7 +29,7 @@ class Basis:
 
     def __init__(self, num_threads: int) -> None:
         self._num_threads = num_threads
-        self._total: np.ndarray | None = None
+        self._turned = _native.TurnedBasis()
 
     def pays(self, solver: RowSolver, n_rows: int, n_fixed: int, k: int) -> bool:
         """:func:`turning_pays`."""
@@ -38,19 +38,8 @@ class Basis:
     def reduce(self, gram: np.ndarray, x: np.ndarray, y: np.ndarray) -> np.ndarray:
         """Turns ``x`` and ``y`` (in place) to the basis in which ``gram``, the Gram matrix of
         ``y``, is tridiagonal; returns that tridiagonal matrix, the Gram matrix to solve with."""
-        q, tridiagonal = _native.tridiagonalize(gram, self._num_threads)
-        if self._total is None:
-            self._total = np.eye(len(q))
-        _native.turn_basis(x, y, q, self._total, self._num_threads)
-        return tridiagonal
+        return self._turned.reduce(gram, x, y, self._num_threads)
 
     def restore(self, x: np.ndarray, y: np.ndarray) -> None:
         """Turns ``x`` and ``y`` back to the caller's basis."""
-        if self._total is None:
-            return
-        back = np.ascontiguousarray(self._total.T)
-        try:
-            _native.turn_basis(x, y, back, None, self._num_threads)
-        finally:
-            # The call turns both before it raises a Ctrl-C that arrived meanwhile.
-            self._total = None
+        self._turned.restore(x, y, self._num_threads)

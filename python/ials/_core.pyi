@@ -22,6 +22,7 @@ __all__ = [
     "LossTerms",
     "Objective",
     "Solver",
+    "TurnedBasis",
     "gram",
     "gram_blocks",
     "gram_sum",
@@ -32,8 +33,6 @@ __all__ = [
     "simd_level",
     "solve_rows",
     "top_k",
-    "tridiagonalize",
-    "turn_basis",
     "turning_pays",
 ]
 
@@ -134,16 +133,21 @@ def normal_equations(
 def gram(y: npt.NDArray[_F], num_threads: int) -> npt.NDArray[np.float64]: ...
 def gram_blocks(y: npt.NDArray[_F], num_threads: int) -> npt.NDArray[np.float64]: ...
 def gram_sum(blocks: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]: ...
-def tridiagonalize(
-    gram: npt.NDArray[np.float64], num_threads: int
-) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]]: ...
-def turn_basis(
-    x: npt.NDArray[_F],
-    y: npt.NDArray[_F],
-    basis: npt.NDArray[np.float64],
-    total: npt.NDArray[np.float64] | None,
-    num_threads: int,
-) -> None: ...
+
+@final
+class TurnedBasis:
+    """The product of the bases a fit has turned its factors to."""
+
+    def __init__(self) -> None: ...
+    def reduce(
+        self,
+        gram: npt.NDArray[np.float64],
+        x: npt.NDArray[_F],
+        y: npt.NDArray[_F],
+        num_threads: int,
+    ) -> npt.NDArray[np.float64]: ...
+    def restore(self, x: npt.NDArray[_F], y: npt.NDArray[_F], num_threads: int) -> None: ...
+
 def turning_pays(solver: Solver, n_rows: int, n_fixed: int, k: int) -> bool: ...
 def loss_terms(
     rows: _Csr,

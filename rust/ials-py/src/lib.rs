@@ -268,102 +268,92 @@ fn gram_blocks<'py>(
     Ok(stacked.into_pyarray(py))
 }
 
-/// Two `k x k` float64 matrices.
-type Pair<'py> = (Bound<'py, PyArray2<f64>>, Bound<'py, PyArray2<f64>>);
+/// The product of the bases a fit has turned its factors to (`ials_core::TurnedBasis`). Each
+/// call turns all it turns or nothing: a Ctrl-C meanwhile is raised once the call is done, so the
+/// factors never sit in two bases.
+#[pyclass(module = "ials._core", name = "TurnedBasis")]
+#[derive(Default)]
+struct TurnedBasis(ials_core::TurnedBasis);
 
-/// `(Q, T)` with `Q` orthogonal and `Q.T @ gram @ Q = T` tridiagonal (both float64), for the
-/// symmetric `gram`, on `num_threads` threads (the same bits for any number).
-#[pyfunction]
-fn tridiagonalize<'py>(
-    py: Python<'py>,
-    gram: PyReadonlyArray2<'py, f64>,
-    num_threads: usize,
-) -> PyResult<Pair<'py>> {
-    let k = gram.shape()[0];
-    if gram.shape()[1] != k {
-        return Err(PyValueError::new_err(format!(
-            "gram must be square, got {k} x {}",
-            gram.shape()[1]
-        )));
+#[pymethods]
+impl TurnedBasis {
+    #[new]
+    fn new() -> Self {
+        Self::default()
     }
-    let g = slice(&gram, "gram")?;
-    if !g.iter().all(|v| v.is_finite()) {
-        return Err(PyValueError::new_err("gram holds a non-finite value"));
-    }
-    let symmetric = (0..k).all(|i| (0..i).all(|j| g[i * k + j] == g[j * k + i]));
-    if !symmetric {
-        return Err(PyValueError::new_err("gram must be symmetric"));
-    }
-    let reduced = run(py, num_threads, |_| Ok(ials_core::Tridiagonal::of(g, k)))?;
-    let square = |m: Vec<f64>| Array2::from_shape_vec((k, k), m).expect("k x k");
-    let t = square(reduced.matrix());
-    Ok((square(reduced.basis).into_pyarray(py), t.into_pyarray(py)))
-}
 
-/// Turns both factor matrices to a new basis in place, `x <- x @ basis`, `y <- y @ basis`, and
-/// `total <- total @ basis` when given (`basis` and `total` `k x k` float64; `basis` is rounded
-/// to the factors' dtype). All of it or none: a Ctrl-C meanwhile is raised once all are turned, so
-/// the factors never sit in two bases.
-#[pyfunction]
-#[pyo3(signature = (x, y, basis, total, num_threads))]
-fn turn_basis(
-    py: Python<'_>,
-    x: FactorsMut<'_>,
-    y: FactorsMut<'_>,
-    basis: PyReadonlyArray2<'_, f64>,
-    total: Option<PyReadwriteArray2<'_, f64>>,
-    num_threads: usize,
-) -> PyResult<()> {
-    fn typed<T: Real + Element>(
+    /// Turns `x` and `y` (in place) to the basis in which `gram`, the Gram matrix of `y`, is
+    /// tridiagonal; returns that tridiagonal matrix (float64).
+    fn reduce<'py>(
+        &mut self,
+        py: Python<'py>,
+        gram: PyReadonlyArray2<'py, f64>,
+        x: FactorsMut<'py>,
+        y: FactorsMut<'py>,
+        num_threads: usize,
+    ) -> PyResult<Bound<'py, PyArray2<f64>>> {
+        fn typed<T: Real + Element>(
+            py: Python<'_>,
+            basis: &mut ials_core::TurnedBasis,
+            gram: &[f64],
+            mut x: PyReadwriteArray2<'_, T>,
+            mut y: PyReadwriteArray2<'_, T>,
+            k: usize,
+            num_threads: usize,
+        ) -> PyResult<Vec<f64>> {
+            same_width(k, x.shape()[1], y.shape()[1])?;
+            let (x, y) = (slice_mut(&mut x, "x")?, slice_mut(&mut y, "y")?);
+            run(py, num_threads, |_| basis.reduce(gram, x, y, k))
+        }
+        let k = gram.shape()[0];
+        let g = slice(&gram, "gram")?;
+        let basis = &mut self.0;
+        let t = match (x, y) {
+            (FactorsMut::F32(x), FactorsMut::F32(y)) => typed(py, basis, g, x, y, k, num_threads)?,
+            (FactorsMut::F64(x), FactorsMut::F64(y)) => typed(py, basis, g, x, y, k, num_threads)?,
+            _ => return Err(mixed_dtypes()),
+        };
+        let t = Array2::from_shape_vec((k, k), t).expect("k x k");
+        Ok(t.into_pyarray(py))
+    }
+
+    /// Turns `x` and `y` back to the basis they were in before the first `reduce`.
+    fn restore(
+        &mut self,
         py: Python<'_>,
-        mut x: PyReadwriteArray2<'_, T>,
-        mut y: PyReadwriteArray2<'_, T>,
-        basis: &[f64],
-        total: Option<&mut [f64]>,
+        x: FactorsMut<'_>,
+        y: FactorsMut<'_>,
         num_threads: usize,
     ) -> PyResult<()> {
-        let k = x.shape()[1];
-        if y.shape()[1] != k || basis.len() != k * k {
-            return Err(PyValueError::new_err(format!(
-                "x and y must have the basis' {} columns, got {k} and {}",
-                basis.len().isqrt(),
-                y.shape()[1]
-            )));
+        fn typed<T: Real + Element>(
+            py: Python<'_>,
+            basis: &mut ials_core::TurnedBasis,
+            mut x: PyReadwriteArray2<'_, T>,
+            mut y: PyReadwriteArray2<'_, T>,
+            num_threads: usize,
+        ) -> PyResult<()> {
+            let k = x.shape()[1];
+            same_width(k, k, y.shape()[1])?;
+            let (x, y) = (slice_mut(&mut x, "x")?, slice_mut(&mut y, "y")?);
+            run(py, num_threads, |_| basis.restore(x, y, k))
         }
-        let rounded: Vec<T> = basis.iter().map(|&v| T::from_f64(v)).collect();
-        let (x, y) = (slice_mut(&mut x, "x")?, slice_mut(&mut y, "y")?);
-        run(py, num_threads, |_| {
-            ials_core::rotate_rows(x, k, &rounded)?;
-            ials_core::rotate_rows(y, k, &rounded)?;
-            match total {
-                Some(total) => ials_core::rotate_rows(total, k, basis),
-                None => Ok(()),
-            }
-        })
-    }
-    let k = basis.shape()[0];
-    if basis.shape()[1] != k {
-        return Err(PyValueError::new_err(format!(
-            "basis must be square, got {k} x {}",
-            basis.shape()[1]
-        )));
-    }
-    let basis = slice(&basis, "basis")?;
-    let mut total = total;
-    let total = match total.as_mut() {
-        Some(t) if t.shape() != [k, k] => {
-            return Err(PyValueError::new_err(format!(
-                "total must be {k} x {k}, got {:?}",
-                t.shape()
-            )))
+        let basis = &mut self.0;
+        match (x, y) {
+            (FactorsMut::F32(x), FactorsMut::F32(y)) => typed(py, basis, x, y, num_threads),
+            (FactorsMut::F64(x), FactorsMut::F64(y)) => typed(py, basis, x, y, num_threads),
+            _ => Err(mixed_dtypes()),
         }
-        Some(t) => Some(slice_mut(t, "total")?),
-        None => None,
-    };
-    match (x, y) {
-        (FactorsMut::F32(x), FactorsMut::F32(y)) => typed(py, x, y, basis, total, num_threads),
-        (FactorsMut::F64(x), FactorsMut::F64(y)) => typed(py, x, y, basis, total, num_threads),
-        _ => Err(mixed_dtypes()),
+    }
+}
+
+/// `x` and `y` must both have the basis' `k` columns.
+fn same_width(k: usize, x: usize, y: usize) -> PyResult<()> {
+    if x == k && y == k {
+        Ok(())
+    } else {
+        Err(PyValueError::new_err(format!(
+            "x and y must have the basis' {k} columns, got {x} and {y}"
+        )))
     }
 }
 
@@ -703,8 +693,7 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(gram, m)?)?;
     m.add_function(wrap_pyfunction!(gram_blocks, m)?)?;
     m.add_function(wrap_pyfunction!(gram_sum, m)?)?;
-    m.add_function(wrap_pyfunction!(tridiagonalize, m)?)?;
-    m.add_function(wrap_pyfunction!(turn_basis, m)?)?;
+    m.add_class::<TurnedBasis>()?;
     m.add_function(wrap_pyfunction!(turning_pays, m)?)?;
     m.add_function(wrap_pyfunction!(loss_terms, m)?)?;
     m.add_function(wrap_pyfunction!(penalty, m)?)?;

@@ -95,7 +95,8 @@ pub struct TurnedBasis {
 impl TurnedBasis {
     /// Turns `x` and `y` (rows of `k`) to the basis in which `gram`, the Gram matrix of `y`, is
     /// tridiagonal, and returns that tridiagonal matrix (row-major `k x k`), the Gram matrix to
-    /// solve with.
+    /// solve with. Checks `gram` (square, finite, symmetric) before anything is turned; once it
+    /// starts, turns all three (`x`, `y`, the running product) or fails on a shape first.
     pub fn reduce<T: Real>(
         &mut self,
         gram: &[f64],
@@ -103,6 +104,22 @@ impl TurnedBasis {
         y: &mut [T],
         k: usize,
     ) -> Result<Vec<f64>> {
+        if gram.len() != k * k {
+            return Err(Error::ShapeMismatch(format!(
+                "the Gram matrix has {} entries, expected {k} x {k}",
+                gram.len()
+            )));
+        }
+        if !gram.iter().all(|v| v.is_finite()) {
+            return Err(Error::NonFinite(
+                "the Gram matrix holds a non-finite value".into(),
+            ));
+        }
+        if !(0..k).all(|i| (0..i).all(|j| gram[i * k + j] == gram[j * k + i])) {
+            return Err(Error::InvalidParameter(
+                "the Gram matrix is not symmetric".into(),
+            ));
+        }
         let reduced = Tridiagonal::of(gram, k);
         let rounded: Vec<T> = reduced.basis.iter().map(|&v| T::from_f64(v)).collect();
         rotate_rows(x, k, &rounded)?;
