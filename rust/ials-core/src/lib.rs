@@ -18,7 +18,6 @@ pub use als::{
 };
 pub use csr::{CsrMatrix, CsrView};
 pub use error::{Error, Result};
-pub use linalg::Tridiagonal;
 pub use model::{Model, Settings};
 pub use parallel::{resolve_threads, thread_pool, with_threads, Interrupt, MAX_THREADS};
 pub use rank::{ranking_metrics, top_k, Exclusions, ItemIndex, Ranking, UserMetrics};

@@ -120,6 +120,7 @@ impl TurnedBasis {
                 "the Gram matrix is not symmetric".into(),
             ));
         }
+        self.check(x.len(), y.len(), k)?;
         let reduced = Tridiagonal::of(gram, k);
         let rounded: Vec<T> = reduced.basis.iter().map(|&v| T::from_f64(v)).collect();
         rotate_rows(x, k, &rounded)?;
@@ -129,8 +130,9 @@ impl TurnedBasis {
         Ok(reduced.matrix())
     }
 
-    /// Turns `x` and `y` back to the caller's basis.
+    /// Turns `x` and `y` back to the caller's basis (nothing to do before the first `reduce`).
     pub fn restore<T: Real>(&mut self, x: &mut [T], y: &mut [T], k: usize) -> Result<()> {
+        self.check(x.len(), y.len(), k)?;
         let Some(total) = self.total.take() else {
             return Ok(());
         };
@@ -139,6 +141,24 @@ impl TurnedBasis {
             .collect();
         rotate_rows(x, k, &back)?;
         rotate_rows(y, k, &back)
+    }
+
+    /// Checked before anything turns, so that a call turns all it turns or nothing: whole rows
+    /// of `k`, and the `k` of the bases turned so far.
+    fn check(&self, x_len: usize, y_len: usize, k: usize) -> Result<()> {
+        let whole = |len: usize| k > 0 && len.is_multiple_of(k) || len == 0;
+        if !(whole(x_len) && whole(y_len)) {
+            return Err(Error::ShapeMismatch(format!(
+                "{x_len} and {y_len} values are not whole rows of {k}"
+            )));
+        }
+        match &self.total {
+            Some(total) if total.len() != k * k => Err(Error::ShapeMismatch(format!(
+                "the factors were turned with {} columns, not {k}",
+                total.len().isqrt()
+            ))),
+            _ => Ok(()),
+        }
     }
 }
 
@@ -315,6 +335,35 @@ mod tests {
             distance(&turned.0, &values(n_users * k, 1)) > 1e-3,
             "the fit moved"
         );
+    }
+
+    #[test]
+    fn a_turn_with_bad_shapes_turns_nothing() {
+        let k = 4;
+        let y = values(9 * k, 3);
+        let g: Vec<f64> = (0..k * k)
+            .map(|ij| {
+                let (a, b) = (ij / k, ij % k);
+                (0..9).map(|r| y[r * k + a] * y[r * k + b]).sum()
+            })
+            .collect();
+        let mut basis = TurnedBasis::default();
+        let (mut x, mut short_y) = (values(5 * k, 1), y[..9 * k - 1].to_vec());
+        let before = x.clone();
+        assert!(basis.reduce(&g, &mut x, &mut short_y, k).is_err());
+        assert_eq!(x, before, "x untouched when y is not whole rows");
+        let mut y = y.clone();
+        basis.reduce(&g, &mut x, &mut y, k).unwrap();
+        let turned = x.clone();
+        let (mut x5, mut y5) = (values(5 * 5, 1), values(9 * 5, 3));
+        assert!(
+            basis.restore(&mut x5, &mut y5, 5).is_err(),
+            "turned with 4 columns"
+        );
+        assert!(basis.reduce(&g, &mut x5, &mut y5, 5).is_err());
+        assert_eq!(x, turned);
+        basis.restore(&mut x, &mut y, k).unwrap();
+        assert!(x.iter().zip(&before).all(|(a, b)| (a - b).abs() < 1e-12));
     }
 
     #[test]
