@@ -129,6 +129,8 @@ def test_turning_where_it_saves_more_than_it_costs() -> None:
     )
     assert not _basis.turning_pays(cg3, 200, 40981, 256), "few rows against many"
     assert not _basis.turning_pays(cg3, 300, 100, 256), "the reduction outweighs 300 rows"
+    assert not _basis.turning_pays(cg3, 2**64 - 1, 2**64 - 1, 2**64 - 1), "no overflow"
+    assert _basis.turning_pays(cg3, 2**62, 1, 256)
     # Block coordinate descent depends on the basis; the exact solve gains nothing.
     assert not _basis.turning_pays(exact, 29858, 40981, 256)
     assert not _basis.turning_pays(block, 29858, 40981, 256)

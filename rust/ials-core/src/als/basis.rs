@@ -80,8 +80,9 @@ pub fn turning_pays(solver: Solver, n_rows: usize, n_fixed: usize, k: usize) -> 
     let Solver::ConjugateGradient { steps } = solver else {
         return false;
     };
+    // In u128: no count a caller passes can overflow.
     let saved = (steps as u128 + 1) * n_rows as u128;
-    let spent = (n_rows + n_fixed) as u128 + (REDUCTION_ROWS_PER_FACTOR * k) as u128;
+    let spent = n_rows as u128 + n_fixed as u128 + REDUCTION_ROWS_PER_FACTOR as u128 * k as u128;
     k >= TURN_FROM_FACTORS && saved > spent
 }
 
