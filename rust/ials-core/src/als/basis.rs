@@ -10,6 +10,7 @@
 use rayon::prelude::*;
 
 use crate::error::{Error, Result};
+use crate::linalg::tridiagonal::identity;
 use crate::linalg::{symv_panels, symv_rows, PanelMatrix, Tridiagonal};
 use crate::simd::{dispatch, Arith, Kernel};
 use crate::Real;
@@ -161,14 +162,6 @@ impl TurnedBasis {
             _ => Ok(()),
         }
     }
-}
-
-fn identity(k: usize) -> Vec<f64> {
-    let mut m = vec![0.0; k * k];
-    for i in 0..k {
-        m[i * k + i] = 1.0;
-    }
-    m
 }
 
 struct Rotate<'a, T> {

@@ -106,10 +106,7 @@ impl Tridiagonal {
 /// to first: `H_j` changes only columns `j + 1..k`, where only rows `j + 1..k` of the product so
 /// far are not zero; then transposed in place. `scratch` holds at least `k` values.
 fn accumulate(reflectors: &[f64], k: usize, scratch: &mut [f64]) -> Vec<f64> {
-    let mut z = vec![0.0; k * k];
-    for i in 0..k {
-        z[i * k + i] = 1.0;
-    }
+    let mut z = identity(k);
     for j in (0..k.saturating_sub(2)).rev() {
         let v = &reflectors[j * k + j + 1..(j + 1) * k];
         if v.iter().all(|&x| x == 0.0) {
@@ -130,6 +127,15 @@ fn accumulate(reflectors: &[f64], k: usize, scratch: &mut [f64]) -> Vec<f64> {
         }
     }
     z
+}
+
+/// The `k x k` identity, row-major.
+pub(crate) fn identity(k: usize) -> Vec<f64> {
+    let mut m = vec![0.0; k * k];
+    for i in 0..k {
+        m[i * k + i] = 1.0;
+    }
+    m
 }
 
 /// One pass over the rows of `rows` (whole rows of `k`), on their columns from `first`: row `r`
@@ -319,10 +325,7 @@ mod tests {
             let t = Tridiagonal::of(&g, k);
             let q = &t.basis;
             let qtq = product(&transpose(q, k), q, k);
-            let identity: Vec<f64> = (0..k * k)
-                .map(|ij| f64::from(u8::from(ij / k == ij % k)))
-                .collect();
-            let off: Vec<f64> = qtq.iter().zip(&identity).map(|(a, b)| a - b).collect();
+            let off: Vec<f64> = qtq.iter().zip(&identity(k)).map(|(a, b)| a - b).collect();
             assert!(max_abs(&off) <= 1e-13 * k as f64, "k={k}: Q^T Q = I");
             let reduced = product(&transpose(q, k), &product(&g, q, k), k);
             let error: Vec<f64> = reduced.iter().zip(t.matrix()).map(|(a, b)| a - b).collect();
@@ -345,10 +348,7 @@ mod tests {
         let reduced = Tridiagonal::of(&t.matrix(), k);
         assert_eq!(reduced.diagonal, t.diagonal);
         assert_eq!(reduced.off_diagonal, t.off_diagonal);
-        let identity: Vec<f64> = (0..k * k)
-            .map(|ij| f64::from(u8::from(ij / k == ij % k)))
-            .collect();
-        assert_eq!(reduced.basis, identity);
+        assert_eq!(reduced.basis, identity(k));
     }
 
     #[test]
