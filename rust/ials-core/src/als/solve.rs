@@ -13,7 +13,8 @@
 //! fewer items than factors, solves it through a factorisation of the part all rows share
 //! ([`super::low_rank`]).
 
-use rayon::prelude::*;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Mutex;
 
 use crate::check::{all_finite, check_factors};
 use crate::csr::CsrView;
@@ -156,18 +157,47 @@ pub fn solve_rows<T: Real>(
 
 /// Runs `solve(first_row, rows)` on chunks of `ROW_CHUNK` rows of `x` in parallel, checking for a
 /// requested stop before each chunk.
-pub(crate) fn in_row_chunks<T: Real>(
+///
+/// The chunks are handed out in order, each to the next thread that is free, so that the threads
+/// work on neighbouring rows at any moment. Where a data set's ids place related rows together,
+/// neighbouring rows share items, and the threads then share the items they read in the cache
+/// they have in common; splitting the rows into one range per thread (Rayon's parallel
+/// iterators) gave each its own range of items, and two threads 1.7x one's speed on gowalla.
+pub(crate) fn in_row_chunks<T: Send>(
     x: &mut [T],
     k: usize,
     interrupt: &Interrupt,
     solve: impl Fn(usize, &mut [T]) -> Result<()> + Sync + Send,
 ) -> Result<()> {
-    x.par_chunks_mut(ROW_CHUNK * k)
-        .enumerate()
-        .try_for_each(|(chunk, x_rows)| {
-            interrupt.check()?;
-            solve(chunk * ROW_CHUNK, x_rows)
-        })
+    let chunks = Mutex::new(x.chunks_mut(ROW_CHUNK * k).enumerate());
+    let failure = Mutex::new(None);
+    let failed = AtomicBool::new(false);
+    let work = || {
+        while !failed.load(Ordering::Relaxed) {
+            let next = chunks.lock().unwrap_or_else(|p| p.into_inner()).next();
+            let Some((chunk, x_rows)) = next else { break };
+            let solved = interrupt
+                .check()
+                .and_then(|_| solve(chunk * ROW_CHUNK, x_rows));
+            if let Err(e) = solved {
+                failed.store(true, Ordering::Relaxed);
+                failure
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .get_or_insert(e);
+            }
+        }
+    };
+    rayon::scope(|scope| {
+        for _ in 1..rayon::current_num_threads() {
+            scope.spawn(|_| work());
+        }
+        work();
+    });
+    match failure.into_inner().unwrap_or_else(|p| p.into_inner()) {
+        Some(e) => Err(e),
+        None => Ok(()),
+    }
 }
 
 /// Checks that every row's penalty is finite in `T`. It grows with the row's length, so the
@@ -185,5 +215,57 @@ fn check_penalties<T: Real>(rows: &CsrView<'_>, objective: &Objective) -> Result
              regularization_exponent or regularization",
             rows.n_cols()
         )))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::parallel::with_threads;
+
+    #[test]
+    fn every_chunk_is_solved_once_by_some_thread() {
+        let (k, n_rows) = (3, 10 * ROW_CHUNK + 7);
+        for threads in [1, 2, 5] {
+            let mut x = vec![0u32; n_rows * k];
+            let x = with_threads(threads, || {
+                in_row_chunks(&mut x, k, &Interrupt::new(), |first_row, rows| {
+                    for (offset, row) in rows.chunks_exact_mut(k).enumerate() {
+                        row.iter_mut()
+                            .for_each(|v| *v += (first_row + offset) as u32 + 1);
+                    }
+                    Ok(())
+                })
+                .map(|()| x)
+            })
+            .unwrap()
+            .unwrap();
+            for (row, values) in x.chunks_exact(k).enumerate() {
+                assert!(
+                    values.iter().all(|&v| v == row as u32 + 1),
+                    "{threads} threads, row {row}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn a_failing_chunk_fails_the_call_and_a_stop_ends_it() {
+        let k = 2;
+        let mut x = vec![0.0f64; 40 * ROW_CHUNK * k];
+        let failing = with_threads(2, || {
+            in_row_chunks(&mut x, k, &Interrupt::new(), |first_row, _| {
+                match first_row == 7 * ROW_CHUNK {
+                    true => Err(Error::Singular { row: first_row }),
+                    false => Ok(()),
+                }
+            })
+        })
+        .unwrap();
+        assert_eq!(failing, Err(Error::Singular { row: 7 * ROW_CHUNK }));
+        let stop = Interrupt::new();
+        stop.request();
+        let stopped = with_threads(2, || in_row_chunks(&mut x, k, &stop, |_, _| Ok(()))).unwrap();
+        assert_eq!(stopped, Err(Error::Interrupted));
     }
 }
