@@ -67,6 +67,22 @@ impl Kernel for AllBelow<'_> {
     }
 }
 
+/// Checks that `matrix`, named `what` in the errors, is a `k x k` matrix of finite values.
+pub(crate) fn check_square<T: Real>(what: &str, matrix: &[T], k: usize) -> Result<()> {
+    if matrix.len() != k * k {
+        return Err(Error::ShapeMismatch(format!(
+            "the {what} has {} entries, expected {k} x {k}",
+            matrix.len()
+        )));
+    }
+    if !all_finite(matrix) {
+        return Err(Error::NonFinite(format!(
+            "the {what} holds a non-finite value"
+        )));
+    }
+    Ok(())
+}
+
 /// The number of `k`-long rows in `factors`.
 pub(crate) fn factor_rows<T>(factors: &[T], k: usize) -> Result<usize> {
     if k == 0 && !factors.is_empty() {

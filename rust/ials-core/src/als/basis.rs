@@ -9,6 +9,7 @@
 
 use rayon::prelude::*;
 
+use crate::check::check_square;
 use crate::error::{Error, Result};
 use crate::linalg::tridiagonal::identity;
 use crate::linalg::{symv_panels, symv_rows, PanelMatrix, Tridiagonal};
@@ -27,12 +28,7 @@ const TURN_CHUNK: usize = 256;
 /// bits for any thread count and for any split of `x` into blocks. Not stoppable: a matrix turned
 /// in part would be in neither basis.
 pub fn rotate_rows<T: Real>(x: &mut [T], k: usize, basis: &[T]) -> Result<()> {
-    if basis.len() != k * k {
-        return Err(Error::ShapeMismatch(format!(
-            "the basis has {} entries, expected {k} x {k}",
-            basis.len()
-        )));
-    }
+    check_square("basis", basis, k)?;
     if k == 0 {
         return Ok(());
     }
@@ -41,11 +37,6 @@ pub fn rotate_rows<T: Real>(x: &mut [T], k: usize, basis: &[T]) -> Result<()> {
             "{} values are not whole rows of {k}",
             x.len()
         )));
-    }
-    if !basis.iter().all(|v| v.is_finite()) {
-        return Err(Error::NonFinite(
-            "the basis holds a non-finite value".into(),
-        ));
     }
     // Packed at every size it can be (f32, k a multiple of the panel), unlike CG's Gram matrix:
     // a block of TURN_CHUNK rows is a real matrix product (gowalla, 128 factors, 2 threads: both
@@ -106,17 +97,7 @@ impl TurnedBasis {
         y: &mut [T],
         k: usize,
     ) -> Result<Vec<f64>> {
-        if gram.len() != k * k {
-            return Err(Error::ShapeMismatch(format!(
-                "the Gram matrix has {} entries, expected {k} x {k}",
-                gram.len()
-            )));
-        }
-        if !gram.iter().all(|v| v.is_finite()) {
-            return Err(Error::NonFinite(
-                "the Gram matrix holds a non-finite value".into(),
-            ));
-        }
+        check_square("Gram matrix", gram, k)?;
         if !(0..k).all(|i| (0..i).all(|j| gram[i * k + j] == gram[j * k + i])) {
             return Err(Error::InvalidParameter(
                 "the Gram matrix is not symmetric".into(),

@@ -300,6 +300,29 @@ mod tests {
     use crate::linalg::vector::tests::bits;
     use crate::simd::testing::{avx2_or_skip, avx512_or_skip, fused, fused_avx512, generic_fused};
 
+    /// Every row of `rows` after three CG steps from `x` against `y`, at `arith`.
+    fn three_steps<T: Real, A: Arith>(
+        arith: A,
+        rows: &crate::csr::CsrMatrix,
+        mut x: Vec<T>,
+        y: &[T],
+        gram: GramOperator<'_, T>,
+        objective: &Objective,
+    ) -> Vec<T> {
+        CgRows {
+            rows: &rows.view(),
+            first_row: 0,
+            k: y.len() / rows.view().n_cols(),
+            x: &mut x,
+            y,
+            gram,
+            objective,
+            steps: 3,
+        }
+        .run(arith);
+        x
+    }
+
     /// A chunk of rows solved with the Gram matrix packed in panels and without (rows four or
     /// eight at a time, row-major): the same bits, at every level the CPU has. Packed, at 64
     /// factors the panel product's groups go through CG in lock step; at 384 (576 KiB, past
@@ -346,22 +369,11 @@ mod tests {
             unobserved_weight: 0.5,
         };
         let solve = |panels: Option<&PanelMatrix>| {
-            let mut x = values(n_rows * k, 1);
-            CgRows {
-                rows: &rows.view(),
-                first_row: 0,
-                x: &mut x,
-                y: &y,
-                k,
-                gram: GramOperator::Dense {
-                    matrix: &gram,
-                    panels,
-                },
-                objective: &objective,
-                steps: 3,
-            }
-            .run(arith);
-            x
+            let gram = GramOperator::Dense {
+                matrix: &gram,
+                panels,
+            };
+            three_steps(arith, &rows, values(n_rows * k, 1), &y, gram, &objective)
         };
         let (packed, row_major) = (solve(Some(&panels)), solve(None));
         assert!(packed.iter().all(|v| v.is_finite()));
@@ -423,19 +435,7 @@ mod tests {
             unobserved_weight: 0.7,
         };
         let solve = |gram: GramOperator<'_, T>| {
-            let mut x = values(n_rows * k, 1);
-            CgRows {
-                rows: &rows.view(),
-                first_row: 0,
-                x: &mut x,
-                y: &y,
-                k,
-                gram,
-                objective: &objective,
-                steps: 3,
-            }
-            .run(arith);
-            x
+            three_steps(arith, &rows, values(n_rows * k, 1), &y, gram, &objective)
         };
         let banded = solve(GramOperator::Tridiagonal {
             diagonal: &diagonal,

@@ -16,7 +16,7 @@
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Mutex;
 
-use crate::check::{all_finite, check_factors};
+use crate::check::{check_factors, check_square};
 use crate::csr::CsrView;
 use crate::error::{Error, Result};
 use crate::parallel::Interrupt;
@@ -65,17 +65,7 @@ pub fn solve_rows<T: Real>(
     objective.validate()?;
     check_factors((rows.n_rows(), rows.n_cols()), x, y, k)?;
     check_penalties::<T>(rows, objective)?;
-    if gram.len() != k * k {
-        return Err(Error::ShapeMismatch(format!(
-            "the Gram matrix has {} entries, expected {k} x {k}",
-            gram.len()
-        )));
-    }
-    if !all_finite(gram) {
-        return Err(Error::NonFinite(
-            "the Gram matrix holds a non-finite value".into(),
-        ));
-    }
+    check_square("Gram matrix", gram, k)?;
     if k == 0 || rows.n_rows() == 0 {
         return Ok(());
     }
